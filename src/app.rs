@@ -1,0 +1,135 @@
+//! Command dispatch: turns parsed flags into configs and runs the matching pipeline or command.
+
+use std::io::Write;
+
+use crate::cli::{Cli, Command, GlobalArgs, LogFormat, SampleLayout, SchemaCommand, TopicCommand};
+use crate::kafka::KafkaConfig;
+use crate::replay::{self, Ended, ReplayConfig};
+use crate::schema::Schema;
+use crate::shutdown::Shutdown;
+use crate::{Error, Result};
+
+/// Logs go to stderr (stdout carries data only). `RUST_LOG` overrides the level flags.
+pub fn init_logging(g: &GlobalArgs) {
+    let level = match (g.quiet, g.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    // rskafka logs every connection retry as a warning; our own errors say what failed, so keep it quiet.
+    let default = format!("{level},rskafka=error");
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match g.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.with_target(false).try_init(),
+    };
+}
+
+fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Io { context: "writing to stdout".into(), source: e }),
+        _ => Ok(()),
+    }
+}
+
+/// Runs one command; returns the process exit code.
+pub async fn run(cli: Cli) -> Result<u8> {
+    let shutdown = Shutdown::new();
+    shutdown.listen_for_signals();
+    match cli.command {
+        Command::Replay(args) => {
+            let cfg = ReplayConfig::try_from(&args)?;
+            let kafka = KafkaConfig::try_from(&args.kafka)?;
+            let report = replay::run(kafka, cfg, shutdown).await?;
+            eprintln!("{}", report.summary());
+            match &report.ended {
+                Ended::BadRow(b) => tracing::error!("{b}"),
+                Ended::Unacknowledged(failures) => {
+                    for f in failures {
+                        tracing::error!(
+                            "partition {}: {} row(s) not acknowledged by the broker: {}",
+                            f.partition, f.rows, f.error
+                        );
+                    }
+                }
+                _ => {}
+            }
+            Ok(report.exit_code())
+        }
+        Command::Topic(t) => {
+            let text = match t {
+                TopicCommand::Create { name, partitions, replication_factor, if_not_exists, kafka } => {
+                    crate::topic::create(KafkaConfig::try_from(&kafka)?, &name, partitions, replication_factor, if_not_exists).await?
+                }
+                TopicCommand::List { kafka } => crate::topic::list(KafkaConfig::try_from(&kafka)?).await?,
+                TopicCommand::Describe { name, kafka } => crate::topic::describe(KafkaConfig::try_from(&kafka)?, &name).await?,
+                TopicCommand::Delete { name, kafka } => crate::topic::delete(KafkaConfig::try_from(&kafka)?, &name).await?,
+            };
+            print(&text)?;
+            Ok(0)
+        }
+        Command::Consume(args) => {
+            let cfg = crate::consume::ConsumeConfig::try_from(&args)?;
+            let n = crate::consume::run(KafkaConfig::try_from(&args.kafka)?, cfg, shutdown.clone()).await?;
+            tracing::debug!(records = n, "consume finished");
+            Ok(shutdown.reason().map_or(0, |r| r.exit_code()))
+        }
+        Command::Schema(SchemaCommand::Show { preset }) => {
+            let s = Schema::preset(&preset)
+                .ok_or_else(|| Error::Usage(crate::schema::SchemaError::UnknownPreset(preset).to_string()))?;
+            print(s.to_toml().trim_end())?;
+            Ok(0)
+        }
+        Command::Schema(SchemaCommand::Infer { input }) => {
+            let input = replay::Input::parse(&input);
+            let schema = tokio::task::spawn_blocking(move || -> Result<Schema> {
+                let mut src = replay::source::CsvSource::new(&input, Default::default())?;
+                Ok(src.resolve_schema(None)?.0)
+            })
+            .await
+            .expect("schema inference panicked")?;
+            print(schema.to_toml().trim_end())?;
+            Ok(0)
+        }
+        Command::Sample(a) => {
+            let start = chrono::NaiveDate::parse_from_str(&a.start, "%Y-%m-%d")
+                .map_err(|_| Error::Usage(format!("--start '{}' is not a date like 2015-01-02", a.start)))?;
+            tokio::task::spawn_blocking(move || write_sample(a.layout, a.out.as_deref(), a.rows, a.symbols, start, a.seed))
+                .await
+                .expect("sample writer panicked")?;
+            Ok(0)
+        }
+    }
+}
+
+fn write_sample(
+    layout: SampleLayout,
+    out: Option<&std::path::Path>,
+    rows: u64,
+    symbols: usize,
+    start: chrono::NaiveDate,
+    seed: u64,
+) -> Result<()> {
+    let io = |source, path: &std::path::Path| Error::Io { context: format!("writing {}", path.display()), source };
+    let mut sink: Box<dyn Write> = match out {
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        Some(p) => {
+            let f = std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| io(e, p))?);
+            if p.extension().is_some_and(|e| e == "gz") {
+                Box::new(flate2::write::GzEncoder::new(f, flate2::Compression::default()))
+            } else {
+                Box::new(f)
+            }
+        }
+    };
+    let path = out.unwrap_or(std::path::Path::new("<stdout>"));
+    match layout {
+        SampleLayout::Indices => crate::sample::write_indices(&mut sink, rows, symbols, start, seed),
+        SampleLayout::Ticks => crate::sample::write_ticks(&mut sink, rows, symbols, start, seed),
+    }
+    .and_then(|_| sink.flush())
+    .map_err(|e| io(e, path))
+}

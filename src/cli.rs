@@ -1,0 +1,405 @@
+//! Command-line flags (clap derive structs only) and their conversion into validated configs.
+//!
+//! Every connection flag can also come from the environment (`KAFKA_BROKERS`, ...). Raw flags are turned into the
+//! checked `*Config` structs once, here, so the pipelines never see an unparsed string.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::consume::{ConsumeConfig, StartAt};
+use crate::kafka::{Compression, KafkaConfig, DEFAULT_BROKERS};
+use crate::replay::{Input, OnError, Pace, ProduceConfig, ReplayConfig, TimestampMode};
+use crate::schema::{load_schema_file, Schema, SchemaError};
+
+#[derive(Debug, Parser)]
+#[command(name = "ticklake", version, about = "Replay market data from CSV into Kafka, land it in S3 as Parquet for Athena")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TICKLAKE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct KafkaArgs {
+    /// Bootstrap brokers, comma-separated host:port.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = DEFAULT_BROKERS)]
+    pub brokers: String,
+    /// Deadline for each Kafka operation (connect, metadata, one produce or fetch), retries included.
+    #[arg(long = "kafka-timeout", env = "KAFKA_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+impl TryFrom<&KafkaArgs> for KafkaConfig {
+    type Error = crate::kafka::Error;
+    fn try_from(a: &KafkaArgs) -> Result<Self, Self::Error> {
+        KafkaConfig::new(&a.brokers, a.timeout)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replay a CSV file (or .gz, or - for stdin) into a Kafka topic.
+    Replay(ReplayArgs),
+    /// Create, list, describe or delete topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Print records of a topic as JSON lines on stdout.
+    Consume(ConsumeArgs),
+    /// Show a preset schema or infer one from a CSV file.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+    /// Generate deterministic sample CSV data (what `data/` holds).
+    Sample(SampleArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    Zstd,
+    Lz4,
+    Snappy,
+    Gzip,
+    None,
+}
+
+impl From<CompressionArg> for Compression {
+    fn from(c: CompressionArg) -> Self {
+        match c {
+            CompressionArg::Zstd => Compression::Zstd,
+            CompressionArg::Lz4 => Compression::Lz4,
+            CompressionArg::Snappy => Compression::Snappy,
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::None => Compression::NoCompression,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// CSV file to read (`.gz` is decompressed), or `-` for stdin. A header row is required.
+    pub input: String,
+    /// Topic to write to.
+    #[arg(long, short, env = "TICKLAKE_TOPIC")]
+    pub topic: String,
+    /// Schema: a preset (`indices`, `ticks`) or a schema file (TOML or JSON). Default: the preset whose columns the
+    /// header has, else inferred from the first rows (and logged, so it can be saved).
+    #[arg(long)]
+    pub schema: Option<String>,
+    /// Create the topic with N partitions if it does not exist.
+    #[arg(long)]
+    pub partitions: Option<i32>,
+    /// Send N rows per second.
+    #[arg(long, conflicts_with = "speed")]
+    pub rate: Option<f64>,
+    /// Replay event-time gaps X times faster than they happened (the file must be sorted by event time).
+    #[arg(long)]
+    pub speed: Option<f64>,
+    /// Send random rows (with replacement) forever, like a live feed; 1 row/s unless --rate says otherwise.
+    #[arg(long, conflicts_with = "loop_input")]
+    pub sample: bool,
+    /// Start again at the top of the file when it ends.
+    #[arg(long = "loop")]
+    pub loop_input: bool,
+    /// Stop after sending N rows.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Record timestamp: the row's event time or the send time.
+    #[arg(long, value_enum, default_value_t = TimestampMode::Event)]
+    pub timestamp: TimestampMode,
+    /// A row that does not fit the schema: stop (after sending every good row before it) or skip it.
+    #[arg(long, value_enum, default_value_t = OnError::Fail)]
+    pub on_error: OnError,
+    /// With `--on-error skip`: write each bad row, with its line and reason, to this file (JSON lines).
+    #[arg(long)]
+    pub rejects: Option<PathBuf>,
+    /// Compression of record batches.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Zstd)]
+    pub compression: CompressionArg,
+    /// How long a partition's batch waits to fill before it is sent.
+    #[arg(long, default_value = "5ms", value_parser = parse_duration)]
+    pub linger: Duration,
+    /// Uncompressed bytes per batch per partition before it is sent without waiting.
+    #[arg(long, default_value = "512KiB", value_parser = parse_bytes)]
+    pub batch_bytes: u64,
+    /// How long a failing batch is retried (with backoff) before the replay gives up and reports it.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub retry_for: Duration,
+    /// Progress bar: auto (on a terminal), always, never.
+    #[arg(long, value_enum, default_value_t = When::Auto)]
+    pub progress: When,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum When {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Resolves `--schema`: a preset name, or a path to a schema file.
+pub fn resolve_schema_arg(arg: Option<&str>) -> Result<Option<Schema>, crate::Error> {
+    let Some(arg) = arg else { return Ok(None) };
+    if let Some(p) = Schema::preset(arg) {
+        return Ok(Some(p));
+    }
+    let path = PathBuf::from(arg);
+    if !path.exists() && !arg.contains('.') && !arg.contains('/') {
+        return Err(crate::Error::Usage(SchemaError::UnknownPreset(arg.into()).to_string()));
+    }
+    Ok(Some(load_schema_file(&path)?))
+}
+
+impl TryFrom<&ReplayArgs> for ReplayConfig {
+    type Error = crate::Error;
+    fn try_from(a: &ReplayArgs) -> Result<Self, Self::Error> {
+        let usage = |m: &str| Err(crate::Error::Usage(m.to_string()));
+        if let Some(r) = a.rate
+            && !(r > 0.0 && r.is_finite())
+        {
+            return usage("--rate must be a positive number of rows per second");
+        }
+        if let Some(s) = a.speed
+            && !(s > 0.0 && s.is_finite())
+        {
+            return usage("--speed must be a positive factor (1 = real time, 60 = a minute per second)");
+        }
+        if a.partitions.is_some_and(|p| p < 1) {
+            return usage("--partitions must be at least 1");
+        }
+        if a.rejects.is_some() && a.on_error == OnError::Fail {
+            return usage("--rejects only makes sense with --on-error skip");
+        }
+        if a.topic.is_empty() {
+            return usage("--topic must not be empty");
+        }
+        let pace = match (a.rate, a.speed, a.sample) {
+            (Some(r), _, _) => Pace::Rate(r),
+            (None, Some(s), _) => Pace::Speed(s),
+            (None, None, true) => Pace::Rate(1.0),
+            (None, None, false) => Pace::FlatOut,
+        };
+        let progress = match a.progress {
+            When::Always => true,
+            When::Never => false,
+            When::Auto => std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        };
+        Ok(ReplayConfig {
+            input: Input::parse(&a.input),
+            topic: a.topic.clone(),
+            schema: resolve_schema_arg(a.schema.as_deref())?,
+            create_partitions: a.partitions,
+            pace,
+            sample: a.sample,
+            loop_input: a.loop_input,
+            limit: a.limit,
+            timestamp: a.timestamp,
+            on_error: a.on_error,
+            rejects: a.rejects.clone(),
+            produce: ProduceConfig {
+                linger: a.linger,
+                batch_bytes: usize::try_from(a.batch_bytes).unwrap_or(usize::MAX).max(1),
+                compression: a.compression.into(),
+                retry_for: a.retry_for,
+            },
+            progress,
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create {
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        partitions: i32,
+        #[arg(long, default_value_t = 1)]
+        replication_factor: i16,
+        /// Succeed if the topic already exists.
+        #[arg(long)]
+        if_not_exists: bool,
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    },
+    /// List topics with their partition counts.
+    List {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    },
+    /// Show a topic's partitions with their earliest offset and high watermark.
+    Describe {
+        name: String,
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    },
+    /// Delete a topic.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    #[arg(long, short, env = "TICKLAKE_TOPIC")]
+    pub topic: String,
+    /// Only this partition (default: all).
+    #[arg(long)]
+    pub partition: Option<i32>,
+    /// Where to start: earliest, latest, or an offset number.
+    #[arg(long, default_value = "earliest")]
+    pub offset: String,
+    /// Stop after N records.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Stop once every partition reaches the high watermark seen at start (otherwise follow, like tail -f).
+    #[arg(long)]
+    pub exit_at_end: bool,
+    /// Print each record with its partition, offset, key and timestamp instead of the bare value.
+    #[arg(long)]
+    pub meta: bool,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+impl TryFrom<&ConsumeArgs> for ConsumeConfig {
+    type Error = crate::Error;
+    fn try_from(a: &ConsumeArgs) -> Result<Self, Self::Error> {
+        let start = match a.offset.as_str() {
+            "earliest" | "beginning" => StartAt::Earliest,
+            "latest" | "end" => StartAt::Latest,
+            n => StartAt::Offset(n.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+                crate::Error::Usage(format!("--offset '{n}' must be earliest, latest or a non-negative offset"))
+            })?),
+        };
+        Ok(ConsumeConfig {
+            topic: a.topic.clone(),
+            partition: a.partition,
+            start,
+            limit: a.limit,
+            exit_at_end: a.exit_at_end,
+            meta: a.meta,
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Print a preset schema (indices, ticks) as TOML.
+    Show { preset: String },
+    /// Infer a schema from a CSV file's header and first rows; prints TOML to save and pass as --schema.
+    Infer { input: String },
+}
+
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// Which layout.
+    #[arg(value_enum)]
+    pub layout: SampleLayout,
+    /// Output file (default: stdout). A `.gz` name is compressed.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Number of rows (approximate for indices: whole trading days for every symbol).
+    #[arg(long, default_value_t = 4000)]
+    pub rows: u64,
+    /// Number of symbols.
+    #[arg(long, default_value_t = 13)]
+    pub symbols: usize,
+    /// First day (YYYY-MM-DD).
+    #[arg(long, default_value = "2015-01-02")]
+    pub start: String,
+    /// Seed of the deterministic generator: same seed, same bytes.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SampleLayout {
+    Indices,
+    Ticks,
+}
+
+/// `10s`, `250ms`, `2m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration like 10s, 250ms or 2m: {e}"))
+}
+
+/// `512KiB`, `64MiB`, `1000` (bytes).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a size like 512KiB or 64MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("'{s}': unknown unit '{unit}' (use B, KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_bytes("512KiB"), Ok(512 * 1024));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("100"), Ok(100));
+        assert!(parse_bytes("12 parsecs").is_err());
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    fn replay(args: &[&str]) -> Result<ReplayConfig, crate::Error> {
+        let mut full = vec!["ticklake", "replay"];
+        full.extend_from_slice(args);
+        let cli = Cli::try_parse_from(full).unwrap();
+        let Command::Replay(a) = cli.command else { unreachable!() };
+        ReplayConfig::try_from(&a)
+    }
+
+    #[test]
+    fn replay_flags_are_validated_once() {
+        let c = replay(&["data/x.csv", "--topic", "t", "--rate", "5", "--schema", "ticks"]).unwrap();
+        assert_eq!(c.pace, Pace::Rate(5.0));
+        assert_eq!(c.schema.unwrap().name, "ticks");
+        assert_eq!(replay(&["-", "-t", "t", "--sample"]).unwrap().pace, Pace::Rate(1.0));
+        assert!(replay(&["x", "-t", "t", "--rate", "0"]).is_err());
+        assert!(replay(&["x", "-t", "t", "--schema", "candles"]).unwrap_err().to_string().contains("presets"));
+        assert!(replay(&["x", "-t", "t", "--rejects", "r.jsonl"]).is_err());
+    }
+}

@@ -1,0 +1,302 @@
+//! Kafka at the edge: connecting with deadlines, topic metadata and admin, partition clients.
+//!
+//! Foundation layer, over rskafka 0.6. rskafka has no connect or request timeouts and its default backoff retries
+//! forever (`BackoffConfig::deadline: None`, see rskafka `src/backoff.rs`), so a wrong address or a broker that
+//! advertises an unreachable host name would hang a command forever. Here every call runs under a deadline and
+//! comes back as a typed error that names the address and what to check.
+//!
+//! rskafka has no consumer groups and no offset commits, by design; the sink keeps offsets in the lake.
+
+pub mod partitioner;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rskafka::client::error::{Error as RsError, ProtocolError};
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder};
+use rskafka::BackoffConfig;
+
+pub use partitioner::partition_for_key;
+pub use rskafka::client::partition::Compression;
+pub use rskafka::record::{Record, RecordAndOffset};
+
+/// How long one Kafka operation (connect, metadata, produce, fetch) may take before it is an error.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+
+/// Validated connection settings.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// Bootstrap `host:port` addresses.
+    pub brokers: Vec<String>,
+    /// Deadline for each operation, retries included.
+    pub timeout: Duration,
+    pub client_id: String,
+}
+
+impl KafkaConfig {
+    pub fn new(brokers: &str, timeout: Duration) -> Result<Self> {
+        let list: Vec<String> = brokers.split(',').map(str::trim).filter(|b| !b.is_empty()).map(String::from).collect();
+        if list.is_empty() {
+            return Err(Error::Config("no broker address given: pass --brokers host:port or set KAFKA_BROKERS".into()));
+        }
+        for b in &list {
+            let ok = b.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                return Err(Error::Config(format!(
+                    "broker address '{b}' is not host:port (for example 127.0.0.1:9092); check --brokers / KAFKA_BROKERS"
+                )));
+            }
+        }
+        Ok(KafkaConfig { brokers: list, timeout, client_id: format!("ticklake/{}", env!("CARGO_PKG_VERSION")) })
+    }
+
+    fn addr(&self) -> String {
+        self.brokers.join(",")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(String),
+    #[error(
+        "cannot reach Kafka at {brokers}: {reason}.\n  Check that the broker is running and listening on that address, that --brokers / KAFKA_BROKERS is right, that a firewall or security group allows the port, and that the broker's advertised.listeners names an address this machine can reach (`ticklake doctor` checks each step)"
+    )]
+    Unreachable { brokers: String, timeout: Duration, reason: String },
+    #[error("Kafka at {brokers} refused our credentials: {reason}. Check the SASL user and password")]
+    AuthRefused { brokers: String, reason: String },
+    #[error(
+        "topic '{topic}' does not exist on {brokers}. Create it with `ticklake topic create {topic} --partitions N`, or pass --partitions N to create it on the fly"
+    )]
+    TopicMissing { topic: String, brokers: String },
+    #[error("topic '{topic}' already exists on {brokers}")]
+    TopicExists { topic: String, brokers: String },
+    #[error("{op} on {topic}/{partition} did not finish within {timeout:?} (broker {brokers}); the broker may be overloaded or unreachable")]
+    Timeout { op: &'static str, topic: String, partition: i32, timeout: Duration, brokers: String },
+    #[error("{op} on {topic}/{partition} failed: {source}")]
+    Request {
+        op: &'static str,
+        topic: String,
+        partition: i32,
+        #[source]
+        source: RsError,
+    },
+}
+
+impl Error {
+    /// Process exit code for this error (see `crate::exit`).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) => crate::exit::USAGE,
+            Error::Unreachable { .. } | Error::Timeout { .. } => crate::exit::UNREACHABLE,
+            Error::AuthRefused { .. } => crate::exit::AUTH,
+            Error::TopicMissing { .. } => crate::exit::TOPIC_MISSING,
+            Error::TopicExists { .. } | Error::Request { .. } => crate::exit::FAILURE,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A connected cluster client. Cheap to clone.
+#[derive(Clone)]
+pub struct Kafka {
+    client: Arc<Client>,
+    cfg: KafkaConfig,
+}
+
+impl std::fmt::Debug for Kafka {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kafka").field("brokers", &self.cfg.brokers).finish()
+    }
+}
+
+/// A topic's name and partition ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub partitions: Vec<i32>,
+}
+
+/// Offsets of one partition: the earliest kept and the high watermark (the offset the next record gets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    pub earliest: i64,
+    pub high_watermark: i64,
+}
+
+fn is_auth_error(e: &RsError) -> bool {
+    let text = e.to_string();
+    matches!(e, RsError::ServerError { protocol_error: ProtocolError::SaslAuthenticationFailed, .. })
+        || text.contains("Sasl")
+        || text.contains("SASL")
+}
+
+impl Kafka {
+    /// Connects and fetches metadata, within `cfg.timeout`.
+    ///
+    /// First a plain TCP connect to each bootstrap address, so that "refused" or "no such host" comes back in
+    /// milliseconds with each address's own reason, instead of after rskafka's retries run out.
+    pub async fn connect(cfg: KafkaConfig) -> Result<Self> {
+        probe_bootstrap(&cfg).await?;
+        let backoff = BackoffConfig {
+            init_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+            deadline: Some(cfg.timeout),
+        };
+        let build = ClientBuilder::new(cfg.brokers.clone()).client_id(cfg.client_id.clone()).backoff_config(backoff).build();
+        let unreachable = |reason: String| Error::Unreachable { brokers: cfg.addr(), timeout: cfg.timeout, reason };
+        match tokio::time::timeout(cfg.timeout + Duration::from_millis(500), build).await {
+            Err(_) => Err(unreachable(format!("no metadata answer within {:?}", cfg.timeout))),
+            Ok(Err(e)) if is_auth_error(&e) => Err(Error::AuthRefused { brokers: cfg.addr(), reason: e.to_string() }),
+            Ok(Err(e)) => Err(unreachable(root_cause(&e))),
+            Ok(Ok(client)) => Ok(Kafka { client: Arc::new(client), cfg }),
+        }
+    }
+
+    pub fn config(&self) -> &KafkaConfig {
+        &self.cfg
+    }
+
+    /// Runs `fut` under the operation deadline.
+    pub async fn deadline<T>(
+        &self,
+        op: &'static str,
+        topic: &str,
+        partition: i32,
+        fut: impl Future<Output = Result<T, RsError>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.cfg.timeout, fut).await {
+            Err(_) => Err(Error::Timeout {
+                op,
+                topic: topic.into(),
+                partition,
+                timeout: self.cfg.timeout,
+                brokers: self.cfg.addr(),
+            }),
+            Ok(Err(e)) => Err(self.classify(op, topic, partition, e)),
+            Ok(Ok(v)) => Ok(v),
+        }
+    }
+
+    fn classify(&self, op: &'static str, topic: &str, partition: i32, e: RsError) -> Error {
+        match &e {
+            RsError::ServerError { protocol_error: ProtocolError::UnknownTopicOrPartition, .. } => {
+                Error::TopicMissing { topic: topic.into(), brokers: self.cfg.addr() }
+            }
+            RsError::ServerError { protocol_error: ProtocolError::TopicAlreadyExists, .. } => {
+                Error::TopicExists { topic: topic.into(), brokers: self.cfg.addr() }
+            }
+            _ if is_auth_error(&e) => Error::AuthRefused { brokers: self.cfg.addr(), reason: e.to_string() },
+            RsError::Connection(_) | RsError::RetryFailed(_) => Error::Unreachable {
+                brokers: self.cfg.addr(),
+                timeout: self.cfg.timeout,
+                reason: format!("{op} on {topic}/{partition} failed within {:?}: {}", self.cfg.timeout, root_cause(&e)),
+            },
+            _ => Error::Request { op, topic: topic.into(), partition, source: e },
+        }
+    }
+
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>> {
+        let topics = self.deadline("list topics", "*", -1, self.client.list_topics()).await?;
+        let mut out: Vec<TopicInfo> = topics
+            .into_iter()
+            .map(|t| TopicInfo { name: t.name, partitions: t.partitions.into_iter().collect() })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The topic's partition ids, or `TopicMissing`.
+    pub async fn topic(&self, topic: &str) -> Result<TopicInfo> {
+        self.list_topics()
+            .await?
+            .into_iter()
+            .find(|t| t.name == topic)
+            .ok_or_else(|| Error::TopicMissing { topic: topic.into(), brokers: self.cfg.addr() })
+    }
+
+    pub async fn create_topic(&self, topic: &str, partitions: i32, replication: i16) -> Result<()> {
+        let controller = self.client.controller_client().map_err(|e| self.classify("create topic", topic, -1, e))?;
+        let timeout_ms = self.cfg.timeout.as_millis().min(i32::MAX as u128) as i32;
+        self.deadline("create topic", topic, -1, controller.create_topic(topic, partitions, replication, timeout_ms))
+            .await?;
+        // Metadata propagates asynchronously on multi-broker clusters: wait until the topic is visible.
+        let until = tokio::time::Instant::now() + self.cfg.timeout;
+        loop {
+            match self.topic(topic).await {
+                Ok(t) if t.partitions.len() as i32 >= partitions => return Ok(()),
+                Ok(_) | Err(Error::TopicMissing { .. }) if tokio::time::Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Ok(_) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub async fn delete_topic(&self, topic: &str) -> Result<()> {
+        let controller = self.client.controller_client().map_err(|e| self.classify("delete topic", topic, -1, e))?;
+        let timeout_ms = self.cfg.timeout.as_millis().min(i32::MAX as u128) as i32;
+        self.deadline("delete topic", topic, -1, controller.delete_topic(topic, timeout_ms)).await
+    }
+
+    /// A client bound to one partition's leader.
+    pub async fn partition(&self, topic: &str, partition: i32) -> Result<Arc<PartitionClient>> {
+        let fut = self.client.partition_client(topic, partition, UnknownTopicHandling::Error);
+        self.deadline("connect to partition leader", topic, partition, fut).await.map(Arc::new)
+    }
+
+    /// Earliest offset and high watermark. The high watermark comes from a fetch response, which is right on
+    /// every broker (Tansu 0.6 answers ListOffsets(Latest) with the last batch's base offset + 1). The fetch waits
+    /// 10 ms: Tansu 0.6 answers `max_wait_ms = 0` with an empty response (no topic), which rskafka rejects.
+    pub async fn offsets(&self, pc: &PartitionClient) -> Result<PartitionOffsets> {
+        let (topic, p) = (pc.topic(), pc.partition());
+        let earliest = self.deadline("list offsets", topic, p, pc.get_offset(OffsetAt::Earliest)).await?;
+        let (_, high_watermark) = self.deadline("fetch", topic, p, pc.fetch_records(earliest, 1..1024, 10)).await?;
+        Ok(PartitionOffsets { earliest, high_watermark })
+    }
+}
+
+/// Succeeds if at least one bootstrap address accepts a TCP connection.
+async fn probe_bootstrap(cfg: &KafkaConfig) -> Result<()> {
+    let per_try = cfg.timeout.min(Duration::from_secs(5));
+    let mut reasons = Vec::new();
+    for addr in &cfg.brokers {
+        match tokio::time::timeout(per_try, tokio::net::TcpStream::connect(addr.as_str())).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => reasons.push(format!("{addr}: {e}")),
+            Err(_) => reasons.push(format!("{addr}: no answer to TCP connect within {per_try:?}")),
+        }
+    }
+    Err(Error::Unreachable { brokers: cfg.addr(), timeout: per_try, reason: reasons.join("; ") })
+}
+
+/// The innermost error message: rskafka wraps "connection refused" several levels deep.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    let inner = cur.to_string();
+    let outer = e.to_string();
+    if outer.contains(&inner) { outer } else { format!("{outer}: {inner}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_lists_are_checked_once() {
+        let c = KafkaConfig::new(" a:1 , b:2 ", DEFAULT_TIMEOUT).unwrap();
+        assert_eq!(c.brokers, vec!["a:1", "b:2"]);
+        assert!(KafkaConfig::new("", DEFAULT_TIMEOUT).unwrap_err().to_string().contains("KAFKA_BROKERS"));
+        assert!(KafkaConfig::new("localhost", DEFAULT_TIMEOUT).unwrap_err().to_string().contains("host:port"));
+        assert!(KafkaConfig::new("h:99999", DEFAULT_TIMEOUT).is_err());
+    }
+}

@@ -1,0 +1,47 @@
+//! ticklake: replay market data from CSV into Kafka, land the stream in S3 as hive-partitioned Parquet.
+//!
+//! Layers (imports point down): `main` → `app`/`cli` → pipelines (`replay`) and commands (`topic`, `consume`,
+//! `sample`) → foundations (`schema`, `kafka`, `shutdown`, `exit`).
+#![deny(unsafe_code, rust_2018_idioms)]
+
+pub mod app;
+pub mod cli;
+pub mod consume;
+pub mod exit;
+pub mod kafka;
+pub mod replay;
+pub mod sample;
+pub mod schema;
+pub mod shutdown;
+pub mod topic;
+
+/// Top-level error: every stage's error, each knowing its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Kafka(#[from] kafka::Error),
+    #[error(transparent)]
+    Replay(#[from] replay::ReplayError),
+    #[error(transparent)]
+    SchemaFile(#[from] schema::SchemaFileError),
+    #[error(transparent)]
+    Source(#[from] replay::source::SourceError),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => exit::USAGE,
+            Error::Kafka(e) => e.exit_code(),
+            Error::Replay(e) => e.exit_code(),
+            Error::SchemaFile(_) | Error::Source(_) => exit::BAD_INPUT,
+            Error::Io { .. } => exit::FAILURE,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,45 @@
+//! The `ticklake` binary: parse flags, set up logging and the runtime, run, map the outcome to an exit code.
+#![deny(unsafe_code, rust_2018_idioms)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// musl's malloc is slow under contention; the static binary uses mimalloc instead.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = ticklake::cli::Cli::parse();
+    ticklake::app::init_logging(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(ticklake::exit::FAILURE);
+        }
+    };
+    match runtime.block_on(ticklake::app::run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// The error and its causes, each cause once.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cur = c.source();
+    }
+    text
+}

@@ -1,0 +1,472 @@
+//! `ticklake replay`: CSV → typed rows → JSON records → Kafka.
+//!
+//! Pipeline stages, one module each: `source` (CSV bytes, schema choice) → `row` (typed row) → `encode` (record
+//! and partition) → `pacing` (when it may go) → `produce` (per-partition batches). The first four run on one
+//! blocking reader thread; producing runs on the tokio runtime.
+
+pub mod encode;
+pub mod pacing;
+pub mod produce;
+pub mod progress;
+pub mod row;
+pub mod source;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::Sender;
+
+use crate::kafka::{self, Kafka, KafkaConfig};
+use crate::schema::{Row, Schema};
+use crate::shutdown::{Shutdown, StopReason};
+pub use encode::TimestampMode;
+use encode::RecordEncoder;
+pub use pacing::Pace;
+use pacing::Pacer;
+pub use produce::ProduceConfig;
+use produce::{Chunk, Counters, ProduceFailure};
+use row::{RowError, RowParser};
+pub use source::Input;
+use source::{CsvSource, SchemaChoice, SourceError};
+
+/// Records per chunk handed from the reader to a partition worker when running flat out.
+const CHUNK_ROWS: usize = 256;
+/// Chunks queued per partition before the reader waits (backpressure).
+const QUEUE_CHUNKS: usize = 32;
+
+/// What to do with a row that does not fit the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnError {
+    /// Stop at the first bad row (after sending every good row before it).
+    Fail,
+    /// Count it, write it to `--rejects`, go on.
+    Skip,
+}
+
+/// Validated replay settings (built from the CLI flags by `cli`).
+#[derive(Debug, Clone)]
+pub struct ReplayConfig {
+    pub input: Input,
+    pub topic: String,
+    /// Explicit schema; `None` = preset matching the header, else inferred.
+    pub schema: Option<Schema>,
+    /// Create the topic with this many partitions if it is missing.
+    pub create_partitions: Option<i32>,
+    pub pace: Pace,
+    /// Random rows with replacement, forever (until `limit` or a signal), like a live feed.
+    pub sample: bool,
+    /// Start again at the top of the file at its end.
+    pub loop_input: bool,
+    pub limit: Option<u64>,
+    pub timestamp: TimestampMode,
+    pub on_error: OnError,
+    pub rejects: Option<PathBuf>,
+    pub produce: ProduceConfig,
+    /// Draw a progress bar (only sensible on a terminal).
+    pub progress: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("{path}: {source}")]
+    Schema { path: String, source: crate::schema::SchemaError },
+    #[error(transparent)]
+    Kafka(#[from] kafka::Error),
+    #[error("cannot write rejects file {path}: {source}")]
+    Rejects { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Config(String),
+}
+
+impl ReplayError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ReplayError::Source(_) | ReplayError::Schema { .. } => crate::exit::BAD_INPUT,
+            ReplayError::Kafka(e) => e.exit_code(),
+            ReplayError::Rejects { .. } => crate::exit::FAILURE,
+            ReplayError::Config(_) => crate::exit::USAGE,
+        }
+    }
+}
+
+/// A bad row that stopped the replay (`--on-error fail`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRow {
+    pub path: String,
+    pub line: u64,
+    pub error: RowError,
+}
+
+impl std::fmt::Display for BadRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}. Every good row before it was sent. Fix the row, or pass `--on-error skip --rejects rejects.jsonl` to skip bad rows and keep them for later",
+            self.path, self.line, self.error
+        )
+    }
+}
+
+/// How a replay ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// The input ran out (or `--limit` was reached).
+    Complete,
+    Stopped(StopReason),
+    BadRow(BadRow),
+    Unacknowledged(Vec<ProduceFailure>),
+}
+
+/// The final account of a replay.
+#[derive(Debug)]
+pub struct Report {
+    pub read: u64,
+    pub sent: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub bytes: u64,
+    pub retries: u64,
+    pub elapsed: Duration,
+    pub schema: Schema,
+    pub ended: Ended,
+}
+
+impl Report {
+    pub fn exit_code(&self) -> u8 {
+        match &self.ended {
+            Ended::Complete => 0,
+            Ended::Stopped(r) => r.exit_code(),
+            Ended::BadRow(_) => crate::exit::BAD_INPUT,
+            Ended::Unacknowledged(_) => crate::exit::UNACKNOWLEDGED,
+        }
+    }
+
+    /// The one-line summary printed at the end.
+    pub fn summary(&self) -> String {
+        let secs = self.elapsed.as_secs_f64();
+        format!(
+            "replay: {} rows read, {} sent, {} skipped, {} failed, {} in {:.2} s ({:.0} rows/s, {}/s){}",
+            self.read,
+            self.sent,
+            self.skipped,
+            self.failed,
+            progress::human_bytes(self.bytes),
+            secs,
+            self.sent as f64 / secs.max(1e-9),
+            progress::human_bytes((self.bytes as f64 / secs.max(1e-9)) as u64),
+            match &self.ended {
+                Ended::Complete => String::new(),
+                Ended::Stopped(r) => format!("; stopped by {r:?}"),
+                Ended::BadRow(_) => "; stopped at a bad row".into(),
+                Ended::Unacknowledged(f) => format!("; {} partition(s) gave up", f.len()),
+            }
+        )
+    }
+}
+
+/// Runs a replay to its end. Prints nothing on stdout; progress and the summary go to stderr.
+pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) -> Result<Report, ReplayError> {
+    if (cfg.loop_input || cfg.sample) && cfg.input == Input::Stdin {
+        return Err(ReplayError::Config("--loop and --sample need a file, not stdin".into()));
+    }
+    let started = Instant::now();
+    let consumed = Arc::new(AtomicU64::new(0));
+
+    // Open the input and decide the schema before touching the network: bad input fails fast.
+    let (source, schema) = {
+        let (input, given, consumed) = (cfg.input.clone(), cfg.schema.clone(), consumed.clone());
+        tokio::task::spawn_blocking(move || -> Result<_, ReplayError> {
+            let mut src = CsvSource::new(&input, consumed)?;
+            let (schema, choice) = src.resolve_schema(given)?;
+            log_schema_choice(&src, &schema, &choice);
+            Ok((src, schema))
+        })
+        .await
+        .expect("schema task panicked")?
+    };
+    let parser = RowParser::new(schema.clone(), &source.header)
+        .map_err(|e| ReplayError::Schema { path: source.name().to_string(), source: e })?;
+
+    let kafka = Kafka::connect(kafka_cfg).await?;
+    let topic = match kafka.topic(&cfg.topic).await {
+        Ok(t) => t,
+        Err(kafka::Error::TopicMissing { .. }) if cfg.create_partitions.is_some() => {
+            let n = cfg.create_partitions.unwrap_or(1);
+            tracing::info!(topic = %cfg.topic, partitions = n, "creating topic");
+            match kafka.create_topic(&cfg.topic, n, 1).await {
+                Ok(()) | Err(kafka::Error::TopicExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            kafka.topic(&cfg.topic).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let partitions = topic.partitions.len() as i32;
+    if let Some(want) = cfg.create_partitions
+        && want != partitions
+    {
+        tracing::warn!(topic = %cfg.topic, have = partitions, asked = want, "topic exists with a different partition count; using it as it is");
+    }
+
+    let counters = Arc::new(Counters::default());
+    let mut senders = Vec::new();
+    let mut workers = Vec::new();
+    for &p in &topic.partitions {
+        let client = kafka.partition(&cfg.topic, p).await?;
+        let (tx, handle) = produce::spawn_worker(kafka.clone(), client, cfg.produce.clone(), counters.clone(), QUEUE_CHUNKS);
+        senders.push(tx);
+        workers.push(handle);
+    }
+
+    let rejects = match &cfg.rejects {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|source| ReplayError::Rejects { path: path.clone(), source })?,
+        )),
+        None => None,
+    };
+    let progress = progress::Progress::start(cfg.progress, counters.clone(), consumed.clone(), cfg.input.len(), cfg.limit);
+    let reader = Reader {
+        cfg: cfg.clone(),
+        parser,
+        encoder: RecordEncoder::new(schema.clone(), partitions, cfg.timestamp),
+        senders,
+        pending: vec![Vec::new(); partitions as usize],
+        pacer: Pacer::new(cfg.pace),
+        counters: counters.clone(),
+        shutdown: shutdown.clone(),
+        rejects,
+        consumed,
+        accepted: 0,
+    };
+    let reader_end = tokio::task::spawn_blocking(move || reader.run(source)).await.expect("reader thread panicked")?;
+
+    let mut failures = Vec::new();
+    for w in workers {
+        if let Some(f) = w.await.expect("produce worker panicked") {
+            failures.push(f);
+        }
+    }
+    progress.finish().await;
+
+    let ended = if !failures.is_empty() {
+        Ended::Unacknowledged(failures)
+    } else {
+        match reader_end {
+            ReaderEnd::BadRow(b) => Ended::BadRow(b),
+            ReaderEnd::Done => shutdown.reason().map_or(Ended::Complete, Ended::Stopped),
+        }
+    };
+    Ok(Report {
+        read: counters.read.load(Ordering::SeqCst),
+        sent: counters.sent.load(Ordering::SeqCst),
+        skipped: counters.skipped.load(Ordering::SeqCst),
+        failed: counters.failed.load(Ordering::SeqCst),
+        bytes: counters.bytes_sent.load(Ordering::SeqCst),
+        retries: counters.retries.load(Ordering::SeqCst),
+        elapsed: started.elapsed(),
+        schema,
+        ended,
+    })
+}
+
+fn log_schema_choice(src: &CsvSource, schema: &Schema, choice: &SchemaChoice) {
+    match choice {
+        SchemaChoice::Given => tracing::info!(input = src.name(), schema = %schema.name, "using the given schema"),
+        SchemaChoice::Preset { extras } if extras.is_empty() => {
+            tracing::info!(input = src.name(), schema = %schema.name, "header matches a preset")
+        }
+        SchemaChoice::Preset { extras } => tracing::info!(
+            input = src.name(), schema = %schema.name, extra = ?extras,
+            "header matches a preset; extra columns kept with inferred types"
+        ),
+        SchemaChoice::Inferred => tracing::info!(
+            input = src.name(),
+            "no preset matches the header; inferred this schema (save it with `ticklake schema infer FILE > schema.toml`):\n{}",
+            schema.to_toml()
+        ),
+    }
+}
+
+enum ReaderEnd {
+    Done,
+    BadRow(BadRow),
+}
+
+/// The blocking half of the pipeline: reads, types, encodes, paces and hands chunks to partition workers.
+struct Reader {
+    cfg: ReplayConfig,
+    parser: RowParser,
+    encoder: RecordEncoder,
+    senders: Vec<Sender<Chunk>>,
+    /// Per-partition records not yet handed to their worker.
+    pending: Vec<Chunk>,
+    pacer: Pacer,
+    counters: Arc<Counters>,
+    shutdown: Shutdown,
+    rejects: Option<std::io::BufWriter<std::fs::File>>,
+    consumed: Arc<AtomicU64>,
+    /// Rows handed to the producer so far (for `--limit`).
+    accepted: u64,
+}
+
+/// Why the reader stopped taking rows.
+enum Step {
+    Go,
+    Stop,
+    Bad(BadRow),
+}
+
+impl Reader {
+    fn run(mut self, first: CsvSource) -> Result<ReaderEnd, ReplayError> {
+        let result = if self.cfg.sample { self.run_sample(first) } else { self.run_sequential(first) };
+        // Whatever happened, what was read and typed is sent.
+        self.flush_all();
+        if let Some(w) = &mut self.rejects {
+            w.flush().map_err(|source| ReplayError::Rejects { path: self.cfg.rejects.clone().unwrap_or_default(), source })?;
+        }
+        if self.encoder.pre_epoch > 0 {
+            tracing::warn!(
+                rows = self.encoder.pre_epoch,
+                "rows with event times before 1970 got the send time as Kafka timestamp (Kafka timestamps must be non-negative); their event time is in the value"
+            );
+        }
+        result
+    }
+
+    fn run_sequential(&mut self, mut src: CsvSource) -> Result<ReaderEnd, ReplayError> {
+        loop {
+            while let Some((line, rec)) = src.next_row()? {
+                match self.take(src.name(), line, &rec)? {
+                    Step::Go => {}
+                    Step::Stop => return Ok(ReaderEnd::Done),
+                    Step::Bad(b) => return Ok(ReaderEnd::BadRow(b)),
+                }
+            }
+            if !self.cfg.loop_input || self.counters.read.load(Ordering::Relaxed) == 0 {
+                return Ok(ReaderEnd::Done);
+            }
+            self.consumed.store(0, Ordering::Relaxed);
+            src = CsvSource::new(&self.cfg.input, self.consumed.clone())?;
+        }
+    }
+
+    fn run_sample(&mut self, mut src: CsvSource) -> Result<ReaderEnd, ReplayError> {
+        let mut rows: Vec<Row> = Vec::new();
+        while let Some((line, rec)) = src.next_row()? {
+            self.counters.read.fetch_add(1, Ordering::Relaxed);
+            match self.parser.parse(&rec) {
+                Ok(row) => rows.push(row),
+                Err(error) => {
+                    if let Step::Bad(b) = self.reject(src.name(), line, &rec, error)? {
+                        return Ok(ReaderEnd::BadRow(b));
+                    }
+                }
+            }
+        }
+        if rows.is_empty() {
+            return Err(ReplayError::Config(format!("{}: no valid rows to sample from", src.name())));
+        }
+        tracing::info!(rows = rows.len(), "sampling rows at random, with replacement");
+        let mut rng = rand::rng();
+        loop {
+            let row = &rows[rand::Rng::random_range(&mut rng, 0..rows.len())];
+            if let Step::Stop = self.send(row.clone()) {
+                return Ok(ReaderEnd::Done);
+            }
+        }
+    }
+
+    /// Takes one CSV row through typing, encoding and pacing.
+    fn take(&mut self, path: &str, line: u64, rec: &csv::ByteRecord) -> Result<Step, ReplayError> {
+        self.counters.read.fetch_add(1, Ordering::Relaxed);
+        match self.parser.parse(rec) {
+            Ok(row) => Ok(self.send(row)),
+            Err(error) => self.reject(path, line, rec, error),
+        }
+    }
+
+    fn reject(&mut self, path: &str, line: u64, rec: &csv::ByteRecord, error: RowError) -> Result<Step, ReplayError> {
+        if self.cfg.on_error == OnError::Fail {
+            return Ok(Step::Bad(BadRow { path: path.to_string(), line, error }));
+        }
+        self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+        if let Some(w) = &mut self.rejects {
+            let mut raw = csv::WriterBuilder::new().from_writer(vec![]);
+            let _ = raw.write_byte_record(rec);
+            let raw = raw.into_inner().unwrap_or_default();
+            let entry = serde_json::json!({
+                "file": path,
+                "line": line,
+                "column": error.column,
+                "reason": error.reason,
+                "raw": String::from_utf8_lossy(&raw).trim_end(),
+            });
+            writeln!(w, "{entry}").map_err(|source| ReplayError::Rejects { path: self.cfg.rejects.clone().unwrap_or_default(), source })?;
+        } else {
+            tracing::warn!("skipped {path}:{line}: {error}");
+        }
+        Ok(Step::Go)
+    }
+
+    fn should_stop(&self) -> bool {
+        self.shutdown.is_set() || self.counters.aborted.load(Ordering::Relaxed)
+    }
+
+    /// Paces, encodes and queues one row. `Stop` when the limit is reached or a stop was asked for.
+    fn send(&mut self, row: Row) -> Step {
+        if self.should_stop() {
+            return Step::Stop;
+        }
+        let delay = self.pacer.delay(Instant::now(), self.encoder.event_millis(&row));
+        if !delay.is_zero() {
+            self.flush_all();
+            if !self.sleep(delay) {
+                return Step::Stop;
+            }
+        }
+        let e = self.encoder.encode(&row, 192);
+        let p = e.partition as usize;
+        self.pending[p].push(e.record);
+        let chunk_rows = if self.pacer.is_flat_out() && self.cfg.input != Input::Stdin { CHUNK_ROWS } else { 1 };
+        if self.pending[p].len() >= chunk_rows {
+            self.flush(p);
+        }
+        self.accepted += 1;
+        if self.cfg.limit.is_some_and(|l| self.accepted >= l) { Step::Stop } else { Step::Go }
+    }
+
+    /// Sleeps up to `d`, waking early for a stop. False if a stop was asked for.
+    fn sleep(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            if self.should_stop() {
+                return false;
+            }
+            std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
+        }
+        !self.should_stop()
+    }
+
+    fn flush(&mut self, p: usize) {
+        if self.pending[p].is_empty() {
+            return;
+        }
+        let chunk = std::mem::take(&mut self.pending[p]);
+        let n = chunk.len() as u64;
+        if self.senders[p].blocking_send(chunk).is_err() {
+            // The worker is gone (it can only end after its channel closes, so this is a bug guard).
+            self.counters.failed.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn flush_all(&mut self) {
+        for p in 0..self.pending.len() {
+            self.flush(p);
+        }
+    }
+}

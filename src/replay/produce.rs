@@ -1,0 +1,156 @@
+//! Stage 4 of replay: records → Kafka, batched per partition.
+//!
+//! ```text
+//!  reader thread (CSV → row → record)          tokio runtime
+//!  ┌──────────────────────────────┐   chunk    ┌──────────────────────────┐
+//!  │ per-partition chunk (≤ 256)  │──channel──▶│ worker p0: linger/bytes  │──produce──▶ broker
+//!  │                              │──channel──▶│ worker p1   one batch in │──produce──▶
+//!  │                              │──channel──▶│ worker pN   flight each  │──produce──▶
+//!  └──────────────────────────────┘ (bounded)  └──────────────────────────┘
+//! ```
+//!
+//! Each partition has exactly one batch in flight: rskafka has no idempotent producer, so two in-flight batches
+//! to one partition could be reordered by a retry, and per-symbol order is a promise. Partitions run in
+//! parallel. A batch is acknowledged (counted as sent) only when the broker answered with offsets; a batch that
+//! still fails when the retry deadline passes stops the replay, and it and everything queued behind it is
+//! reported as not acknowledged.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rskafka::client::partition::PartitionClient;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::kafka::{Compression, Kafka, Record};
+
+/// Producer knobs, validated.
+#[derive(Debug, Clone)]
+pub struct ProduceConfig {
+    /// How long a partition's first record waits for company before its batch goes.
+    pub linger: Duration,
+    /// Uncompressed bytes per batch (per partition) before it goes without waiting for `linger`.
+    pub batch_bytes: usize,
+    pub compression: Compression,
+    /// How long a failing batch is retried before the replay gives up on it.
+    pub retry_for: Duration,
+}
+
+/// Counters shared by the reader, the workers and the progress display.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub read: AtomicU64,
+    pub sent: AtomicU64,
+    pub skipped: AtomicU64,
+    pub failed: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub retries: AtomicU64,
+    /// Set by a worker that gave up; tells the reader to stop.
+    pub aborted: AtomicBool,
+}
+
+/// What a worker that gave up reports.
+#[derive(Debug)]
+pub struct ProduceFailure {
+    pub partition: i32,
+    pub rows: u64,
+    pub error: crate::kafka::Error,
+}
+
+/// A chunk of records for one partition.
+pub type Chunk = Vec<Record>;
+
+/// Spawns one worker for `partition`; returns the sender the reader feeds.
+pub fn spawn_worker(
+    kafka: Kafka,
+    client: Arc<PartitionClient>,
+    cfg: ProduceConfig,
+    counters: Arc<Counters>,
+    queue: usize,
+) -> (mpsc::Sender<Chunk>, tokio::task::JoinHandle<Option<ProduceFailure>>) {
+    let (tx, rx) = mpsc::channel(queue);
+    let handle = tokio::spawn(worker(kafka, client, rx, cfg, counters));
+    (tx, handle)
+}
+
+async fn worker(
+    kafka: Kafka,
+    client: Arc<PartitionClient>,
+    mut rx: mpsc::Receiver<Chunk>,
+    cfg: ProduceConfig,
+    counters: Arc<Counters>,
+) -> Option<ProduceFailure> {
+    let mut failure: Option<ProduceFailure> = None;
+    let mut closed = false;
+    while !closed {
+        let Some(mut batch) = rx.recv().await else { break };
+        let mut bytes: usize = batch.iter().map(Record::approximate_size).sum();
+        let deadline = Instant::now() + cfg.linger;
+        while bytes < cfg.batch_bytes {
+            tokio::select! {
+                biased;
+                more = rx.recv() => match more {
+                    Some(chunk) => {
+                        bytes += chunk.iter().map(Record::approximate_size).sum::<usize>();
+                        batch.extend(chunk);
+                    }
+                    None => { closed = true; break }
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        if let Some(f) = &mut failure {
+            // Already gave up: everything behind the failed batch is reported, not sent out of order.
+            f.rows += batch.len() as u64;
+            counters.failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            continue;
+        }
+        let n = batch.len() as u64;
+        match send_with_retry(&kafka, &client, batch, &cfg, &counters).await {
+            Ok(()) => {
+                counters.sent.fetch_add(n, Ordering::Relaxed);
+                counters.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+            }
+            Err(error) => {
+                tracing::error!(partition = client.partition(), rows = n, "{error}");
+                counters.failed.fetch_add(n, Ordering::Relaxed);
+                counters.aborted.store(true, Ordering::SeqCst);
+                failure = Some(ProduceFailure { partition: client.partition(), rows: n, error });
+            }
+        }
+    }
+    failure
+}
+
+/// Produces one batch, retrying with jittered exponential backoff until `cfg.retry_for` has passed.
+async fn send_with_retry(
+    kafka: &Kafka,
+    client: &PartitionClient,
+    batch: Vec<Record>,
+    cfg: &ProduceConfig,
+    counters: &Counters,
+) -> Result<(), crate::kafka::Error> {
+    let give_up = Instant::now() + cfg.retry_for;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        // rskafka takes the batch by value; keep the original for a retry.
+        let attempt = client.produce(batch.clone(), cfg.compression);
+        match kafka.deadline("produce", client.topic(), client.partition(), attempt).await {
+            Ok(_offsets) => return Ok(()),
+            Err(e) if Instant::now() + backoff < give_up && is_retryable(&e) => {
+                counters.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(partition = client.partition(), "produce failed, retrying in {backoff:?}: {e}");
+                let jitter = rand::random_range(0.5..1.0);
+                tokio::time::sleep(backoff.mul_f64(jitter)).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn is_retryable(e: &crate::kafka::Error) -> bool {
+    use crate::kafka::Error::*;
+    matches!(e, Unreachable { .. } | Timeout { .. } | Request { .. })
+}

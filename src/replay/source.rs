@@ -1,0 +1,288 @@
+//! Stage 1 of replay: CSV bytes in, `(line, cells)` out.
+//!
+//! Reads a file, a `.gz` file or stdin; counts the (compressed) bytes consumed so the progress bar can show an
+//! ETA; picks the schema (explicit, a preset matching the header, or inferred from a sample) and keeps the
+//! sample rows it looked at so none is lost.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use csv::ByteRecord;
+
+use crate::schema::{infer_schema, InferOptions, Schema};
+
+/// Rows looked at to infer a schema.
+pub const INFER_SAMPLE_ROWS: usize = 1000;
+
+/// Where the CSV comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Stdin,
+    File(PathBuf),
+}
+
+impl Input {
+    pub fn parse(arg: &str) -> Input {
+        if arg == "-" { Input::Stdin } else { Input::File(PathBuf::from(arg)) }
+    }
+
+    /// Name used in messages: the path, or `<stdin>`.
+    pub fn display(&self) -> String {
+        match self {
+            Input::Stdin => "<stdin>".into(),
+            Input::File(p) => p.display().to_string(),
+        }
+    }
+
+    fn is_gzip(path: &Path) -> bool {
+        path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+    }
+
+    /// Size in bytes of what will be read (compressed size for `.gz`), if known.
+    pub fn len(&self) -> Option<u64> {
+        match self {
+            Input::Stdin => None,
+            Input::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot open {path}: {source}. Check the path and permissions")]
+    Open { path: String, source: io::Error },
+    #[error("{path}: cannot read the CSV header: {reason}. The first line must name the columns")]
+    Header { path: String, reason: String },
+    #[error("{path}: the file is empty; a header row naming the columns is required")]
+    Empty { path: String },
+    #[error("{path}:{line}: cannot read CSV: {reason}")]
+    Read { path: String, line: u64, reason: String },
+}
+
+/// A reader that counts the bytes that went through it.
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Opens the input as a byte stream, decompressing `.gz`. `consumed` counts raw bytes read from the file.
+pub fn open(input: &Input, consumed: Arc<AtomicU64>) -> Result<Box<dyn Read + Send>, SourceError> {
+    match input {
+        Input::Stdin => Ok(Box::new(Counting { inner: io::stdin(), count: consumed })),
+        Input::File(path) => {
+            let file = File::open(path).map_err(|source| SourceError::Open { path: path.display().to_string(), source })?;
+            let counted = Counting { inner: BufReader::with_capacity(256 * 1024, file), count: consumed };
+            if Input::is_gzip(path) {
+                Ok(Box::new(flate2::read::MultiGzDecoder::new(counted)))
+            } else {
+                Ok(Box::new(counted))
+            }
+        }
+    }
+}
+
+/// A CSV stream with its header read and its schema decided.
+pub struct CsvSource {
+    name: String,
+    reader: csv::Reader<Box<dyn Read + Send>>,
+    pub header: Vec<String>,
+    /// Rows read ahead for inference, handed out before the rest of the stream.
+    peeked: VecDeque<(u64, ByteRecord)>,
+}
+
+/// How the schema was chosen, for the log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaChoice {
+    Given,
+    Preset { extras: Vec<String> },
+    Inferred,
+}
+
+impl CsvSource {
+    pub fn new(input: &Input, consumed: Arc<AtomicU64>) -> Result<CsvSource, SourceError> {
+        let name = input.display();
+        let stream = open(input, consumed)?;
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(256 * 1024)
+            .from_reader(stream);
+        let mut first = ByteRecord::new();
+        match reader.read_byte_record(&mut first) {
+            Ok(true) => {}
+            Ok(false) => return Err(SourceError::Empty { path: name }),
+            Err(e) => return Err(SourceError::Header { path: name, reason: e.to_string() }),
+        }
+        let header = first
+            .iter()
+            .map(|h| String::from_utf8_lossy(h).trim().trim_start_matches('\u{feff}').to_string())
+            .collect();
+        Ok(CsvSource { name, reader, header, peeked: VecDeque::new() })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Next row with its 1-based line number, `None` at the end.
+    pub fn next_row(&mut self) -> Result<Option<(u64, ByteRecord)>, SourceError> {
+        if let Some(r) = self.peeked.pop_front() {
+            return Ok(Some(r));
+        }
+        let mut rec = ByteRecord::new();
+        match self.reader.read_byte_record(&mut rec) {
+            Ok(true) => {
+                let line = rec.position().map_or(0, |p| p.line());
+                Ok(Some((line, rec)))
+            }
+            Ok(false) => Ok(None),
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                Err(SourceError::Read { path: self.name.clone(), line, reason: e.to_string() })
+            }
+        }
+    }
+
+    fn sample(&mut self) -> Result<Vec<Vec<String>>, SourceError> {
+        while self.peeked.len() < INFER_SAMPLE_ROWS {
+            let mut rec = ByteRecord::new();
+            match self.reader.read_byte_record(&mut rec) {
+                Ok(true) => {
+                    let line = rec.position().map_or(0, |p| p.line());
+                    self.peeked.push_back((line, rec));
+                }
+                Ok(false) => break,
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    return Err(SourceError::Read { path: self.name.clone(), line, reason: e.to_string() });
+                }
+            }
+        }
+        Ok(self
+            .peeked
+            .iter()
+            .map(|(_, r)| r.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect())
+            .collect())
+    }
+
+    /// Decides the schema: `given`, else the preset whose columns the header carries (extra columns kept, typed
+    /// by inference), else one inferred from the first rows.
+    pub fn resolve_schema(&mut self, given: Option<Schema>) -> Result<(Schema, SchemaChoice), SourceError> {
+        if let Some(s) = given {
+            return Ok((s, SchemaChoice::Given));
+        }
+        let header = self.header.clone();
+        let sample = self.sample()?;
+        if let Some(preset) = Schema::presets().into_iter().find(|p| p.matches_header(&header)) {
+            let (schema, extras) = with_extra_columns(preset, &header, &sample);
+            return Ok((schema, SchemaChoice::Preset { extras }));
+        }
+        let stem = match self.name.rsplit('/').next() {
+            Some(n) if n != "<stdin>" => n.split('.').next().unwrap_or("inferred").to_string(),
+            _ => "inferred".into(),
+        };
+        let opts = InferOptions { name: crate::schema::normalize_column_name(&stem) };
+        Ok((infer_schema(&header, &sample, &opts), SchemaChoice::Inferred))
+    }
+}
+
+/// Appends, typed by inference, the header columns that `schema` does not read.
+pub fn with_extra_columns(mut schema: Schema, header: &[String], sample: &[Vec<String>]) -> (Schema, Vec<String>) {
+    let unbound: Vec<usize> =
+        (0..header.len()).filter(|&i| !schema.fields.iter().any(|f| f.source_name() == header[i].trim())).collect();
+    if unbound.is_empty() {
+        return (schema, vec![]);
+    }
+    let sub_header: Vec<String> = unbound.iter().map(|&i| header[i].clone()).collect();
+    let sub_rows: Vec<Vec<String>> =
+        sample.iter().map(|r| unbound.iter().map(|&i| r.get(i).cloned().unwrap_or_default()).collect()).collect();
+    let extra = infer_schema(&sub_header, &sub_rows, &InferOptions::default());
+    let mut names = vec![];
+    for mut f in extra.fields {
+        f.required = false;
+        while schema.fields.iter().any(|g| g.name == f.name) {
+            f.name.push_str("_extra");
+        }
+        names.push(f.name.clone());
+        schema.fields.push(f);
+    }
+    (schema, names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::ColumnType;
+    use std::io::Write;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn reads_plain_and_gzip_with_line_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "Index,Date,Open,High,Low,Close,Adj Close,Volume,CloseUSD\nHSI,1986-12-31,1,1,1,1,1,0.0,2\n\"N225\",1987-01-02,3,3,3,3,3,10.0,4\n";
+        let plain = write(dir.path(), "a.csv", text);
+        let gz = dir.path().join("a.csv.gz");
+        let mut enc = flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
+        enc.write_all(text.as_bytes()).unwrap();
+        enc.finish().unwrap();
+        for path in [plain, gz] {
+            let counter = Arc::new(AtomicU64::new(0));
+            let mut src = CsvSource::new(&Input::File(path.clone()), counter.clone()).unwrap();
+            let (schema, choice) = src.resolve_schema(None).unwrap();
+            assert_eq!(schema, Schema::indices());
+            assert_eq!(choice, SchemaChoice::Preset { extras: vec![] });
+            let (l1, r1) = src.next_row().unwrap().unwrap();
+            let (l2, r2) = src.next_row().unwrap().unwrap();
+            assert_eq!((l1, l2), (2, 3));
+            assert_eq!(&r1[0], b"HSI");
+            assert_eq!(&r2[0], b"N225");
+            assert!(src.next_row().unwrap().is_none());
+            assert_eq!(counter.load(Ordering::Relaxed), std::fs::metadata(&path).unwrap().len());
+        }
+    }
+
+    #[test]
+    fn ticks_keep_extra_columns_and_unknown_headers_are_inferred() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "t.csv", "ts,symbol,price,size,venue,bid\n2024-01-02T09:30:00.000Z,AAPL,1.5,10,XNAS,1.4\n");
+        let mut src = CsvSource::new(&Input::File(p), Arc::default()).unwrap();
+        let (schema, choice) = src.resolve_schema(None).unwrap();
+        assert_eq!(schema.name, "ticks");
+        assert_eq!(choice, SchemaChoice::Preset { extras: vec!["venue".into(), "bid".into()] });
+        assert_eq!(schema.field("bid").unwrap().ty, ColumnType::Double);
+        assert!(src.next_row().unwrap().is_some(), "the sampled row is still delivered");
+
+        let p = write(dir.path(), "my-prices.csv", "Ticker,When,Px\nA,2024-01-02,1\n");
+        let mut src = CsvSource::new(&Input::File(p), Arc::default()).unwrap();
+        let (schema, choice) = src.resolve_schema(None).unwrap();
+        assert_eq!(choice, SchemaChoice::Inferred);
+        assert_eq!(schema.name, "my_prices");
+        assert_eq!(schema.event_time.as_deref(), Some("when_value"));
+    }
+
+    #[test]
+    fn empty_and_missing_files_say_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "e.csv", "");
+        assert!(matches!(CsvSource::new(&Input::File(p), Arc::default()), Err(SourceError::Empty { .. })));
+        let e = CsvSource::new(&Input::File(dir.path().join("nope.csv")), Arc::default()).err().unwrap();
+        assert!(e.to_string().contains("nope.csv"));
+    }
+}

@@ -1,0 +1,197 @@
+//! The JSON wire format: one object per record, snake_case names, typed values.
+//!
+//! `{"symbol":"HSI","trade_date":"1986-12-31","open":2568.300049,...,"volume":0}`: numbers as numbers, dates as
+//! `YYYY-MM-DD`, timestamps as ISO-8601 UTC with milliseconds, nulls as `null`. `encode_row` is on replay's hot
+//! path, so it writes bytes directly; `decode_record` is what the sink and the tests read back with, and it also
+//! accepts the original CSV header names, which is what existing Python producers send.
+
+use std::io::Write;
+
+use serde_json::Value as Json;
+
+use super::value::{format_date, format_timestamp, parse_bigint, parse_date, parse_timestamp};
+use super::{ColumnType, Row, Schema, Value};
+
+/// Appends the JSON object for `row` to `out`.
+pub fn encode_row(schema: &Schema, row: &Row, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (field, value)) in schema.fields.iter().zip(row).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Field names are validated snake_case: no escaping needed.
+        out.push(b'"');
+        out.extend_from_slice(field.name.as_bytes());
+        out.extend_from_slice(b"\":");
+        write_value(value, out);
+    }
+    out.push(b'}');
+}
+
+fn write_value(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Str(s) => serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail"),
+        Value::Int(v) => out.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes()),
+        Value::Float(v) => {
+            // Finite by construction (parse_cell refuses NaN and infinities), so ryu's output is valid JSON.
+            let mut b = ryu::Buffer::new();
+            out.extend_from_slice(b.format_finite(*v).as_bytes());
+        }
+        Value::Bool(v) => out.extend_from_slice(if *v { b"true" } else { b"false" }),
+        Value::Date(d) => write!(out, "\"{}\"", format_date(*d)).expect("vec write"),
+        Value::Timestamp(ms) => write!(out, "\"{}\"", format_timestamp(*ms)).expect("vec write"),
+    }
+}
+
+/// Why a record does not decode into a row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("JSON {0}, not an object")]
+    NotAnObject(&'static str),
+    #[error("column '{column}': {reason}")]
+    Field { column: String, reason: String },
+    #[error("column '{column}' is required but missing or null")]
+    Missing { column: String },
+}
+
+fn json_kind(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+/// Decodes one record value into a row of `schema`. Unknown keys are ignored; a key is looked up by its
+/// snake_case name first, then by its CSV header name.
+pub fn decode_record(schema: &Schema, bytes: &[u8]) -> Result<Row, DecodeError> {
+    let json: Json = serde_json::from_slice(bytes).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let Json::Object(map) = json else {
+        return Err(DecodeError::NotAnObject(json_kind(&json)));
+    };
+    schema
+        .fields
+        .iter()
+        .map(|f| {
+            let v = map.get(&f.name).or_else(|| map.get(f.source_name())).unwrap_or(&Json::Null);
+            let value = json_to_value(v, f.ty)
+                .map_err(|reason| DecodeError::Field { column: f.name.clone(), reason })?;
+            if f.required && value == Value::Null {
+                return Err(DecodeError::Missing { column: f.name.clone() });
+            }
+            Ok(value)
+        })
+        .collect()
+}
+
+fn json_to_value(v: &Json, ty: ColumnType) -> Result<Value, String> {
+    let wrong = || format!("expected {ty}, got {} {}", json_kind(v), short(v));
+    Ok(match (ty, v) {
+        (_, Json::Null) => Value::Null,
+        (ColumnType::String, Json::String(s)) => Value::Str(s.clone()),
+        (ColumnType::String, Json::Number(n)) => Value::Str(n.to_string()),
+        (ColumnType::Double, Json::Number(n)) => Value::Float(n.as_f64().ok_or_else(wrong)?),
+        (ColumnType::Bigint, Json::Number(n)) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Int(parse_bigint(&n.to_string()).map_err(|e| e.reason)?),
+        },
+        (ColumnType::Boolean, Json::Bool(b)) => Value::Bool(*b),
+        (ColumnType::Date, Json::String(s)) => Value::Date(parse_date(s).map_err(|e| e.reason)?),
+        (ColumnType::Timestamp, Json::String(s)) => Value::Timestamp(parse_timestamp(s).map_err(|e| e.reason)?),
+        (ColumnType::Timestamp, Json::Number(n)) => Value::Timestamp(n.as_i64().ok_or_else(wrong)?),
+        _ => return Err(wrong()),
+    })
+}
+
+fn short(v: &Json) -> String {
+    let s = v.to_string();
+    if s.len() > 40 { format!("{}...", &s[..s.floor_char_boundary(40)]) } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn index_row() -> Row {
+        vec![
+            Value::Str("HSI".into()),
+            Value::Date(parse_date("1986-12-31").unwrap()),
+            Value::Float(2568.300049),
+            Value::Float(2568.300049),
+            Value::Float(2568.300049),
+            Value::Float(2568.300049),
+            Value::Float(2568.300049),
+            Value::Int(0),
+            Value::Float(333.87900637),
+        ]
+    }
+
+    #[test]
+    fn encodes_the_documented_shape() {
+        let mut out = Vec::new();
+        encode_row(&Schema::indices(), &index_row(), &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"symbol":"HSI","trade_date":"1986-12-31","open":2568.300049,"high":2568.300049,"low":2568.300049,"close":2568.300049,"adj_close":2568.300049,"volume":0,"close_usd":333.87900637}"#
+        );
+    }
+
+    #[test]
+    fn decodes_original_header_names() {
+        let json = br#"{"Index":"HSI","Date":"1986-12-31","Open":2568.300049,"High":2568.300049,"Low":2568.300049,"Close":2568.300049,"Adj Close":2568.300049,"Volume":0.0,"CloseUSD":333.87900637}"#;
+        assert_eq!(decode_record(&Schema::indices(), json).unwrap(), index_row());
+    }
+
+    #[test]
+    fn decode_errors_say_what_is_wrong() {
+        let s = Schema::indices();
+        assert!(matches!(decode_record(&s, b"{nope"), Err(DecodeError::NotJson(_))));
+        assert_eq!(decode_record(&s, br#""HSI""#), Err(DecodeError::NotAnObject("a string")));
+        let e = decode_record(&s, br#"{"symbol":"HSI","trade_date":"1986-12-31","close":"high"}"#).unwrap_err();
+        assert_eq!(e.to_string(), r#"column 'close': expected double, got a string "high""#);
+        assert_eq!(
+            decode_record(&s, br#"{"trade_date":"1986-12-31"}"#),
+            Err(DecodeError::Missing { column: "symbol".into() })
+        );
+    }
+
+    fn arb_row() -> impl Strategy<Value = Row> {
+        (
+            "\\PC{0,12}",
+            -40_000i32..60_000,
+            proptest::option::of(proptest::num::f64::NORMAL | proptest::num::f64::ZERO),
+            proptest::option::of(any::<i64>()),
+        )
+            .prop_map(|(sym, d, px, vol)| {
+                let px = px.map_or(Value::Null, Value::Float);
+                vec![
+                    Value::Str(sym),
+                    Value::Date(d),
+                    px.clone(),
+                    px.clone(),
+                    px.clone(),
+                    px.clone(),
+                    px.clone(),
+                    vol.map_or(Value::Null, Value::Int),
+                    px,
+                ]
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn row_json_row_round_trips(row in arb_row()) {
+            let s = Schema::indices();
+            let mut out = Vec::new();
+            encode_row(&s, &row, &mut out);
+            prop_assert_eq!(decode_record(&s, &out).unwrap(), row);
+        }
+    }
+}
