@@ -1,1 +1,14 @@
-fn main(){}
+//! Proto-tests: the real `ticklake` binary against a real Kafka-compatible broker and a real S3 server.
+//!
+//! `just proto` installs and starts the servers and sets the environment (`.servers/env`). Without it these tests
+//! say why they skip; with `CI` set, a missing server is a failure, never a skip.
+#![deny(unsafe_code, rust_2018_idioms)]
+
+// TestEnv, random names, running the binary, reading a topic back.
+mod support;
+// replay: delivery exactly once, keys, partitions, order, codecs, timestamps.
+mod replay;
+// replay's failure paths: bad rows, unreachable brokers, signals.
+mod replay_failures;
+// topic admin and the console consumer.
+mod admin;

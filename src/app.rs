@@ -30,7 +30,9 @@ pub fn init_logging(g: &GlobalArgs) {
 fn print(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{text}") {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Io { context: "writing to stdout".into(), source: e }),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::Io { context: "writing to stdout".into(), source: e })
+        }
         _ => Ok(()),
     }
 }
@@ -51,7 +53,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
                     for f in failures {
                         tracing::error!(
                             "partition {}: {} row(s) not acknowledged by the broker: {}",
-                            f.partition, f.rows, f.error
+                            f.partition,
+                            f.rows,
+                            f.error
                         );
                     }
                 }
@@ -62,11 +66,22 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Topic(t) => {
             let text = match t {
                 TopicCommand::Create { name, partitions, replication_factor, if_not_exists, kafka } => {
-                    crate::topic::create(KafkaConfig::try_from(&kafka)?, &name, partitions, replication_factor, if_not_exists).await?
+                    crate::topic::create(
+                        KafkaConfig::try_from(&kafka)?,
+                        &name,
+                        partitions,
+                        replication_factor,
+                        if_not_exists,
+                    )
+                    .await?
                 }
                 TopicCommand::List { kafka } => crate::topic::list(KafkaConfig::try_from(&kafka)?).await?,
-                TopicCommand::Describe { name, kafka } => crate::topic::describe(KafkaConfig::try_from(&kafka)?, &name).await?,
-                TopicCommand::Delete { name, kafka } => crate::topic::delete(KafkaConfig::try_from(&kafka)?, &name).await?,
+                TopicCommand::Describe { name, kafka } => {
+                    crate::topic::describe(KafkaConfig::try_from(&kafka)?, &name).await?
+                }
+                TopicCommand::Delete { name, kafka } => {
+                    crate::topic::delete(KafkaConfig::try_from(&kafka)?, &name).await?
+                }
             };
             print(&text)?;
             Ok(0)
@@ -97,9 +112,11 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Sample(a) => {
             let start = chrono::NaiveDate::parse_from_str(&a.start, "%Y-%m-%d")
                 .map_err(|_| Error::Usage(format!("--start '{}' is not a date like 2015-01-02", a.start)))?;
-            tokio::task::spawn_blocking(move || write_sample(a.layout, a.out.as_deref(), a.rows, a.symbols, start, a.seed))
-                .await
-                .expect("sample writer panicked")?;
+            tokio::task::spawn_blocking(move || {
+                write_sample(a.layout, a.out.as_deref(), a.rows, a.symbols, start, a.seed)
+            })
+            .await
+            .expect("sample writer panicked")?;
             Ok(0)
         }
     }

@@ -9,12 +9,16 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::consume::{ConsumeConfig, StartAt};
-use crate::kafka::{Compression, KafkaConfig, DEFAULT_BROKERS};
+use crate::kafka::{Compression, DEFAULT_BROKERS, KafkaConfig};
 use crate::replay::{Input, OnError, Pace, ProduceConfig, ReplayConfig, TimestampMode};
-use crate::schema::{load_schema_file, Schema, SchemaError};
+use crate::schema::{Schema, SchemaError, load_schema_file};
 
 #[derive(Debug, Parser)]
-#[command(name = "ticklake", version, about = "Replay market data from CSV into Kafka, land it in S3 as Parquet for Athena")]
+#[command(
+    name = "ticklake",
+    version,
+    about = "Replay market data from CSV into Kafka, land it in S3 as Parquet for Athena"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

@@ -57,35 +57,6 @@ pub fn render(meta: bool, partition: i32, rec: &crate::kafka::RecordAndOffset) -
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kafka::{Record, RecordAndOffset};
-
-    fn rec(value: &[u8]) -> RecordAndOffset {
-        RecordAndOffset {
-            record: Record {
-                key: Some(b"HSI".to_vec()),
-                value: Some(value.to_vec()),
-                headers: Default::default(),
-                timestamp: chrono::DateTime::from_timestamp_millis(0).unwrap(),
-            },
-            offset: 7,
-        }
-    }
-
-    #[test]
-    fn values_are_printed_as_sent() {
-        let r = rec(br#"{"z":1.50,"a":2}"#);
-        assert_eq!(render(false, 0, &r), r#"{"z":1.50,"a":2}"#);
-        assert_eq!(
-            render(true, 3, &r),
-            r#"{"partition":3,"offset":7,"timestamp":"1970-01-01T00:00:00.000Z","key":"HSI","value":{"z":1.50,"a":2}}"#
-        );
-        assert_eq!(render(false, 0, &rec(b"not \"json")), r#""not \"json""#);
-    }
-}
-
 /// Prints records until the limit, the end (with `exit_at_end`) or a stop. Returns how many were printed.
 pub async fn run(kafka_cfg: KafkaConfig, cfg: ConsumeConfig, shutdown: Shutdown) -> Result<u64, crate::kafka::Error> {
     let kafka = Kafka::connect(kafka_cfg).await?;
@@ -153,5 +124,34 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ConsumeConfig, shutdown: Shutdown)
         if out.flush().is_err() || shutdown.is_set() || (cfg.exit_at_end && all_done) {
             return Ok(printed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::{Record, RecordAndOffset};
+
+    fn rec(value: &[u8]) -> RecordAndOffset {
+        RecordAndOffset {
+            record: Record {
+                key: Some(b"HSI".to_vec()),
+                value: Some(value.to_vec()),
+                headers: Default::default(),
+                timestamp: chrono::DateTime::from_timestamp_millis(0).unwrap(),
+            },
+            offset: 7,
+        }
+    }
+
+    #[test]
+    fn values_are_printed_as_sent() {
+        let r = rec(br#"{"z":1.50,"a":2}"#);
+        assert_eq!(render(false, 0, &r), r#"{"z":1.50,"a":2}"#);
+        assert_eq!(
+            render(true, 3, &r),
+            r#"{"partition":3,"offset":7,"timestamp":"1970-01-01T00:00:00.000Z","key":"HSI","value":{"z":1.50,"a":2}}"#
+        );
+        assert_eq!(render(false, 0, &rec(b"not \"json")), r#""not \"json""#);
     }
 }

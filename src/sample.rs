@@ -8,8 +8,21 @@ use std::io::Write;
 use chrono::{Datelike, Duration as Days, NaiveDate, Weekday};
 
 /// Index symbols: the usual dataset's exchanges plus `^GSPC`, whose `^` exercises partition-value escaping.
-pub const INDEX_SYMBOLS: [&str; 13] =
-    ["NYA", "IXIC", "HSI", "000001.SS", "GSPTSE", "399001.SZ", "NSEI", "GDAXI", "KS11", "SSMI", "TWII", "J203.JO", "^GSPC"];
+pub const INDEX_SYMBOLS: [&str; 13] = [
+    "NYA",
+    "IXIC",
+    "HSI",
+    "000001.SS",
+    "GSPTSE",
+    "399001.SZ",
+    "NSEI",
+    "GDAXI",
+    "KS11",
+    "SSMI",
+    "TWII",
+    "J203.JO",
+    "^GSPC",
+];
 const TICK_SYMBOLS: [&str; 8] = ["AAPL", "MSFT", "NVDA", "AMZN", "BRK B", "JPM", "XOM", "TSLA"];
 const VENUES: [&str; 4] = ["XNAS", "XNYS", "BATS", "IEXG"];
 
@@ -49,7 +62,13 @@ pub fn index_symbols(n: usize) -> Vec<String> {
 }
 
 /// Writes `rows` daily index bars: every symbol on each weekday from `start`, ordered by date then symbol.
-pub fn write_indices(out: &mut dyn Write, rows: u64, symbols: usize, start: NaiveDate, seed: u64) -> std::io::Result<()> {
+pub fn write_indices(
+    out: &mut dyn Write,
+    rows: u64,
+    symbols: usize,
+    start: NaiveDate,
+    seed: u64,
+) -> std::io::Result<()> {
     let mut rng = SplitMix64::new(seed);
     let names = index_symbols(symbols.max(1));
     let mut state: Vec<(f64, f64, bool)> = names
@@ -117,7 +136,11 @@ mod tests {
     use crate::replay::row::RowParser;
     use crate::schema::Schema;
 
-    fn generate(f: fn(&mut dyn Write, u64, usize, NaiveDate, u64) -> std::io::Result<()>, rows: u64, seed: u64) -> String {
+    fn generate(
+        f: fn(&mut dyn Write, u64, usize, NaiveDate, u64) -> std::io::Result<()>,
+        rows: u64,
+        seed: u64,
+    ) -> String {
         let mut v = Vec::new();
         f(&mut v, rows, 13, NaiveDate::from_ymd_opt(2020, 1, 1).unwrap(), seed).unwrap();
         String::from_utf8(v).unwrap()
@@ -132,7 +155,9 @@ mod tests {
 
     #[test]
     fn generated_rows_parse_with_the_presets() {
-        for (text, schema) in [(generate(write_indices, 500, 1), Schema::indices()), (generate(write_ticks, 500, 1), Schema::ticks())] {
+        for (text, schema) in
+            [(generate(write_indices, 500, 1), Schema::indices()), (generate(write_ticks, 500, 1), Schema::ticks())]
+        {
             let mut rdr = csv::ReaderBuilder::new().from_reader(text.as_bytes());
             let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
             let parser = RowParser::new(schema, &header).unwrap();

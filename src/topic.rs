@@ -2,7 +2,13 @@
 
 use crate::kafka::{Error, Kafka, KafkaConfig};
 
-pub async fn create(cfg: KafkaConfig, name: &str, partitions: i32, replication: i16, if_not_exists: bool) -> Result<String, Error> {
+pub async fn create(
+    cfg: KafkaConfig,
+    name: &str,
+    partitions: i32,
+    replication: i16,
+    if_not_exists: bool,
+) -> Result<String, Error> {
     if partitions < 1 {
         return Err(Error::Config("--partitions must be at least 1".into()));
     }
@@ -26,7 +32,8 @@ pub async fn list(cfg: KafkaConfig) -> Result<String, Error> {
 pub async fn describe(cfg: KafkaConfig, name: &str) -> Result<String, Error> {
     let kafka = Kafka::connect(cfg).await?;
     let t = kafka.topic(name).await?;
-    let mut out = format!("topic {name}: {} partition(s)\npartition\tearliest\thigh_watermark\trecords\n", t.partitions.len());
+    let mut out =
+        format!("topic {name}: {} partition(s)\npartition\tearliest\thigh_watermark\trecords\n", t.partitions.len());
     for p in &t.partitions {
         let client = kafka.partition(name, *p).await?;
         let o = kafka.offsets(&client).await?;

@@ -13,10 +13,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rskafka::BackoffConfig;
 use rskafka::client::error::{Error as RsError, ProtocolError};
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
-use rskafka::BackoffConfig;
 
 pub use partitioner::partition_for_key;
 pub use rskafka::client::partition::Compression;
@@ -74,7 +74,9 @@ pub enum Error {
     TopicMissing { topic: String, brokers: String },
     #[error("topic '{topic}' already exists on {brokers}")]
     TopicExists { topic: String, brokers: String },
-    #[error("{op} on {topic}/{partition} did not finish within {timeout:?} (broker {brokers}); the broker may be overloaded or unreachable")]
+    #[error(
+        "{op} on {topic}/{partition} did not finish within {timeout:?} (broker {brokers}); the broker may be overloaded or unreachable"
+    )]
     Timeout { op: &'static str, topic: String, partition: i32, timeout: Duration, brokers: String },
     #[error("{op} on {topic}/{partition} failed: {source}")]
     Request {
@@ -82,7 +84,7 @@ pub enum Error {
         topic: String,
         partition: i32,
         #[source]
-        source: RsError,
+        source: Box<RsError>,
     },
 }
 
@@ -148,7 +150,8 @@ impl Kafka {
             base: 2.0,
             deadline: Some(cfg.timeout),
         };
-        let build = ClientBuilder::new(cfg.brokers.clone()).client_id(cfg.client_id.clone()).backoff_config(backoff).build();
+        let build =
+            ClientBuilder::new(cfg.brokers.clone()).client_id(cfg.client_id.clone()).backoff_config(backoff).build();
         let unreachable = |reason: String| Error::Unreachable { brokers: cfg.addr(), timeout: cfg.timeout, reason };
         match tokio::time::timeout(cfg.timeout + Duration::from_millis(500), build).await {
             Err(_) => Err(unreachable(format!("no metadata answer within {:?}", cfg.timeout))),
@@ -197,7 +200,7 @@ impl Kafka {
                 timeout: self.cfg.timeout,
                 reason: format!("{op} on {topic}/{partition} failed within {:?}: {}", self.cfg.timeout, root_cause(&e)),
             },
-            _ => Error::Request { op, topic: topic.into(), partition, source: e },
+            _ => Error::Request { op, topic: topic.into(), partition, source: Box::new(e) },
         }
     }
 

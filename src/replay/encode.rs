@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::kafka::{partition_for_key, Record};
-use crate::schema::{wire, Row, Schema};
+use crate::kafka::{Record, partition_for_key};
+use crate::schema::{Row, Schema, wire};
 
 /// What the record timestamp carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -73,7 +73,8 @@ impl RecordEncoder {
             }
             _ => None,
         };
-        let record = Record { key, value: Some(value), headers: Default::default(), timestamp: ts.unwrap_or_else(now_millis) };
+        let record =
+            Record { key, value: Some(value), headers: Default::default(), timestamp: ts.unwrap_or_else(now_millis) };
         Encoded { partition, record }
     }
 }

@@ -13,8 +13,8 @@ pub mod source;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::Sender;
@@ -22,8 +22,8 @@ use tokio::sync::mpsc::Sender;
 use crate::kafka::{self, Kafka, KafkaConfig};
 use crate::schema::{Row, Schema};
 use crate::shutdown::{Shutdown, StopReason};
-pub use encode::TimestampMode;
 use encode::RecordEncoder;
+pub use encode::TimestampMode;
 pub use pacing::Pace;
 use pacing::Pacer;
 pub use produce::ProduceConfig;
@@ -218,7 +218,8 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) 
     let mut workers = Vec::new();
     for &p in &topic.partitions {
         let client = kafka.partition(&cfg.topic, p).await?;
-        let (tx, handle) = produce::spawn_worker(kafka.clone(), client, cfg.produce.clone(), counters.clone(), QUEUE_CHUNKS);
+        let (tx, handle) =
+            produce::spawn_worker(kafka.clone(), client, cfg.produce.clone(), counters.clone(), QUEUE_CHUNKS);
         senders.push(tx);
         workers.push(handle);
     }
@@ -229,7 +230,8 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) 
         )),
         None => None,
     };
-    let progress = progress::Progress::start(cfg.progress, counters.clone(), consumed.clone(), cfg.input.len(), cfg.limit);
+    let progress =
+        progress::Progress::start(cfg.progress, counters.clone(), consumed.clone(), cfg.input.size_bytes(), cfg.limit);
     let reader = Reader {
         cfg: cfg.clone(),
         parser,
@@ -327,7 +329,10 @@ impl Reader {
         // Whatever happened, what was read and typed is sent.
         self.flush_all();
         if let Some(w) = &mut self.rejects {
-            w.flush().map_err(|source| ReplayError::Rejects { path: self.cfg.rejects.clone().unwrap_or_default(), source })?;
+            w.flush().map_err(|source| ReplayError::Rejects {
+                path: self.cfg.rejects.clone().unwrap_or_default(),
+                source,
+            })?;
         }
         if self.encoder.pre_epoch > 0 {
             tracing::warn!(
@@ -406,7 +411,10 @@ impl Reader {
                 "reason": error.reason,
                 "raw": String::from_utf8_lossy(&raw).trim_end(),
             });
-            writeln!(w, "{entry}").map_err(|source| ReplayError::Rejects { path: self.cfg.rejects.clone().unwrap_or_default(), source })?;
+            writeln!(w, "{entry}").map_err(|source| ReplayError::Rejects {
+                path: self.cfg.rejects.clone().unwrap_or_default(),
+                source,
+            })?;
         } else {
             tracing::warn!("skipped {path}:{line}: {error}");
         }

@@ -15,8 +15,8 @@
 //! still fails when the retry deadline passes stops the replay, and it and everything queued behind it is
 //! reported as not acknowledged.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rskafka::client::partition::PartitionClient;

@@ -1,7 +1,7 @@
 //! Progress on stderr: a bar on a terminal (rows/s, bytes/s, ETA for files), a log line every 10 s otherwise.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -61,7 +61,8 @@ impl Progress {
             } else {
                 None
             };
-            let mut tick = tokio::time::interval(if pb.is_some() { Duration::from_millis(200) } else { Duration::from_secs(10) });
+            let mut tick =
+                tokio::time::interval(if pb.is_some() { Duration::from_millis(200) } else { Duration::from_secs(10) });
             tick.tick().await;
             loop {
                 tokio::select! {

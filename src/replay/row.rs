@@ -2,7 +2,7 @@
 
 use csv::ByteRecord;
 
-use crate::schema::{parse_cell, Row, Schema, SchemaError, Value};
+use crate::schema::{Row, Schema, SchemaError, Value, parse_cell};
 
 /// Why a CSV row was refused; `column` is the CSV header name when one column is at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,13 +69,24 @@ mod tests {
     use super::*;
 
     fn parser() -> RowParser {
-        let header: Vec<String> = "Index,Date,Open,High,Low,Close,Adj Close,Volume,CloseUSD".split(',').map(String::from).collect();
+        let header: Vec<String> =
+            "Index,Date,Open,High,Low,Close,Adj Close,Volume,CloseUSD".split(',').map(String::from).collect();
         RowParser::new(Schema::indices(), &header).unwrap()
     }
 
     #[test]
     fn parses_the_documented_example() {
-        let rec = ByteRecord::from(vec!["HSI", "1986-12-31", "2568.300049", "2568.300049", "2568.300049", "2568.300049", "2568.300049", "0.0", "333.87900637"]);
+        let rec = ByteRecord::from(vec![
+            "HSI",
+            "1986-12-31",
+            "2568.300049",
+            "2568.300049",
+            "2568.300049",
+            "2568.300049",
+            "2568.300049",
+            "0.0",
+            "333.87900637",
+        ]);
         let row = parser().parse(&rec).unwrap();
         assert_eq!(row[0], Value::Str("HSI".into()));
         assert_eq!(row[7], Value::Int(0));

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use csv::ByteRecord;
 
-use crate::schema::{infer_schema, InferOptions, Schema};
+use crate::schema::{InferOptions, Schema, infer_schema};
 
 /// Rows looked at to infer a schema.
 pub const INFER_SAMPLE_ROWS: usize = 1000;
@@ -43,7 +43,7 @@ impl Input {
     }
 
     /// Size in bytes of what will be read (compressed size for `.gz`), if known.
-    pub fn len(&self) -> Option<u64> {
+    pub fn size_bytes(&self) -> Option<u64> {
         match self {
             Input::Stdin => None,
             Input::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
@@ -82,7 +82,8 @@ pub fn open(input: &Input, consumed: Arc<AtomicU64>) -> Result<Box<dyn Read + Se
     match input {
         Input::Stdin => Ok(Box::new(Counting { inner: io::stdin(), count: consumed })),
         Input::File(path) => {
-            let file = File::open(path).map_err(|source| SourceError::Open { path: path.display().to_string(), source })?;
+            let file =
+                File::open(path).map_err(|source| SourceError::Open { path: path.display().to_string(), source })?;
             let counted = Counting { inner: BufReader::with_capacity(256 * 1024, file), count: consumed };
             if Input::is_gzip(path) {
                 Ok(Box::new(flate2::read::MultiGzDecoder::new(counted)))
@@ -114,11 +115,8 @@ impl CsvSource {
     pub fn new(input: &Input, consumed: Arc<AtomicU64>) -> Result<CsvSource, SourceError> {
         let name = input.display();
         let stream = open(input, consumed)?;
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .buffer_capacity(256 * 1024)
-            .from_reader(stream);
+        let mut reader =
+            csv::ReaderBuilder::new().has_headers(false).flexible(true).buffer_capacity(256 * 1024).from_reader(stream);
         let mut first = ByteRecord::new();
         match reader.read_byte_record(&mut first) {
             Ok(true) => {}
@@ -261,7 +259,11 @@ mod tests {
     #[test]
     fn ticks_keep_extra_columns_and_unknown_headers_are_inferred() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), "t.csv", "ts,symbol,price,size,venue,bid\n2024-01-02T09:30:00.000Z,AAPL,1.5,10,XNAS,1.4\n");
+        let p = write(
+            dir.path(),
+            "t.csv",
+            "ts,symbol,price,size,venue,bid\n2024-01-02T09:30:00.000Z,AAPL,1.5,10,XNAS,1.4\n",
+        );
         let mut src = CsvSource::new(&Input::File(p), Arc::default()).unwrap();
         let (schema, choice) = src.resolve_schema(None).unwrap();
         assert_eq!(schema.name, "ticks");

@@ -8,7 +8,9 @@ use super::{Schema, SchemaError};
 pub enum SchemaFileError {
     #[error("cannot read schema file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("schema file {path} is not a valid schema: {reason}. `ticklake schema infer DATA.csv` prints a valid one to start from")]
+    #[error(
+        "schema file {path} is not a valid schema: {reason}. `ticklake schema infer DATA.csv` prints a valid one to start from"
+    )]
     Parse { path: PathBuf, reason: String },
     #[error("schema file {path}: {source}")]
     Invalid { path: PathBuf, source: SchemaError },

@@ -16,9 +16,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use file::{load_schema_file, SchemaFileError};
-pub use infer::{infer_schema, normalize_column_name, InferOptions, RESERVED_WORDS};
-pub use value::{parse_cell, CellError, Value};
+pub use file::{SchemaFileError, load_schema_file};
+pub use infer::{InferOptions, RESERVED_WORDS, infer_schema, normalize_column_name};
+pub use value::{CellError, Value, parse_cell};
 
 /// The type of a column, by its Athena name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -76,12 +76,7 @@ pub struct Field {
 
 impl Field {
     pub fn new(name: &str, source: &str, ty: ColumnType) -> Self {
-        Field {
-            name: name.to_string(),
-            source: (source != name).then(|| source.to_string()),
-            ty,
-            required: false,
-        }
+        Field { name: name.to_string(), source: (source != name).then(|| source.to_string()), ty, required: false }
     }
 
     fn required(mut self) -> Self {
@@ -132,7 +127,9 @@ pub enum SchemaError {
         "CSV header has no column '{column}' that schema '{schema}' needs; the header is: {header}. Pass a schema that fits (--schema FILE) or let ticklake infer one (omit --schema)"
     )]
     MissingColumn { schema: String, column: String, header: String },
-    #[error("unknown schema preset '{0}': the presets are 'indices' and 'ticks'; anything else is read as a schema file path")]
+    #[error(
+        "unknown schema preset '{0}': the presets are 'indices' and 'ticks'; anything else is read as a schema file path"
+    )]
     UnknownPreset(String),
 }
 
@@ -276,10 +273,8 @@ mod tests {
 
     #[test]
     fn indices_binds_the_usual_header() {
-        let header: Vec<String> = "Index,Date,Open,High,Low,Close,Adj Close,Volume,CloseUSD"
-            .split(',')
-            .map(String::from)
-            .collect();
+        let header: Vec<String> =
+            "Index,Date,Open,High,Low,Close,Adj Close,Volume,CloseUSD".split(',').map(String::from).collect();
         let s = Schema::indices();
         assert!(s.matches_header(&header));
         assert_eq!(s.bind_header(&header).unwrap(), (0..9).collect::<Vec<_>>());

@@ -83,7 +83,7 @@ pub fn parse_bigint(text: &str) -> Result<i64, CellError> {
     }
     match text.parse::<f64>() {
         // 2^63 is exactly representable; anything at or beyond it does not fit.
-        Ok(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.223_372_036_854_775_808e18 => Ok(v as i64),
+        Ok(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.223_372_036_854_776e18 => Ok(v as i64),
         Ok(v) if v.is_finite() && v.fract() != 0.0 => Err(bad(text, "a whole number")),
         _ => Err(bad(text, "a whole number (bigint)")),
     }
@@ -107,8 +107,7 @@ pub fn parse_date(text: &str) -> Result<i32, CellError> {
         NaiveDate::parse_from_str(text, "%Y/%m/%d").ok()
     };
     use chrono::Datelike;
-    date.map(|d| d.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE)
-        .ok_or_else(|| bad(text, "a date (YYYY-MM-DD)"))
+    date.map(|d| d.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE).ok_or_else(|| bad(text, "a date (YYYY-MM-DD)"))
 }
 
 /// ISO-8601 / RFC 3339 (with or without offset; no offset means UTC, with `T` or a space) or epoch milliseconds.

@@ -80,8 +80,8 @@ pub fn decode_record(schema: &Schema, bytes: &[u8]) -> Result<Row, DecodeError> 
         .iter()
         .map(|f| {
             let v = map.get(&f.name).or_else(|| map.get(f.source_name())).unwrap_or(&Json::Null);
-            let value = json_to_value(v, f.ty)
-                .map_err(|reason| DecodeError::Field { column: f.name.clone(), reason })?;
+            let value =
+                json_to_value(v, f.ty).map_err(|reason| DecodeError::Field { column: f.name.clone(), reason })?;
             if f.required && value == Value::Null {
                 return Err(DecodeError::Missing { column: f.name.clone() });
             }

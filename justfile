@@ -1,0 +1,99 @@
+# ticklake tasks. `just` lists them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+target_dir := env_var_or_default("CARGO_TARGET_DIR", "target")
+musl := "x86_64-unknown-linux-musl"
+servers := "proto-tests/scripts/servers.sh"
+
+# List the recipes.
+default:
+    @just --list
+
+# Debug build.
+build:
+    cargo build
+
+# Lint, unit tests, proto-tests against a real broker and S3 server (installed/started if needed, then stopped).
+test: lint unit proto
+
+# Unit tests (no network).
+unit:
+    cargo test --lib --bins
+
+# Proto-tests against the real servers; starts them if they are not running and stops what it started.
+proto:
+    {{servers}} install
+    {{servers}} start
+    trap '{{servers}} stop' EXIT; source .servers/env && cargo test --test proto -- --test-threads 2
+
+# rustfmt and clippy, warnings are errors.
+lint:
+    cargo fmt --check
+    cargo clippy --all-targets -- -D warnings
+
+# Start the test servers and leave them running (`just servers-down` stops them).
+servers-up:
+    {{servers}} install
+    {{servers}} start
+    @echo "source .servers/env  # to point ticklake at them"
+
+# Stop the servers that servers-up started.
+servers-down:
+    {{servers}} stop
+
+# Regenerate the sample CSVs in data/ (deterministic: same bytes every time).
+sample-data:
+    cargo run --quiet -- sample indices --rows 4000 --symbols 13 --start 2020-01-01 --seed 42 -o data/indices.csv
+    cargo run --quiet -- sample ticks --rows 3000 --symbols 8 --start 2024-03-04 --seed 7 -o data/ticks.csv
+
+# The main job on the embedded defaults: local broker, sample data into a topic, read some back.
+demo:
+    {{servers}} install
+    {{servers}} start
+    source .servers/env && cargo run --quiet --release -- replay data/indices.csv --topic demo-indices --partitions 3
+    source .servers/env && cargo run --quiet --release -- topic describe demo-indices
+    source .servers/env && cargo run --quiet --release -- consume --topic demo-indices --limit 3 --meta
+
+# Fully static release binary for x86_64 Linux (Amazon Linux 2 and anything else): target/<musl>/release/ticklake.
+dist:
+    rustup target list --installed | grep -q {{musl}} || rustup target add {{musl}}
+    command -v musl-gcc >/dev/null || (apt-get update -qq && apt-get install -y -qq musl-tools)
+    CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --locked --target {{musl}}
+    @ls -l {{target_dir}}/{{musl}}/release/ticklake
+
+# Check that the dist binary is static and runs with no libc at all (inside an empty chroot).
+dist-check: dist
+    #!/usr/bin/env bash
+    set -euo pipefail
+    bin="{{target_dir}}/{{musl}}/release/ticklake"
+    command -v file >/dev/null || (apt-get update -qq && apt-get install -y -qq file)
+    file "$bin"
+    file "$bin" | grep -Eq "static(-pie)? linked" || { echo "not static: $(file "$bin")"; exit 1; }
+    root="$(mktemp -d)"; trap 'rm -rf "$root"' EXIT
+    cp "$bin" "$root/ticklake"
+    chroot "$root" /ticklake --version
+    echo "dist-check: static binary runs in an empty chroot"
+
+# Replay 1,000,000 index rows flat out; prints rows/s next to confluent-kafka (librdkafka) in the same run.
+bench-replay:
+    {{servers}} install
+    {{servers}} start
+    trap '{{servers}} stop' EXIT; source .servers/env && cargo build --release --quiet && "$TICKLAKE_PYTHON" proto-tests/bench/bench_replay.py --bin {{target_dir}}/release/ticklake
+
+# The proto-tests against Docker's Redpanda + MinIO when Docker runs, else against the local servers.
+e2e:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+      docker compose up -d --wait
+      trap 'docker compose down' EXIT
+      export KAFKA_BROKERS=127.0.0.1:9092 AWS_ENDPOINT_URL=http://127.0.0.1:9000 AWS_ACCESS_KEY_ID=minioadmin \
+        AWS_SECRET_ACCESS_KEY=minioadmin AWS_REGION=us-east-1 TICKLAKE_PROTO=1
+      {{servers}} install
+      export TICKLAKE_PYTHON="$PWD/.venv/bin/python"
+      cargo test --test proto -- --test-threads 2
+    else
+      echo "e2e: no Docker engine here; running against the local servers"
+      just proto
+    fi

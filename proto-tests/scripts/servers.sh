@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Installs, starts and stops the test servers: a Kafka-compatible broker (Tansu, from crates.io) and an
+# S3-compatible server (moto_server, from PyPI). No Docker needed. Used by `just test` and `.ci/run`.
+#
+#   servers.sh install   # idempotent; skips what is already there
+#   servers.sh start     # starts what is not already answering; writes .servers/env
+#   servers.sh stop      # stops what `start` started (never a server it found running)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+STATE="$ROOT/.servers"
+VENV="${TICKLAKE_VENV:-$ROOT/.venv}"
+TANSU_VERSION="0.6.0"
+KAFKA_PORT="${TICKLAKE_KAFKA_PORT:-19092}"
+S3_PORT="${TICKLAKE_S3_PORT:-19000}"
+# Storage for the broker: memory (fast) or sqlite (survives restarts; needs --features libsql).
+KAFKA_STORAGE="${TICKLAKE_KAFKA_STORAGE:-memory}"
+# Python packages for the S3 server, peers and checkers, pinned.
+PY_PACKAGES=("moto[server]==5.2.5" "confluent-kafka==2.16.1" "pyarrow==26.0.1" "duckdb==2.0.1" "sqlglot==30.30.0" "boto3==1.44.8")
+
+log() { echo "servers: $*" >&2; }
+
+tansu_bin() {
+  if [[ -n "${TANSU_BIN:-}" ]]; then echo "$TANSU_BIN"; return; fi
+  command -v tansu 2>/dev/null || echo "$HOME/.cargo/bin/tansu"
+}
+
+install() {
+  local tansu; tansu="$(tansu_bin)"
+  if [[ -x "$tansu" ]] && "$tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+    log "tansu $TANSU_VERSION already installed ($tansu)"
+  else
+    log "building tansu $TANSU_VERSION from crates.io (15-20 minutes on 2 cores; cached afterwards)"
+    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
+  fi
+  if [[ ! -x "$VENV/bin/python" ]]; then
+    log "creating virtualenv $VENV"
+    python3 -m venv "$VENV"
+  fi
+  if ! "$VENV/bin/python" -c 'import moto, confluent_kafka, pyarrow, duckdb, sqlglot, boto3' 2>/dev/null; then
+    log "installing ${PY_PACKAGES[*]}"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
+  fi
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  local port=$1 what=$2 log=$3
+  for _ in $(seq 1 100); do
+    port_open "$port" && return 0
+    sleep 0.1
+  done
+  log "$what did not open port $port within 10 s; its log ($log):"
+  tail -n 30 "$log" >&2 || true
+  return 1
+}
+
+start() {
+  mkdir -p "$STATE"
+  if port_open "$KAFKA_PORT"; then
+    log "a broker already answers on 127.0.0.1:$KAFKA_PORT; using it"
+  else
+    local storage="memory://tansu/"
+    if [[ "$KAFKA_STORAGE" == sqlite ]]; then storage="sqlite://$STATE/tansu.db"; fi
+    log "starting tansu on 127.0.0.1:$KAFKA_PORT ($storage)"
+    (cd "$STATE" && exec "$(tansu_bin)" broker \
+        --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --storage-engine "$storage" >"$STATE/tansu.log" 2>&1) &
+    echo $! >"$STATE/tansu.pid"
+    wait_port "$KAFKA_PORT" tansu "$STATE/tansu.log"
+  fi
+  if port_open "$S3_PORT"; then
+    log "an S3 server already answers on 127.0.0.1:$S3_PORT; using it"
+  else
+    log "starting moto_server on 127.0.0.1:$S3_PORT"
+    (exec "$VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$STATE/moto.log" 2>&1) &
+    echo $! >"$STATE/moto.pid"
+    wait_port "$S3_PORT" moto_server "$STATE/moto.log"
+  fi
+  cat >"$STATE/env" <<ENV
+export KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+export AWS_ENDPOINT_URL=http://127.0.0.1:$S3_PORT
+export AWS_ACCESS_KEY_ID=test
+export AWS_SECRET_ACCESS_KEY=test
+export AWS_REGION=us-east-1
+export TICKLAKE_PROTO=1
+export TICKLAKE_PYTHON=$VENV/bin/python
+export TICKLAKE_TANSU=$(tansu_bin)
+ENV
+}
+
+stop() {
+  for name in tansu moto; do
+    local pidfile="$STATE/$name.pid"
+    [[ -f "$pidfile" ]] || continue
+    local pid; pid="$(cat "$pidfile")"
+    # Tansu takes seconds to release its port after SIGTERM: kill -9, it keeps nothing we need.
+    kill -9 "$pid" 2>/dev/null || true
+    pkill -9 -P "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+    log "stopped $name"
+  done
+}
+
+case "${1:-}" in
+  install) install ;;
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;
+esac

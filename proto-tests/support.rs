@@ -1,0 +1,162 @@
+//! Shared helpers: the test environment, random names, the binary, reading topics back independently.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use rskafka::client::ClientBuilder;
+use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
+
+/// Where the servers are, from the environment `just proto` sets.
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    pub brokers: String,
+}
+
+impl TestEnv {
+    /// `None` (after saying why) when the servers are not configured; a panic instead under CI.
+    pub fn from_env() -> Option<TestEnv> {
+        match std::env::var("KAFKA_BROKERS") {
+            Ok(brokers) if std::env::var("TICKLAKE_PROTO").is_ok() => Some(TestEnv { brokers }),
+            _ if std::env::var("CI").is_ok() => {
+                panic!(
+                    "CI is set but the test servers are not: run through `just proto` (it sets TICKLAKE_PROTO and KAFKA_BROKERS)"
+                )
+            }
+            _ => {
+                eprintln!(
+                    "skipping: test servers not configured; run `just proto` (sets TICKLAKE_PROTO, KAFKA_BROKERS)"
+                );
+                None
+            }
+        }
+    }
+
+    /// The `ticklake` binary with this environment's broker.
+    pub fn ticklake(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ticklake"));
+        c.env("KAFKA_BROKERS", &self.brokers).env("RUST_LOG", "info,rskafka=error").env_remove("TICKLAKE_TOPIC");
+        c
+    }
+}
+
+/// Skips the test (returns) when the servers are not configured.
+#[macro_export]
+macro_rules! env_or_skip {
+    () => {
+        match $crate::support::TestEnv::from_env() {
+            Some(env) => env,
+            None => return,
+        }
+    };
+}
+
+/// A name no other test run uses.
+pub fn random_name(prefix: &str) -> String {
+    let n: u64 = rand::random();
+    format!("{prefix}-{n:016x}")
+}
+
+/// The repository root (for `data/`).
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Runs a command to completion, printing its stderr if it is needed for a failure message.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("cannot run ticklake")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the command exited 0, showing its stderr otherwise.
+pub fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "ticklake failed ({:?}):\n{}", o.status, stderr(&o));
+    o
+}
+
+/// One record read back from the broker.
+#[derive(Debug, Clone)]
+pub struct ReadRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: serde_json::Value,
+    pub timestamp_ms: i64,
+}
+
+/// Reads every record of every partition of `topic` with rskafka directly (not through ticklake), up to the
+/// high watermark each fetch reports.
+pub async fn read_topic(brokers: &str, topic: &str) -> Vec<ReadRecord> {
+    let client = ClientBuilder::new(vec![brokers.to_string()]).build().await.expect("connect");
+    let topics = client.list_topics().await.expect("list topics");
+    let t = topics.into_iter().find(|t| t.name == topic).unwrap_or_else(|| panic!("topic {topic} missing"));
+    let mut out = Vec::new();
+    for p in t.partitions {
+        let pc = client.partition_client(topic, p, UnknownTopicHandling::Retry).await.expect("partition client");
+        let mut next = pc.get_offset(OffsetAt::Earliest).await.expect("earliest");
+        loop {
+            let (records, hw) = tokio::time::timeout(Duration::from_secs(10), pc.fetch_records(next, 1..8_000_000, 50))
+                .await
+                .expect("fetch timed out")
+                .expect("fetch");
+            for r in records {
+                if r.offset < next {
+                    continue;
+                }
+                next = r.offset + 1;
+                let value = serde_json::from_slice(r.record.value.as_deref().unwrap_or(b"null")).unwrap_or_else(|_| {
+                    serde_json::Value::String(
+                        String::from_utf8_lossy(r.record.value.as_deref().unwrap_or_default()).into(),
+                    )
+                });
+                out.push(ReadRecord {
+                    partition: p,
+                    offset: r.offset,
+                    key: r.record.key.map(|k| String::from_utf8_lossy(&k).into_owned()),
+                    value,
+                    timestamp_ms: r.record.timestamp.timestamp_millis(),
+                });
+            }
+            if next >= hw {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Records per partition, in offset order.
+pub fn by_partition(records: &[ReadRecord]) -> BTreeMap<i32, Vec<ReadRecord>> {
+    let mut m: BTreeMap<i32, Vec<ReadRecord>> = BTreeMap::new();
+    for r in records {
+        m.entry(r.partition).or_default().push(r.clone());
+    }
+    for v in m.values_mut() {
+        v.sort_by_key(|r| r.offset);
+    }
+    m
+}
+
+/// The rows of a CSV file as header-name → text maps, in file order.
+pub fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
+    let mut rdr = csv::Reader::from_path(path).expect("read csv");
+    let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+    rdr.records().map(|r| header.iter().cloned().zip(r.unwrap().iter().map(String::from)).collect()).collect()
+}
+
+/// Parses `N sent` out of replay's summary line.
+pub fn summary_count(stderr: &str, what: &str) -> u64 {
+    let line =
+        stderr.lines().find(|l| l.starts_with("replay:")).unwrap_or_else(|| panic!("no summary line in:\n{stderr}"));
+    line.split(',')
+        .find_map(|part| {
+            let part = part.trim().trim_start_matches("replay: ");
+            let (n, rest) = part.split_once(' ')?;
+            rest.starts_with(what).then(|| n.parse().ok()).flatten()
+        })
+        .unwrap_or_else(|| panic!("no '{what}' count in summary: {line}"))
+}
