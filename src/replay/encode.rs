@@ -54,9 +54,15 @@ impl RecordEncoder {
         self.event_time.and_then(|i| row[i].as_epoch_millis())
     }
 
-    pub fn encode(&mut self, row: &Row, value_capacity: usize) -> Encoded {
+    /// Encodes `row`; `source(i)` may give field `i`'s CSV text, written verbatim when it is a JSON number.
+    pub fn encode<'a>(
+        &mut self,
+        row: &Row,
+        source: impl Fn(usize) -> Option<&'a [u8]>,
+        value_capacity: usize,
+    ) -> Encoded {
         let mut value = Vec::with_capacity(value_capacity);
-        wire::encode_row(&self.schema, row, &mut value);
+        wire::encode_row_verbatim(&self.schema, row, source, &mut value);
         let key = self.key.and_then(|i| row[i].as_str()).map(|k| k.as_bytes().to_vec());
         let partition = match &key {
             Some(k) => partition_for_key(k, self.partitions),
@@ -100,7 +106,7 @@ mod tests {
     #[test]
     fn key_partition_and_event_timestamp() {
         let mut enc = RecordEncoder::new(Schema::indices(), 3, TimestampMode::Event);
-        let e = enc.encode(&row("HSI", 1), 256);
+        let e = enc.encode(&row("HSI", 1), |_| None, 256);
         assert_eq!(e.record.key.as_deref(), Some(&b"HSI"[..]));
         assert_eq!(e.partition, partition_for_key(b"HSI", 3));
         assert_eq!(e.record.timestamp.timestamp_millis(), 86_400_000);
@@ -112,7 +118,7 @@ mod tests {
     fn pre_epoch_rows_get_the_send_time() {
         let mut enc = RecordEncoder::new(Schema::indices(), 1, TimestampMode::Event);
         let before = Utc::now().timestamp_millis();
-        let e = enc.encode(&row("NYA", -1000), 256);
+        let e = enc.encode(&row("NYA", -1000), |_| None, 256);
         assert!(e.record.timestamp.timestamp_millis() >= before);
         assert_eq!(enc.pre_epoch, 1);
     }

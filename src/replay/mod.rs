@@ -244,6 +244,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) 
         rejects,
         consumed,
         accepted: 0,
+        row: Vec::new(),
     };
     let reader_end = tokio::task::spawn_blocking(move || reader.run(source)).await.expect("reader thread panicked")?;
 
@@ -314,6 +315,8 @@ struct Reader {
     consumed: Arc<AtomicU64>,
     /// Rows handed to the producer so far (for `--limit`).
     accepted: u64,
+    /// The row buffer, reused for every CSV row.
+    row: Row,
 }
 
 /// Why the reader stopped taking rows.
@@ -380,7 +383,7 @@ impl Reader {
         let mut rng = rand::rng();
         loop {
             let row = &rows[rand::Rng::random_range(&mut rng, 0..rows.len())];
-            if let Step::Stop = self.send(row.clone()) {
+            if let Step::Stop = self.send(row, None) {
                 return Ok(ReaderEnd::Done);
             }
         }
@@ -389,10 +392,13 @@ impl Reader {
     /// Takes one CSV row through typing, encoding and pacing.
     fn take(&mut self, path: &str, line: u64, rec: &csv::ByteRecord) -> Result<Step, ReplayError> {
         self.counters.read.fetch_add(1, Ordering::Relaxed);
-        match self.parser.parse(rec) {
-            Ok(row) => Ok(self.send(row)),
+        let mut row = std::mem::take(&mut self.row);
+        let step = match self.parser.parse_into(rec, &mut row) {
+            Ok(()) => Ok(self.send(&row, Some(rec))),
             Err(error) => self.reject(path, line, rec, error),
-        }
+        };
+        self.row = row;
+        step
     }
 
     fn reject(&mut self, path: &str, line: u64, rec: &csv::ByteRecord, error: RowError) -> Result<Step, ReplayError> {
@@ -426,18 +432,19 @@ impl Reader {
     }
 
     /// Paces, encodes and queues one row. `Stop` when the limit is reached or a stop was asked for.
-    fn send(&mut self, row: Row) -> Step {
+    fn send(&mut self, row: &Row, rec: Option<&csv::ByteRecord>) -> Step {
         if self.should_stop() {
             return Step::Stop;
         }
-        let delay = self.pacer.delay(Instant::now(), self.encoder.event_millis(&row));
+        let delay = self.pacer.delay(Instant::now(), self.encoder.event_millis(row));
         if !delay.is_zero() {
             self.flush_all();
             if !self.sleep(delay) {
                 return Step::Stop;
             }
         }
-        let e = self.encoder.encode(&row, 192);
+        let parser = &self.parser;
+        let e = self.encoder.encode(row, |i| rec.and_then(|r| parser.cell(r, i)), 256);
         let p = e.partition as usize;
         self.pending[p].push(e.record);
         let chunk_rows = if self.pacer.is_flat_out() && self.cfg.input != Input::Stdin { CHUNK_ROWS } else { 1 };

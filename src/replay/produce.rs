@@ -123,6 +123,51 @@ async fn worker(
     failure
 }
 
+/// A batch's keys and values in one buffer, to rebuild the records for a retry: rskafka's `produce` consumes the
+/// batch, and cloning every record for every attempt cost two allocations per record on the hot path.
+struct Snapshot {
+    bytes: Vec<u8>,
+    /// Per record: key length (`None` = no key), value length, timestamp.
+    items: Vec<(Option<u32>, u32, chrono::DateTime<chrono::Utc>)>,
+}
+
+impl Snapshot {
+    /// `None` when a record has headers or no value (never the case for replay's records): then clone instead.
+    fn take(batch: &[Record]) -> Option<Snapshot> {
+        let size: usize = batch.iter().map(Record::approximate_size).sum();
+        let mut bytes = Vec::with_capacity(size);
+        let mut items = Vec::with_capacity(batch.len());
+        for r in batch {
+            let value = r.value.as_ref().filter(|_| r.headers.is_empty())?;
+            let key_len = r.key.as_ref().map(|k| {
+                bytes.extend_from_slice(k);
+                k.len() as u32
+            });
+            bytes.extend_from_slice(value);
+            items.push((key_len, value.len() as u32, r.timestamp));
+        }
+        Some(Snapshot { bytes, items })
+    }
+
+    fn restore(&self) -> Vec<Record> {
+        let mut at = 0;
+        let mut take = |n: u32| {
+            let s = self.bytes[at..at + n as usize].to_vec();
+            at += n as usize;
+            s
+        };
+        self.items
+            .iter()
+            .map(|&(key_len, value_len, timestamp)| Record {
+                key: key_len.map(&mut take),
+                value: Some(take(value_len)),
+                headers: Default::default(),
+                timestamp,
+            })
+            .collect()
+    }
+}
+
 /// Produces one batch, retrying with jittered exponential backoff until `cfg.retry_for` has passed.
 async fn send_with_retry(
     kafka: &Kafka,
@@ -133,9 +178,17 @@ async fn send_with_retry(
 ) -> Result<(), crate::kafka::Error> {
     let give_up = Instant::now() + cfg.retry_for;
     let mut backoff = Duration::from_millis(100);
+    let snapshot = Snapshot::take(&batch);
+    let fallback = if snapshot.is_none() { Some(batch.clone()) } else { None };
+    let mut first = Some(batch);
     loop {
-        // rskafka takes the batch by value; keep the original for a retry.
-        let attempt = client.produce(batch.clone(), cfg.compression);
+        let records = match (first.take(), &snapshot, &fallback) {
+            (Some(b), _, _) => b,
+            (None, Some(s), _) => s.restore(),
+            (None, None, Some(f)) => f.clone(),
+            (None, None, None) => unreachable!("a snapshot or a fallback copy is always kept"),
+        };
+        let attempt = client.produce(records, cfg.compression);
         match kafka.deadline("produce", client.topic(), client.partition(), attempt).await {
             Ok(_offsets) => return Ok(()),
             Err(e) if Instant::now() + backoff < give_up && is_retryable(&e) => {
@@ -153,4 +206,28 @@ async fn send_with_retry(
 fn is_retryable(e: &crate::kafka::Error) -> bool {
     use crate::kafka::Error::*;
     matches!(e, Unreachable { .. } | Timeout { .. } | Request { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_restores_the_batch_exactly() {
+        let ts = chrono::DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+        let batch = vec![
+            Record {
+                key: Some(b"HSI".to_vec()),
+                value: Some(b"{\"a\":1}".to_vec()),
+                headers: Default::default(),
+                timestamp: ts,
+            },
+            Record { key: None, value: Some(b"{}".to_vec()), headers: Default::default(), timestamp: ts },
+            Record { key: Some(vec![]), value: Some(vec![]), headers: Default::default(), timestamp: ts },
+        ];
+        assert_eq!(Snapshot::take(&batch).unwrap().restore(), batch);
+        let mut with_header = batch.clone();
+        with_header[0].headers.insert("h".into(), vec![1]);
+        assert!(Snapshot::take(&with_header).is_none());
+    }
 }

@@ -39,28 +39,37 @@ impl RowParser {
         &self.schema
     }
 
+    /// The CSV cell that feeds schema field `field`.
+    pub fn cell<'r>(&self, rec: &'r ByteRecord, field: usize) -> Option<&'r [u8]> {
+        rec.get(self.positions[field]).map(|c| c.trim_ascii())
+    }
+
     pub fn parse(&self, rec: &ByteRecord) -> Result<Row, RowError> {
+        let mut row = Vec::with_capacity(self.schema.fields.len());
+        self.parse_into(rec, &mut row)?;
+        Ok(row)
+    }
+
+    /// Parses into `row`, reusing its allocation (the replay hot path keeps one row buffer).
+    pub fn parse_into(&self, rec: &ByteRecord, row: &mut Row) -> Result<(), RowError> {
+        row.clear();
         if rec.len() != self.width {
             return Err(RowError {
                 column: None,
                 reason: format!("has {} fields, the header has {}", rec.len(), self.width),
             });
         }
-        self.schema
-            .fields
-            .iter()
-            .zip(&self.positions)
-            .map(|(field, &pos)| {
-                let col = || Some(field.source_name().to_string());
-                let text = std::str::from_utf8(&rec[pos])
-                    .map_err(|_| RowError { column: col(), reason: "is not valid UTF-8".into() })?;
-                let v = parse_cell(text, field.ty).map_err(|e| RowError { column: col(), reason: e.reason })?;
-                if field.required && v == Value::Null {
-                    return Err(RowError { column: col(), reason: "is required but empty".into() });
-                }
-                Ok(v)
-            })
-            .collect()
+        for (field, &pos) in self.schema.fields.iter().zip(&self.positions) {
+            let col = || Some(field.source_name().to_string());
+            let text = std::str::from_utf8(&rec[pos])
+                .map_err(|_| RowError { column: col(), reason: "is not valid UTF-8".into() })?;
+            let v = parse_cell(text, field.ty).map_err(|e| RowError { column: col(), reason: e.reason })?;
+            if field.required && v == Value::Null {
+                return Err(RowError { column: col(), reason: "is required but empty".into() });
+            }
+            row.push(v);
+        }
+        Ok(())
     }
 }
 

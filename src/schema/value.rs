@@ -131,9 +131,30 @@ pub fn parse_timestamp(text: &str) -> Result<i64, CellError> {
 
 /// Days since the epoch → `YYYY-MM-DD`.
 pub fn format_date(days: i32) -> String {
-    NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_DAYS_FROM_CE)
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .unwrap_or_else(|| days.to_string())
+    let mut s = String::with_capacity(10);
+    push_date(days, &mut s);
+    s
+}
+
+/// Appends `YYYY-MM-DD` (hand-formatted: chrono's strftime was a visible share of replay's CPU).
+pub fn push_date(days: i32, out: &mut String) {
+    use chrono::Datelike;
+    match NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_DAYS_FROM_CE) {
+        Some(d) if (0..=9999).contains(&d.year()) => {
+            let (y, m, dd) = (d.year() as u32, d.month(), d.day());
+            for digit in [y / 1000, y / 100 % 10, y / 10 % 10, y % 10] {
+                out.push(char::from(b'0' + digit as u8));
+            }
+            out.push('-');
+            out.push(char::from(b'0' + (m / 10) as u8));
+            out.push(char::from(b'0' + (m % 10) as u8));
+            out.push('-');
+            out.push(char::from(b'0' + (dd / 10) as u8));
+            out.push(char::from(b'0' + (dd % 10) as u8));
+        }
+        Some(d) => out.push_str(&d.format("%Y-%m-%d").to_string()),
+        None => out.push_str(&days.to_string()),
+    }
 }
 
 /// Epoch ms → ISO-8601 UTC with milliseconds (`2024-01-02T09:30:00.123Z`).

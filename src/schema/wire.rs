@@ -9,11 +9,22 @@ use std::io::Write;
 
 use serde_json::Value as Json;
 
-use super::value::{format_date, format_timestamp, parse_bigint, parse_date, parse_timestamp};
+use super::value::{format_timestamp, parse_bigint, parse_date, parse_timestamp, push_date};
 use super::{ColumnType, Row, Schema, Value};
 
 /// Appends the JSON object for `row` to `out`.
 pub fn encode_row(schema: &Schema, row: &Row, out: &mut Vec<u8>) {
+    encode_row_verbatim(schema, row, |_| None, out)
+}
+
+/// Like `encode_row`, but a double whose source text (`source(i)` for field `i`) is already a valid JSON number
+/// is written as that text: it parses to the same double, and it saves re-formatting (ryu was 8% of replay's CPU).
+pub fn encode_row_verbatim<'a>(
+    schema: &Schema,
+    row: &Row,
+    source: impl Fn(usize) -> Option<&'a [u8]>,
+    out: &mut Vec<u8>,
+) {
     out.push(b'{');
     for (i, (field, value)) in schema.fields.iter().zip(row).enumerate() {
         if i > 0 {
@@ -23,9 +34,50 @@ pub fn encode_row(schema: &Schema, row: &Row, out: &mut Vec<u8>) {
         out.push(b'"');
         out.extend_from_slice(field.name.as_bytes());
         out.extend_from_slice(b"\":");
-        write_value(value, out);
+        match (value, source(i)) {
+            (Value::Float(_), Some(text)) if is_json_number(text) => out.extend_from_slice(text),
+            _ => write_value(value, out),
+        }
     }
     out.push(b'}');
+}
+
+/// JSON's number grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+pub fn is_json_number(t: &[u8]) -> bool {
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while *i < t.len() && t[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i > start
+    };
+    let mut i = 0;
+    if t.first() == Some(&b'-') {
+        i += 1;
+    }
+    match t.get(i) {
+        Some(b'0') => i += 1,
+        Some(c) if c.is_ascii_digit() => {
+            digits(&mut i);
+        }
+        _ => return false,
+    }
+    if t.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if matches!(t.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(t.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == t.len()
 }
 
 fn write_value(value: &Value, out: &mut Vec<u8>) {
@@ -39,7 +91,13 @@ fn write_value(value: &Value, out: &mut Vec<u8>) {
             out.extend_from_slice(b.format_finite(*v).as_bytes());
         }
         Value::Bool(v) => out.extend_from_slice(if *v { b"true" } else { b"false" }),
-        Value::Date(d) => write!(out, "\"{}\"", format_date(*d)).expect("vec write"),
+        Value::Date(d) => {
+            let mut s = String::with_capacity(12);
+            s.push('"');
+            push_date(*d, &mut s);
+            s.push('"');
+            out.extend_from_slice(s.as_bytes());
+        }
         Value::Timestamp(ms) => write!(out, "\"{}\"", format_timestamp(*ms)).expect("vec write"),
     }
 }
@@ -162,6 +220,16 @@ mod tests {
         );
     }
 
+    #[test]
+    fn json_number_grammar() {
+        for ok in ["0", "-0", "12", "2568.300049", "1e5", "1E+5", "-1.5e-3"] {
+            assert!(is_json_number(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["", "-", "01", ".5", "5.", "+5", "1e", "NaN", "inf", "1,5", " 1"] {
+            assert!(!is_json_number(bad.as_bytes()), "{bad}");
+        }
+    }
+
     fn arb_row() -> impl Strategy<Value = Row> {
         (
             "\\PC{0,12}",
@@ -191,6 +259,17 @@ mod tests {
             let s = Schema::indices();
             let mut out = Vec::new();
             encode_row(&s, &row, &mut out);
+            prop_assert_eq!(decode_record(&s, &out).unwrap(), row);
+        }
+
+        #[test]
+        fn verbatim_numbers_decode_to_the_same_doubles(text in "-?(0|[1-9][0-9]{0,6})(\\.[0-9]{1,12})?([eE][+-]?[0-9]{1,2})?") {
+            let s = Schema { name: "t".into(), key: None, event_time: None, fields: vec![crate::schema::Field::new("px", "px", ColumnType::Double)] };
+            let v: f64 = text.parse().unwrap();
+            prop_assume!(v.is_finite());
+            let row = vec![Value::Float(v)];
+            let mut out = Vec::new();
+            encode_row_verbatim(&s, &row, |_| Some(text.as_bytes()), &mut out);
             prop_assert_eq!(decode_record(&s, &out).unwrap(), row);
         }
     }
