@@ -109,6 +109,21 @@ pub async fn run(cli: Cli) -> Result<u8> {
             print(schema.to_toml().trim_end())?;
             Ok(0)
         }
+        Command::Sink(args) => {
+            let cfg = crate::sink::SinkConfig::try_from(args.as_ref())?;
+            let report = crate::sink::run(KafkaConfig::try_from(&args.kafka)?, cfg, shutdown).await?;
+            eprintln!("{}", report.summary);
+            Ok(report.stopped.map_or(0, |r| r.exit_code()))
+        }
+        Command::Lake(crate::cli::LakeCommand::Stats { topic, lake }) => {
+            print(&crate::inspect::stats(&lake.url()?, &lake.s3(), &topic).await?)?;
+            Ok(0)
+        }
+        Command::Lake(crate::cli::LakeCommand::Verify { topic, lake }) => {
+            let report = crate::inspect::verify(&lake.url()?, &lake.s3(), &topic).await?;
+            print(report.render(&topic).trim_end())?;
+            Ok(if report.ok() { 0 } else { crate::exit::VERIFY_FAILED })
+        }
         Command::Sample(a) => {
             let start = chrono::NaiveDate::parse_from_str(&a.start, "%Y-%m-%d")
                 .map_err(|_| Error::Usage(format!("--start '{}' is not a date like 2015-01-02", a.start)))?;

@@ -76,6 +76,165 @@ pub enum Command {
     Schema(SchemaCommand),
     /// Generate deterministic sample CSV data (what `data/` holds).
     Sample(SampleArgs),
+    /// Land a topic in S3 (or a local folder) as hive-partitioned Parquet, exactly once.
+    Sink(Box<SinkArgs>),
+    /// Inspect a lake: stats, and verify that it holds every offset exactly once.
+    #[command(subcommand)]
+    Lake(LakeCommand),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LakeArgs {
+    /// The lake: s3://bucket/prefix, or a local folder.
+    #[arg(long, env = "TICKLAKE_TO", default_value = "./lake")]
+    pub to: String,
+    /// S3 endpoint for MinIO or a test server (path-style addressing); unset for AWS.
+    #[arg(long = "s3-endpoint", env = "AWS_ENDPOINT_URL")]
+    pub s3_endpoint: Option<String>,
+    /// AWS region of the bucket.
+    #[arg(long, env = "AWS_REGION")]
+    pub region: Option<String>,
+}
+
+impl LakeArgs {
+    pub fn url(&self) -> Result<crate::lake::LakeUrl, crate::Error> {
+        crate::lake::LakeUrl::parse(&self.to).map_err(|e| crate::Error::Usage(e.to_string()))
+    }
+    pub fn s3(&self) -> crate::lake::S3Options {
+        crate::lake::S3Options {
+            region: self.region.clone().or_else(|| std::env::var("AWS_DEFAULT_REGION").ok()),
+            endpoint: self.s3_endpoint.clone(),
+            request_timeout: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SinkArgs {
+    #[arg(long, short, env = "TICKLAKE_TOPIC")]
+    pub topic: String,
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// Kafka partitions to consume, e.g. `0,2,5-7` (default: all), so several sinks can split a topic.
+    #[arg(long)]
+    pub partitions: Option<String>,
+    /// Schema: a preset (`indices`, `ticks`) or a schema file. Default: the one the lake was started with, else
+    /// the preset whose fields the records carry, else inferred from the first records.
+    #[arg(long)]
+    pub schema: Option<String>,
+    /// Hive partitioning: columns and transforms, e.g. `year(trade_date)` or `dt=day(ts),symbol`. Default: per schema.
+    #[arg(long)]
+    pub partition_by: Option<String>,
+    /// Row order inside each file, e.g. `trade_date,symbol`. Default: per schema.
+    #[arg(long)]
+    pub sort_by: Option<String>,
+    /// Rows per Parquet row group.
+    #[arg(long, default_value_t = crate::sink::DEFAULT_ROW_GROUP)]
+    pub row_group_rows: usize,
+    /// Cut when a Kafka partition has buffered this many rows (also the most rows per file).
+    #[arg(long, default_value_t = crate::sink::DEFAULT_MAX_ROWS)]
+    pub max_rows: usize,
+    /// Cut when the Parquet a Kafka partition would write reaches about this size.
+    #[arg(long, default_value = "128MiB", value_parser = parse_bytes)]
+    pub max_bytes: u64,
+    /// Cut when a Kafka partition's oldest buffered row is this old (also when the partition went quiet).
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    pub max_age: Duration,
+    /// Memory for buffered rows across all partitions; a partition cuts early when the total would exceed it.
+    #[arg(long, default_value = "128MiB", value_parser = parse_bytes)]
+    pub max_buffer: u64,
+    /// Records larger than this are rejected (kept, base64, under _ticklake/rejects/).
+    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    pub max_record_bytes: u64,
+    /// Stop once every partition reaches the end seen at start (batch jobs, tests).
+    #[arg(long)]
+    pub exit_at_end: bool,
+    /// If Kafka already deleted offsets the lake still needs (retention), continue from the earliest kept offset
+    /// and record the loss, instead of stopping.
+    #[arg(long)]
+    pub skip_deleted: bool,
+    /// How long a failing upload is retried before the sink stops (nothing is checkpointed past a failed upload).
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub retry_for: Duration,
+    /// Interval of the stats line.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub stats_every: Duration,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// `0,2,5-7` → [0, 2, 5, 6, 7].
+pub fn parse_partition_list(s: &str) -> Result<Vec<i32>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("--partitions '{s}': '{part}' is not a partition number or range like 5-7");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (i32, i32) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+                if a > b || a < 0 {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().ok().filter(|p: &i32| *p >= 0).ok_or_else(bad)?),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    if out.is_empty() {
+        return Err(format!("--partitions '{s}' names no partition"));
+    }
+    Ok(out)
+}
+
+impl TryFrom<&SinkArgs> for crate::sink::SinkConfig {
+    type Error = crate::Error;
+    fn try_from(a: &SinkArgs) -> Result<Self, Self::Error> {
+        let usage = |m: String| crate::Error::Usage(m);
+        if a.max_rows == 0 || a.row_group_rows == 0 {
+            return Err(usage("--max-rows and --row-group-rows must be at least 1".into()));
+        }
+        Ok(crate::sink::SinkConfig {
+            topic: a.topic.clone(),
+            lake: a.lake.url()?,
+            s3: a.lake.s3(),
+            partitions: a.partitions.as_deref().map(parse_partition_list).transpose().map_err(usage)?,
+            schema: resolve_schema_arg(a.schema.as_deref())?,
+            partition_by: a.partition_by.clone(),
+            sort_by: a
+                .sort_by
+                .as_ref()
+                .map(|s| s.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()),
+            row_group_rows: a.row_group_rows,
+            max_rows: a.max_rows,
+            max_bytes: a.max_bytes.max(1),
+            max_age: a.max_age,
+            max_buffer: usize::try_from(a.max_buffer).unwrap_or(usize::MAX),
+            max_record_bytes: usize::try_from(a.max_record_bytes).unwrap_or(usize::MAX),
+            exit_at_end: a.exit_at_end,
+            skip_deleted: a.skip_deleted,
+            retry_for: a.retry_for,
+            stats_every: a.stats_every.max(Duration::from_millis(100)),
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LakeCommand {
+    /// Hive partitions, files, rows and bytes of a topic's lake, and its checkpoints.
+    Stats {
+        #[arg(long, short, env = "TICKLAKE_TOPIC")]
+        topic: String,
+        #[command(flatten)]
+        lake: LakeArgs,
+    },
+    /// Check from the files themselves that every offset is in the lake exactly once; exits non-zero otherwise.
+    Verify {
+        #[arg(long, short, env = "TICKLAKE_TOPIC")]
+        topic: String,
+        #[command(flatten)]
+        lake: LakeArgs,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -376,6 +535,15 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn partition_lists() {
+        assert_eq!(parse_partition_list("0,2,5-7"), Ok(vec![0, 2, 5, 6, 7]));
+        assert_eq!(parse_partition_list("3,3,1"), Ok(vec![1, 3]));
+        assert!(parse_partition_list("7-5").is_err());
+        assert!(parse_partition_list("x").is_err());
+        assert!(parse_partition_list("").is_err());
     }
 
     #[test]

@@ -14,6 +14,12 @@ pub const AUTH: u8 = 5;
 pub const TOPIC_MISSING: u8 = 6;
 /// Some rows were read but could not be acknowledged by the broker.
 pub const UNACKNOWLEDGED: u8 = 7;
+/// The lake's bucket does not exist.
+pub const STORAGE_MISSING: u8 = 8;
+/// Kafka deleted offsets the lake still needed (retention), and skipping was not allowed.
+pub const DATA_LOST: u8 = 9;
+/// `lake verify` found a gap, a duplicate or a stray object.
+pub const VERIFY_FAILED: u8 = 10;
 /// Stopped by Ctrl-C (128 + SIGINT).
 pub const INTERRUPTED: u8 = 130;
 /// Stopped by SIGTERM (128 + SIGTERM).

@@ -1,18 +1,21 @@
 //! ticklake: replay market data from CSV into Kafka, land the stream in S3 as hive-partitioned Parquet.
 //!
-//! Layers (imports point down): `main` → `app`/`cli` → pipelines (`replay`) and commands (`topic`, `consume`,
-//! `sample`) → foundations (`schema`, `kafka`, `shutdown`, `exit`).
+//! Layers (imports point down): `main` → `app`/`cli` → pipelines (`replay`, `sink`) and commands (`topic`,
+//! `consume`, `sample`, `inspect`) → foundations (`schema`, `kafka`, `lake`, `shutdown`, `exit`).
 #![deny(unsafe_code, rust_2018_idioms)]
 
 pub mod app;
 pub mod cli;
 pub mod consume;
 pub mod exit;
+pub mod inspect;
 pub mod kafka;
+pub mod lake;
 pub mod replay;
 pub mod sample;
 pub mod schema;
 pub mod shutdown;
+pub mod sink;
 pub mod topic;
 
 /// Top-level error: every stage's error, each knowing its exit code.
@@ -28,6 +31,10 @@ pub enum Error {
     SchemaFile(#[from] schema::SchemaFileError),
     #[error(transparent)]
     Source(#[from] replay::source::SourceError),
+    #[error(transparent)]
+    Sink(#[from] sink::SinkError),
+    #[error(transparent)]
+    Inspect(#[from] inspect::InspectError),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
 }
@@ -39,6 +46,12 @@ impl Error {
             Error::Kafka(e) => e.exit_code(),
             Error::Replay(e) => e.exit_code(),
             Error::SchemaFile(_) | Error::Source(_) => exit::BAD_INPUT,
+            Error::Sink(e) => e.exit_code(),
+            Error::Inspect(inspect::InspectError::Store(lake::StoreError::BucketMissing { .. })) => {
+                exit::STORAGE_MISSING
+            }
+            Error::Inspect(inspect::InspectError::Store(lake::StoreError::Denied { .. })) => exit::AUTH,
+            Error::Inspect(_) => exit::FAILURE,
             Error::Io { .. } => exit::FAILURE,
         }
     }

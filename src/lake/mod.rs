@@ -1,0 +1,12 @@
+//! The lake: where and how rows land. Foundation layer shared by `sink`, `lake` commands and `athena`.
+//!
+//! `store` (local folder or S3), `partition` (hive paths), `parquet` (file encoding), `state` (checkpoints and
+//! rejects under the hidden `_ticklake/` prefix, which Athena ignores because it starts with `_`).
+
+pub mod parquet;
+pub mod partition;
+pub mod state;
+pub mod store;
+
+pub use partition::{PartitionSpec, SpecError};
+pub use store::{LakeUrl, ObjectInfo, S3Options, Store, StoreError};

@@ -1,0 +1,324 @@
+//! Hive partitioning: `--partition-by` specs with Iceberg-like transforms, and path escaping.
+//!
+//! `symbol` (identity), `year(c)`, `month(c)`, `day(c)` (named `dt`, value `YYYY-MM-DD`), `hour(c)`, each
+//! optionally renamed (`name=transform(c)`). Values are escaped the way Hive does (`FileUtils.escapePathName`), so
+//! `MSCK REPAIR TABLE` and Glue map every path back to the original value.
+
+use crate::schema::value::format_date;
+use crate::schema::{ColumnType, RESERVED_WORDS, Row, Schema, Value, normalize_column_name};
+
+/// What Hive writes for a null partition value.
+pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transform {
+    Identity,
+    Year,
+    Month,
+    Day,
+    Hour,
+}
+
+impl Transform {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transform::Identity => "identity",
+            Transform::Year => "year",
+            Transform::Month => "month",
+            Transform::Day => "day",
+            Transform::Hour => "hour",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionField {
+    /// The key in the path (`year=2020`).
+    pub name: String,
+    /// Index of the source column in the schema.
+    pub source: usize,
+    pub transform: Transform,
+}
+
+/// A validated partition spec for one schema.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PartitionSpec {
+    pub fields: Vec<PartitionField>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error(
+        "--partition-by '{0}': expected column, transform(column) or name=transform(column) with transform year, month, day or hour"
+    )]
+    Syntax(String),
+    #[error("--partition-by '{spec}': no column '{column}' in schema '{schema}' (columns: {columns})")]
+    UnknownColumn { spec: String, column: String, schema: String, columns: String },
+    #[error("--partition-by '{spec}': {transform}() needs a date or timestamp column; '{column}' is {ty}")]
+    NotTemporal { spec: String, transform: &'static str, column: String, ty: ColumnType },
+    #[error("--partition-by '{spec}': hour() needs a timestamp; '{column}' is a date (use day())")]
+    HourOfDate { spec: String, column: String },
+    #[error(
+        "--partition-by '{spec}': '{column}' is {ty}; partition by identity only on string, bigint, boolean or date columns (a timestamp or double makes a partition per value: use day()/hour())"
+    )]
+    BadIdentity { spec: String, column: String, ty: ColumnType },
+    #[error("--partition-by: partition key '{name}' is not usable in Athena: {reason}")]
+    BadName { name: String, reason: String },
+    #[error("--partition-by: partition key '{name}' appears twice or clashes with a column in the files")]
+    Duplicate { name: String },
+}
+
+impl PartitionSpec {
+    /// Parses a comma-separated spec against `schema`.
+    pub fn parse(text: &str, schema: &Schema) -> Result<PartitionSpec, SpecError> {
+        let mut fields: Vec<PartitionField> = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (rename, expr) = match part.split_once('=') {
+                Some((n, e)) => (Some(n.trim()), e.trim()),
+                None => (None, part),
+            };
+            let (transform, column) = match expr.split_once('(') {
+                Some((t, rest)) => {
+                    let col = rest.strip_suffix(')').ok_or_else(|| SpecError::Syntax(part.into()))?.trim();
+                    let t = match t.trim() {
+                        "year" => Transform::Year,
+                        "month" => Transform::Month,
+                        "day" => Transform::Day,
+                        "hour" => Transform::Hour,
+                        "identity" => Transform::Identity,
+                        _ => return Err(SpecError::Syntax(part.into())),
+                    };
+                    (t, col)
+                }
+                None => (Transform::Identity, expr),
+            };
+            let source = schema.index_of(column).ok_or_else(|| SpecError::UnknownColumn {
+                spec: part.into(),
+                column: column.into(),
+                schema: schema.name.clone(),
+                columns: schema.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
+            })?;
+            let ty = schema.fields[source].ty;
+            match transform {
+                Transform::Identity
+                    if !matches!(
+                        ty,
+                        ColumnType::String | ColumnType::Bigint | ColumnType::Boolean | ColumnType::Date
+                    ) =>
+                {
+                    return Err(SpecError::BadIdentity { spec: part.into(), column: column.into(), ty });
+                }
+                Transform::Year | Transform::Month | Transform::Day | Transform::Hour if !ty.is_temporal() => {
+                    return Err(SpecError::NotTemporal {
+                        spec: part.into(),
+                        transform: transform.name(),
+                        column: column.into(),
+                        ty,
+                    });
+                }
+                Transform::Hour if ty == ColumnType::Date => {
+                    return Err(SpecError::HourOfDate { spec: part.into(), column: column.into() });
+                }
+                _ => {}
+            }
+            let name = match (rename, transform) {
+                (Some(n), _) => n.to_string(),
+                (None, Transform::Identity) => column.to_string(),
+                (None, Transform::Day) => "dt".into(),
+                (None, t) => t.name().into(),
+            };
+            if normalize_column_name(&name) != name {
+                return Err(SpecError::BadName { name, reason: "use lower-case snake_case".into() });
+            }
+            if RESERVED_WORDS.contains(&name.as_str()) {
+                return Err(SpecError::BadName { name, reason: "it is a reserved word".into() });
+            }
+            let clashes_with_file_column = transform != Transform::Identity && schema.index_of(&name).is_some();
+            if fields.iter().any(|f| f.name == name) || clashes_with_file_column || name.starts_with("kafka_") {
+                return Err(SpecError::Duplicate { name });
+            }
+            fields.push(PartitionField { name, source, transform });
+        }
+        Ok(PartitionSpec { fields })
+    }
+
+    /// Schema columns that live in the path, not in the files (identity partitions).
+    pub fn is_path_column(&self, schema_index: usize) -> bool {
+        self.fields.iter().any(|f| f.transform == Transform::Identity && f.source == schema_index)
+    }
+
+    /// The partition value of `field` for `row`, unescaped.
+    pub fn value(field: &PartitionField, row: &Row) -> Option<String> {
+        let v = &row[field.source];
+        match field.transform {
+            Transform::Identity => match v {
+                Value::Null => None,
+                Value::Str(s) => Some(s.clone()),
+                Value::Int(i) => Some(i.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                Value::Date(d) => Some(format_date(*d)),
+                Value::Float(f) => Some(f.to_string()),
+                Value::Timestamp(ms) => Some(ms.to_string()),
+            },
+            t => {
+                let ms = v.as_epoch_millis()?;
+                let dt = chrono::DateTime::from_timestamp_millis(ms)?;
+                Some(match t {
+                    Transform::Year => dt.format("%Y").to_string(),
+                    Transform::Month => dt.format("%Y-%m").to_string(),
+                    Transform::Day => dt.format("%Y-%m-%d").to_string(),
+                    _ => dt.format("%Y-%m-%d-%H").to_string(),
+                })
+            }
+        }
+    }
+
+    /// `year=2020/symbol=%5EGSPC` (empty for an unpartitioned table).
+    pub fn hive_path(&self, row: &Row) -> String {
+        let mut out = String::new();
+        for f in &self.fields {
+            if !out.is_empty() {
+                out.push('/');
+            }
+            out.push_str(&f.name);
+            out.push('=');
+            match Self::value(f, row) {
+                Some(v) if !v.is_empty() => out.push_str(&escape_hive(&v)),
+                _ => out.push_str(NULL_PARTITION),
+            }
+        }
+        out
+    }
+
+    pub fn describe(&self, schema: &Schema) -> String {
+        self.fields
+            .iter()
+            .map(|f| match f.transform {
+                Transform::Identity => f.name.clone(),
+                t => format!("{}={}({})", f.name, t.name(), schema.fields[f.source].name),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Characters Hive escapes in partition values (`org.apache.hadoop.hive.common.FileUtils.charToEscape`):
+/// control characters, `"#%'*/:=?\\{[]^` and DEL. Space and non-ASCII are kept.
+fn needs_escape(c: char) -> bool {
+    matches!(
+        c,
+        '\u{01}'
+            ..='\u{1F}'
+                | '"'
+                | '#'
+                | '%'
+                | '\''
+                | '*'
+                | '/'
+                | ':'
+                | '='
+                | '?'
+                | '\\'
+                | '\u{7F}'
+                | '{'
+                | '['
+                | ']'
+                | '^'
+    )
+}
+
+/// Hive's `escapePathName`: `^GSPC` → `%5EGSPC`.
+pub fn escape_hive(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if needs_escape(c) {
+            out.push_str(&format!("%{:02X}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Hive's `unescapePathName`: `%XX` → the byte, anything else as is.
+pub fn unescape_hive(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn row(sym: &str, day: i32) -> Row {
+        let mut r = vec![Value::Str(sym.into()), Value::Date(day)];
+        r.extend(std::iter::repeat_n(Value::Null, 7));
+        r
+    }
+
+    #[test]
+    fn specs_parse_and_make_paths() {
+        let s = Schema::indices();
+        let spec = PartitionSpec::parse("year(trade_date), symbol", &s).unwrap();
+        assert_eq!(spec.hive_path(&row("^GSPC", 0)), "year=1970/symbol=%5EGSPC");
+        assert!(spec.is_path_column(0) && !spec.is_path_column(1));
+        let spec = PartitionSpec::parse("day(trade_date),m=month(trade_date)", &s).unwrap();
+        assert_eq!(spec.hive_path(&row("X", 31)), "dt=1970-02-01/m=1970-02");
+        assert_eq!(PartitionSpec::parse("symbol", &s).unwrap().hive_path(&row("BRK B", 0)), "symbol=BRK B");
+        assert_eq!(
+            PartitionSpec::parse("symbol", &s).unwrap().hive_path(&row("", 0)),
+            "symbol=__HIVE_DEFAULT_PARTITION__"
+        );
+        let ticks = Schema::ticks();
+        let spec = PartitionSpec::parse("day(ts),symbol,hour(ts)", &ticks).unwrap();
+        let r = vec![Value::Timestamp(3_600_000 * 25), Value::Str("A/B".into()), Value::Null, Value::Null];
+        assert_eq!(spec.hive_path(&r), "dt=1970-01-02/symbol=A%2FB/hour=1970-01-02-01");
+    }
+
+    #[test]
+    fn specs_athena_cannot_take_are_refused() {
+        let s = Schema::indices();
+        assert!(matches!(PartitionSpec::parse("year(close)", &s), Err(SpecError::NotTemporal { .. })));
+        assert!(matches!(PartitionSpec::parse("hour(trade_date)", &s), Err(SpecError::HourOfDate { .. })));
+        assert!(matches!(PartitionSpec::parse("close", &s), Err(SpecError::BadIdentity { .. })));
+        assert!(matches!(PartitionSpec::parse("nope", &s), Err(SpecError::UnknownColumn { .. })));
+        assert!(matches!(PartitionSpec::parse("date=day(trade_date)", &s), Err(SpecError::BadName { .. })));
+        assert!(matches!(PartitionSpec::parse("Year=year(trade_date)", &s), Err(SpecError::BadName { .. })));
+        assert!(matches!(PartitionSpec::parse("open=year(trade_date)", &s), Err(SpecError::Duplicate { .. })));
+        assert!(matches!(PartitionSpec::parse("symbol,symbol", &s), Err(SpecError::Duplicate { .. })));
+        assert!(matches!(PartitionSpec::parse("year(trade_date", &s), Err(SpecError::Syntax(_))));
+    }
+
+    #[test]
+    fn hive_escaping_matches_hive() {
+        assert_eq!(escape_hive("^GSPC"), "%5EGSPC");
+        assert_eq!(escape_hive("000001.SS"), "000001.SS");
+        assert_eq!(escape_hive("a=b/c:d%"), "a%3Db%2Fc%3Ad%25");
+        assert_eq!(escape_hive("BRK B"), "BRK B");
+        assert_eq!(escape_hive("Zürich"), "Zürich");
+    }
+
+    proptest! {
+        #[test]
+        fn escaping_round_trips(v in "\\PC{0,20}") {
+            prop_assert_eq!(unescape_hive(&escape_hive(&v)), v.clone());
+            prop_assert!(!escape_hive(&v).contains('/'));
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Sink stage 2: Kafka record → lake row, or a reject with its reason (never dropped silently).
+
+use base64::Engine;
+
+use crate::kafka::RecordAndOffset;
+use crate::lake::parquet::LakeRow;
+use crate::schema::{Schema, wire};
+
+/// Records larger than this are rejected rather than decoded (a bound on what one record can cost).
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// A record that could not become a row.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reject {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub reason: String,
+    /// The record value, base64.
+    pub raw_base64: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    pub schema: Schema,
+    pub topic: String,
+    pub max_record_bytes: usize,
+}
+
+impl Decoder {
+    pub fn decode(&self, partition: i32, rec: &RecordAndOffset) -> Result<LakeRow, Reject> {
+        let ts = rec.record.timestamp.timestamp_millis();
+        let bytes = rec.record.value.as_deref().unwrap_or_default();
+        let reject = |reason: String| Reject {
+            topic: self.topic.clone(),
+            partition,
+            offset: rec.offset,
+            timestamp_ms: ts,
+            reason,
+            raw_base64: base64::engine::general_purpose::STANDARD
+                .encode(&bytes[..bytes.len().min(self.max_record_bytes)]),
+        };
+        if rec.record.value.is_none() {
+            return Err(reject("record has no value (a tombstone)".into()));
+        }
+        if bytes.len() > self.max_record_bytes {
+            return Err(reject(format!(
+                "record is {} bytes, over the {}-byte limit (--max-record-bytes); the first {} bytes are kept here",
+                bytes.len(),
+                self.max_record_bytes,
+                self.max_record_bytes
+            )));
+        }
+        match wire::decode_record(&self.schema, bytes) {
+            Ok(values) => {
+                Ok(LakeRow { values, kafka_partition: partition, kafka_offset: rec.offset, kafka_timestamp: ts })
+            }
+            Err(e) => Err(reject(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::Record;
+
+    fn rec(offset: i64, value: &[u8]) -> RecordAndOffset {
+        RecordAndOffset {
+            record: Record {
+                key: None,
+                value: Some(value.to_vec()),
+                headers: Default::default(),
+                timestamp: chrono::DateTime::from_timestamp_millis(5).unwrap(),
+            },
+            offset,
+        }
+    }
+
+    #[test]
+    fn rows_and_rejects() {
+        let d = Decoder { schema: Schema::indices(), topic: "t".into(), max_record_bytes: 200 };
+        let ok = d.decode(1, &rec(9, br#"{"symbol":"HSI","trade_date":"2020-01-02","close":1.5}"#)).unwrap();
+        assert_eq!((ok.kafka_partition, ok.kafka_offset, ok.kafka_timestamp), (1, 9, 5));
+        for (bytes, why) in [
+            (&b"junk{"[..], "not JSON"),
+            (br#""HSI""#, "not an object"),
+            (br#"{"symbol":"HSI","trade_date":"2020-01-02","close":"high"}"#, "column 'close'"),
+            (&[b'x'; 300][..], "over the 200-byte limit"),
+        ] {
+            let r = d.decode(1, &rec(10, bytes)).unwrap_err();
+            assert!(r.reason.contains(why), "{} vs {why}", r.reason);
+            assert_eq!((r.partition, r.offset), (1, 10));
+        }
+    }
+}

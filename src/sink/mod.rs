@@ -1,0 +1,393 @@
+//! `ticklake sink`: Kafka → hive-partitioned Parquet in S3 (or a local folder), exactly once.
+//!
+//! Pipeline, one module per stage: consume (`worker`, one task per Kafka partition) → `decode` (record → row or
+//! reject) → `buffer` (rows by hive partition, cut) → `commit` (Parquet encode, store, checkpoint). Offsets live in
+//! the lake (`_ticklake/checkpoints/`), never in a local file: rskafka has no consumer groups, and the lake is the
+//! only place where "stored" and "checkpointed" can be made to agree.
+
+pub mod buffer;
+pub mod commit;
+pub mod decode;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::kafka::{self, Kafka, KafkaConfig};
+use crate::lake::parquet::{DEFAULT_ROW_GROUP_ROWS, FileLayout};
+use crate::lake::state::schema_key;
+use crate::lake::{LakeUrl, PartitionSpec, S3Options, SpecError, Store, StoreError};
+use crate::schema::{InferOptions, Schema, infer_schema};
+use crate::shutdown::Shutdown;
+
+pub const DEFAULT_MAX_ROWS: usize = 1_000_000;
+pub const DEFAULT_MAX_BYTES: u64 = 128 << 20;
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
+pub const DEFAULT_MAX_BUFFER: usize = 128 << 20;
+
+/// Validated sink settings.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    pub topic: String,
+    pub lake: LakeUrl,
+    pub s3: S3Options,
+    /// Kafka partitions to consume (`None` = all).
+    pub partitions: Option<Vec<i32>>,
+    pub schema: Option<Schema>,
+    /// `--partition-by`; `None` = the schema's default.
+    pub partition_by: Option<String>,
+    /// `--sort-by` column names; `None` = the schema's default.
+    pub sort_by: Option<Vec<String>>,
+    pub row_group_rows: usize,
+    /// Rows buffered per Kafka partition before a cut; also the most rows in one file.
+    pub max_rows: usize,
+    /// Target size of the Parquet written by one cut (estimated from the compression seen so far).
+    pub max_bytes: u64,
+    pub max_age: Duration,
+    /// Memory budget for rows buffered across all partitions.
+    pub max_buffer: usize,
+    pub max_record_bytes: usize,
+    pub exit_at_end: bool,
+    /// Skip offsets that Kafka already deleted (retention) instead of stopping.
+    pub skip_deleted: bool,
+    pub retry_for: Duration,
+    pub stats_every: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Kafka(#[from] kafka::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Parquet(#[from] crate::lake::parquet::ParquetError),
+    #[error("{0}")]
+    Config(String),
+    #[error(
+        "{topic}/{partition}: the lake's checkpoint needs offset {needed}, but Kafka only keeps offsets from {earliest} on (retention deleted {lost} record(s)). Pass --skip-deleted to continue from {earliest}, accepting the loss (it is recorded in the checkpoint)"
+    )]
+    RetentionGap { topic: String, partition: i32, needed: i64, earliest: i64, lost: i64 },
+    #[error("crash injected after {0} (tests only)")]
+    Injected(String),
+}
+
+impl SinkError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SinkError::Kafka(e) => e.exit_code(),
+            SinkError::Store(StoreError::Denied { .. } | StoreError::NoCredentials) => crate::exit::AUTH,
+            SinkError::Store(StoreError::BucketMissing { .. }) => crate::exit::STORAGE_MISSING,
+            SinkError::Store(_) => crate::exit::FAILURE,
+            SinkError::Spec(_) | SinkError::Config(_) => crate::exit::USAGE,
+            SinkError::Parquet(_) | SinkError::Injected(_) => crate::exit::FAILURE,
+            SinkError::RetentionGap { .. } => crate::exit::DATA_LOST,
+        }
+    }
+}
+
+/// Counters for the stats line.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    pub records: AtomicU64,
+    pub rows: AtomicU64,
+    pub rejects: AtomicU64,
+    pub files: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Per partition: high watermark minus next offset.
+    pub lag: Mutex<BTreeMap<i32, i64>>,
+}
+
+impl SinkStats {
+    pub fn line(&self, elapsed: Duration, prev_records: u64, window: Duration) -> String {
+        let records = self.records.load(Ordering::Relaxed);
+        let lag = self.lag.lock().map(|l| l.iter().map(|(p, v)| format!("{p}:{v}")).collect::<Vec<_>>().join(" "));
+        format!(
+            "sink: {records} records ({:.0}/s), {} rows, {} files, {}, {} rejects, lag {} ({:.0} s)",
+            (records - prev_records) as f64 / window.as_secs_f64().max(1e-9),
+            self.rows.load(Ordering::Relaxed),
+            self.files.load(Ordering::Relaxed),
+            crate::replay::progress::human_bytes(self.bytes.load(Ordering::Relaxed)),
+            self.rejects.load(Ordering::Relaxed),
+            lag.unwrap_or_default(),
+            elapsed.as_secs_f64(),
+        )
+    }
+}
+
+/// Everything the partition workers share.
+pub(crate) struct Ctx {
+    pub cfg: SinkConfig,
+    pub kafka: Kafka,
+    pub committer: commit::Committer,
+    pub decoder: decode::Decoder,
+    pub spec: PartitionSpec,
+    pub sort: Vec<usize>,
+    pub stats: Arc<SinkStats>,
+    /// Bytes buffered across all partitions (the `--max-buffer` budget).
+    pub buffered: AtomicUsize,
+    /// Parquet bytes per buffered byte, ×1e6, learned from each cut (to aim at `--max-bytes`).
+    pub ratio_ppm: AtomicU64,
+    pub shutdown: Shutdown,
+}
+
+/// Default partitioning and row order for a schema, chosen with the scan benchmark (see README).
+pub fn default_layout(schema: &Schema) -> (String, Vec<String>) {
+    match schema.name.as_str() {
+        "indices" => ("year(trade_date)".into(), vec!["trade_date".into(), "symbol".into()]),
+        "ticks" => ("day(ts),symbol".into(), vec!["ts".into()]),
+        _ => match (schema.event_time.as_deref(), schema.field(schema.event_time.as_deref().unwrap_or(""))) {
+            (Some(t), Some(f)) if f.ty == crate::schema::ColumnType::Date => (format!("year({t})"), vec![t.into()]),
+            (Some(t), Some(_)) => (format!("day({t})"), vec![t.into()]),
+            _ => (String::new(), vec![]),
+        },
+    }
+}
+
+/// The outcome of a sink run.
+#[derive(Debug)]
+pub struct SinkReport {
+    pub summary: String,
+    pub stopped: Option<crate::shutdown::StopReason>,
+}
+
+/// Runs the sink until the end (`exit_at_end`) or a stop signal.
+pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) -> Result<SinkReport, SinkError> {
+    let started = Instant::now();
+    let store = Store::open(&cfg.lake, &cfg.s3).await?;
+    let kafka = Kafka::connect(kafka_cfg).await?;
+    let topic = kafka.topic(&cfg.topic).await?;
+    let partitions: Vec<i32> = match &cfg.partitions {
+        None => topic.partitions.clone(),
+        Some(ps) => {
+            if let Some(bad) = ps.iter().find(|p| !topic.partitions.contains(p)) {
+                return Err(SinkError::Config(format!(
+                    "--partitions: topic '{}' has no partition {bad} (it has {:?})",
+                    cfg.topic, topic.partitions
+                )));
+            }
+            ps.clone()
+        }
+    };
+    let schema = resolve_schema(&store, &kafka, &cfg, &partitions, &shutdown).await?;
+    let Some(schema) = schema else {
+        return Ok(SinkReport {
+            summary: "sink: the topic is empty; nothing to do".into(),
+            stopped: shutdown.reason(),
+        });
+    };
+    let (default_spec, default_sort) = default_layout(&schema);
+    let spec = PartitionSpec::parse(cfg.partition_by.as_deref().unwrap_or(&default_spec), &schema)?;
+    let sort_names = cfg.sort_by.clone().unwrap_or(default_sort);
+    let sort = sort_names
+        .iter()
+        .map(|n| {
+            schema
+                .index_of(n)
+                .ok_or_else(|| SinkError::Config(format!("--sort-by: no column '{n}' in schema '{}'", schema.name)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    tracing::info!(
+        topic = %cfg.topic, lake = %cfg.lake.display(), schema = %schema.name, partition_by = %spec.describe(&schema),
+        sort_by = ?sort_names, partitions = ?partitions, "sink starting"
+    );
+    let layout = Arc::new(FileLayout::new(&schema, &spec));
+    let stats = Arc::new(SinkStats::default());
+    let ctx = Arc::new(Ctx {
+        committer: commit::Committer {
+            store,
+            topic: cfg.topic.clone(),
+            layout,
+            row_group_rows: cfg.row_group_rows,
+            retry_for: cfg.retry_for,
+            crash_after: None,
+        },
+        decoder: decode::Decoder {
+            schema: schema.clone(),
+            topic: cfg.topic.clone(),
+            max_record_bytes: cfg.max_record_bytes,
+        },
+        spec,
+        sort,
+        stats: stats.clone(),
+        buffered: AtomicUsize::new(0),
+        ratio_ppm: AtomicU64::new(150_000),
+        shutdown: shutdown.clone(),
+        kafka,
+        cfg: cfg.clone(),
+    });
+
+    let mut workers = tokio::task::JoinSet::new();
+    for p in partitions {
+        let ctx = ctx.clone();
+        workers.spawn(async move { worker::run_partition(ctx, p).await });
+    }
+    let ticker = {
+        let stats = stats.clone();
+        let every = cfg.stats_every;
+        tokio::spawn(async move {
+            let mut prev = 0;
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                tracing::info!("{}", stats.line(started.elapsed(), prev, every));
+                prev = stats.records.load(Ordering::Relaxed);
+            }
+        })
+    };
+    let mut first_error = None;
+    while let Some(joined) = workers.join_next().await {
+        let result = joined.unwrap_or_else(|e| Err(SinkError::Config(format!("partition worker panicked: {e}"))));
+        if let Err(e) = result {
+            tracing::error!("{e}");
+            if first_error.is_none() {
+                first_error = Some(e);
+                // One partition failed: stop the others cleanly (they flush and checkpoint what they have).
+                shutdown.trigger(crate::shutdown::StopReason::Terminate);
+            }
+        }
+    }
+    ticker.abort();
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let total = started.elapsed();
+    let records = stats.records.load(Ordering::Relaxed);
+    let summary = stats.line(total, 0, total).replacen("sink:", "sink done:", 1);
+    tracing::debug!(records, "sink finished");
+    Ok(SinkReport { summary, stopped: shutdown.reason() })
+}
+
+/// The lake's schema: the one stored at first start (reused for ever after, so files never drift), else the
+/// given one, else the preset whose fields the first record carries, else inferred from the first records.
+async fn resolve_schema(
+    store: &Store,
+    kafka: &Kafka,
+    cfg: &SinkConfig,
+    partitions: &[i32],
+    shutdown: &Shutdown,
+) -> Result<Option<Schema>, SinkError> {
+    let key = schema_key(&cfg.topic);
+    if let Some(bytes) = store.get(&key).await? {
+        let text = String::from_utf8_lossy(&bytes);
+        let stored: Schema = toml::from_str(&text)
+            .map_err(|e| SinkError::Config(format!("{}/{key} is not a valid schema: {e}", cfg.lake.display())))?;
+        if let Some(given) = &cfg.schema
+            && given != &stored
+        {
+            return Err(SinkError::Config(format!(
+                "the lake at {} was started with schema '{}' (stored in {key}); --schema '{}' differs. Use a new --to prefix for a new schema",
+                cfg.lake.display(),
+                stored.name,
+                given.name
+            )));
+        }
+        return Ok(Some(stored));
+    }
+    let schema = match &cfg.schema {
+        Some(s) => s.clone(),
+        None => match sample_records(kafka, cfg, partitions, shutdown).await? {
+            None => return Ok(None),
+            Some(sample) => schema_from_records(&sample),
+        },
+    };
+    schema.validate().map_err(|e| SinkError::Config(e.to_string()))?;
+    crate::sink::commit::put_with_retry(store, &key, schema.to_toml().into_bytes(), cfg.retry_for).await?;
+    Ok(Some(schema))
+}
+
+/// Up to 1,000 JSON objects from the start of the first non-empty partition; waits for data unless
+/// `--exit-at-end` (then `None` for an empty topic).
+async fn sample_records(
+    kafka: &Kafka,
+    cfg: &SinkConfig,
+    partitions: &[i32],
+    shutdown: &Shutdown,
+) -> Result<Option<Vec<serde_json::Map<String, serde_json::Value>>>, SinkError> {
+    loop {
+        for &p in partitions {
+            let pc = kafka.partition(&cfg.topic, p).await?;
+            let o = kafka.offsets(&pc).await?;
+            if o.high_watermark <= o.earliest {
+                continue;
+            }
+            let (records, _) =
+                kafka.deadline("fetch", &cfg.topic, p, pc.fetch_records(o.earliest, 1..4_000_000, 100)).await?;
+            let objects: Vec<_> = records
+                .iter()
+                .filter_map(|r| serde_json::from_slice::<serde_json::Value>(r.record.value.as_deref()?).ok())
+                .filter_map(|v| if let serde_json::Value::Object(m) = v { Some(m) } else { None })
+                .take(1000)
+                .collect();
+            if !objects.is_empty() {
+                return Ok(Some(objects));
+            }
+        }
+        if cfg.exit_at_end || shutdown.is_set() {
+            return Ok(None);
+        }
+        tracing::info!(topic = %cfg.topic, "no JSON records yet; waiting for data to choose a schema (or pass --schema)");
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.wait() => return Ok(None),
+        }
+    }
+}
+
+/// The preset whose fields (by snake_case or CSV header name) the first record carries, else an inferred schema.
+pub fn schema_from_records(sample: &[serde_json::Map<String, serde_json::Value>]) -> Schema {
+    let first = &sample[0];
+    for preset in Schema::presets() {
+        if preset.fields.iter().all(|f| first.contains_key(&f.name) || first.contains_key(f.source_name())) {
+            tracing::info!(schema = %preset.name, "records carry the fields of a preset");
+            return preset;
+        }
+    }
+    let header: Vec<String> = first.keys().cloned().collect();
+    let rows: Vec<Vec<String>> = sample
+        .iter()
+        .map(|m| {
+            header
+                .iter()
+                .map(|h| match m.get(h) {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(serde_json::Value::Null) | None => String::new(),
+                    Some(v) => v.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    let mut schema = infer_schema(&header, &rows, &InferOptions { name: "inferred".into() });
+    // Records are decoded by field name: keep the record's own key names as the source names.
+    for (f, h) in schema.fields.iter_mut().zip(&header) {
+        f.source = (&f.name != h).then(|| h.clone());
+    }
+    tracing::info!("no preset matches the records; inferred this schema:\n{}", schema.to_toml());
+    schema
+}
+
+/// Default for `--row-group-rows`.
+pub const DEFAULT_ROW_GROUP: usize = DEFAULT_ROW_GROUP_ROWS;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_pick_presets_or_get_inferred() {
+        let m = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let by_header = m(serde_json::json!({"Index":"HSI","Date":"1987-01-02","Open":1.0,"High":1.0,"Low":1.0,
+            "Close":1.0,"Adj Close":1.0,"Volume":0.0,"CloseUSD":2.0}));
+        assert_eq!(schema_from_records(&[by_header]).name, "indices");
+        let other = m(serde_json::json!({"Ticker":"A","When":"2024-01-02T00:00:00Z","Px":1.5,"Qty":3}));
+        let s = schema_from_records(&[other]);
+        assert_eq!(s.name, "inferred");
+        assert_eq!(s.field("px").unwrap().source.as_deref(), Some("Px"));
+        assert_eq!(default_layout(&s).0, "day(when_value)");
+    }
+}
