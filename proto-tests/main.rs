@@ -12,3 +12,5 @@ mod replay;
 mod replay_failures;
 // topic admin and the console consumer.
 mod admin;
+// sink: the lake read back with pyarrow, SIGKILL at random moments, rejects, local folders, startup errors.
+mod sink;

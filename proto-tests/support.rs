@@ -160,3 +160,90 @@ pub fn summary_count(stderr: &str, what: &str) -> u64 {
         })
         .unwrap_or_else(|| panic!("no '{what}' count in summary: {line}"))
 }
+
+/// The lake read back by `proto-tests/check/read_lake.py` (boto3/pyarrow, not ticklake).
+#[derive(Debug, Default)]
+pub struct LakeDump {
+    /// (file, hive keys, row) per row.
+    pub rows: Vec<(String, serde_json::Map<String, serde_json::Value>, serde_json::Map<String, serde_json::Value>)>,
+    pub objects: Vec<String>,
+    /// file → column → [physical, logical, compression].
+    pub types: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Where a test lake lives.
+pub enum LakeAt<'a> {
+    S3 { bucket: &'a str, prefix: &'a str },
+    Local(&'a Path),
+}
+
+impl TestEnv {
+    pub fn python(&self) -> Command {
+        let py = std::env::var("TICKLAKE_PYTHON").expect("TICKLAKE_PYTHON (set by `just proto`)");
+        Command::new(py)
+    }
+
+    pub fn s3_endpoint(&self) -> String {
+        std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL (set by `just proto`)")
+    }
+
+    /// Creates a fresh bucket on the test S3 server.
+    pub fn create_bucket(&self) -> String {
+        let bucket = random_name("lake");
+        let script = format!(
+            "import boto3; boto3.client('s3', endpoint_url='{}').create_bucket(Bucket='{bucket}')",
+            self.s3_endpoint()
+        );
+        ok(run(self.python().args(["-c", &script])));
+        bucket
+    }
+
+    pub fn read_lake(&self, at: LakeAt<'_>) -> LakeDump {
+        let script = repo_path("proto-tests/check/read_lake.py");
+        let mut cmd = self.python();
+        cmd.arg(script);
+        match at {
+            LakeAt::S3 { bucket, prefix } => {
+                cmd.args(["--endpoint", &self.s3_endpoint(), "--bucket", bucket, "--prefix", prefix]);
+            }
+            LakeAt::Local(dir) => {
+                cmd.args(["--local", dir.to_str().unwrap()]);
+            }
+        }
+        let out = ok(run(&mut cmd));
+        let mut dump = LakeDump::default();
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(objects) = v.get("objects") {
+                dump.objects = objects.as_array().unwrap().iter().map(|o| o.as_str().unwrap().to_string()).collect();
+                dump.types = v["types"].as_object().unwrap().clone();
+            } else {
+                dump.rows.push((
+                    v["file"].as_str().unwrap().to_string(),
+                    v["hive"].as_object().unwrap().clone(),
+                    v["row"].as_object().unwrap().clone(),
+                ));
+            }
+        }
+        dump
+    }
+}
+
+/// Creates `topic` with `partitions` and produces `values` (unkeyed) to partition 0, with rskafka directly.
+pub async fn produce_raw(brokers: &str, topic: &str, partitions: i32, values: &[Vec<u8>]) {
+    use rskafka::client::partition::Compression;
+    use rskafka::record::Record;
+    let client = ClientBuilder::new(vec![brokers.to_string()]).build().await.expect("connect");
+    client.controller_client().unwrap().create_topic(topic, partitions, 1, 5_000).await.expect("create topic");
+    let pc = client.partition_client(topic, 0, UnknownTopicHandling::Retry).await.expect("partition client");
+    let records = values
+        .iter()
+        .map(|v| Record {
+            key: None,
+            value: Some(v.clone()),
+            headers: Default::default(),
+            timestamp: chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap(),
+        })
+        .collect();
+    pc.produce(records, Compression::NoCompression).await.expect("produce");
+}

@@ -98,10 +98,15 @@ pub(crate) async fn run_partition(ctx: Arc<Ctx>, p: i32) -> Result<(), SinkError
                 commit(&ctx, &mut cp, &mut buf).await?;
                 redo = None;
             }
+            // Per record, not per fetch: one fetch can hold far more rows than --max-rows.
+            if redo.is_none() && should_flush(&ctx, &buf) {
+                commit(&ctx, &mut cp, &mut buf).await?;
+            }
         }
         if let Ok(mut lag) = ctx.stats.lag.lock() {
             lag.insert(p, (hw - next).max(0));
         }
+        // A quiet partition still cuts at --max-age.
         if redo.is_none() && should_flush(&ctx, &buf) {
             commit(&ctx, &mut cp, &mut buf).await?;
         }
