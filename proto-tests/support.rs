@@ -161,11 +161,14 @@ pub fn summary_count(stderr: &str, what: &str) -> u64 {
         .unwrap_or_else(|| panic!("no '{what}' count in summary: {line}"))
 }
 
+/// A JSON object.
+pub type JsonMap = serde_json::Map<String, serde_json::Value>;
+
 /// The lake read back by `proto-tests/check/read_lake.py` (boto3/pyarrow, not ticklake).
 #[derive(Debug, Default)]
 pub struct LakeDump {
     /// (file, hive keys, row) per row.
-    pub rows: Vec<(String, serde_json::Map<String, serde_json::Value>, serde_json::Map<String, serde_json::Value>)>,
+    pub rows: Vec<(String, JsonMap, JsonMap)>,
     pub objects: Vec<String>,
     /// file → column → [physical, logical, compression].
     pub types: serde_json::Map<String, serde_json::Value>,
