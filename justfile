@@ -47,13 +47,17 @@ sample-data:
     cargo run --quiet -- sample indices --rows 4000 --symbols 13 --start 2020-01-01 --seed 42 -o data/indices.csv
     cargo run --quiet -- sample ticks --rows 3000 --symbols 8 --start 2024-03-04 --seed 7 -o data/ticks.csv
 
-# The main job on the embedded defaults: local broker, sample data into a topic, read some back.
+# The main job on the embedded defaults: local broker, sample data into a topic, the topic into ./lake (a local
+# folder instead of S3), then proof that the lake holds every record exactly once.
 demo:
     {{servers}} install
     {{servers}} start
-    source .servers/env && cargo run --quiet --release -- replay data/indices.csv --topic demo-indices --partitions 3
-    source .servers/env && cargo run --quiet --release -- topic describe demo-indices
-    source .servers/env && cargo run --quiet --release -- consume --topic demo-indices --limit 3 --meta
+    cargo build --release --quiet
+    source .servers/env && {{target_dir}}/release/ticklake replay data/indices.csv --topic demo-indices --partitions 3
+    source .servers/env && {{target_dir}}/release/ticklake consume --topic demo-indices --limit 2 --meta
+    source .servers/env && {{target_dir}}/release/ticklake sink --topic demo-indices --to ./lake --exit-at-end
+    source .servers/env && {{target_dir}}/release/ticklake lake verify --topic demo-indices --to ./lake
+    @echo "the lake is in ./lake (hive partitions year=YYYY/); 'just servers-down' stops the local servers"
 
 # Fully static release binary for x86_64 Linux (Amazon Linux 2 and anything else): target/<musl>/release/ticklake.
 dist:
@@ -97,3 +101,9 @@ e2e:
       echo "e2e: no Docker engine here; running against the local servers"
       just proto
     fi
+
+# Sink 1,000,000 records: ticklake vs an rskafka drain vs a Python peer (confluent-kafka + pyarrow), same run.
+bench-sink:
+    {{servers}} install
+    {{servers}} start
+    trap '{{servers}} stop' EXIT; source .servers/env && cargo build --release --quiet && "$TICKLAKE_PYTHON" proto-tests/bench/bench_sink.py --bin {{target_dir}}/release/ticklake

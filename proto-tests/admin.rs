@@ -61,5 +61,10 @@ fn consume_prints_json_lines_from_every_partition() {
     let metas: Vec<serde_json::Value> =
         String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(metas.iter().map(|m| m["offset"].as_i64().unwrap()).collect::<Vec<_>>(), vec![2, 3, 4]);
+
+    let count = ok(run(env.ticklake().args(["consume", "--topic", &topic, "--exit-at-end", "--count"])));
+    assert_eq!(String::from_utf8(count.stdout).unwrap().trim(), "500");
+    let limited = ok(run(env.ticklake().args(["consume", "--topic", &topic, "--limit", "7"])));
+    assert_eq!(String::from_utf8(limited.stdout).unwrap().lines().count(), 7, "--limit across partitions");
     assert!(metas.iter().all(|m| m["partition"] == 0 && m["key"] == m["value"]["symbol"]));
 }

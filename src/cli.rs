@@ -445,6 +445,9 @@ pub struct ConsumeArgs {
     /// Print each record with its partition, offset, key and timestamp instead of the bare value.
     #[arg(long)]
     pub meta: bool,
+    /// Print only the number of records read (decodes nothing: a drain, e.g. to measure fetch throughput).
+    #[arg(long, conflicts_with = "meta")]
+    pub count: bool,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }
@@ -466,6 +469,7 @@ impl TryFrom<&ConsumeArgs> for ConsumeConfig {
             limit: a.limit,
             exit_at_end: a.exit_at_end,
             meta: a.meta,
+            count: a.count,
         })
     }
 }

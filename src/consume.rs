@@ -28,6 +28,8 @@ pub struct ConsumeConfig {
     pub exit_at_end: bool,
     /// Wrap each value with partition, offset, key and timestamp.
     pub meta: bool,
+    /// Print only the count at the end.
+    pub count: bool,
 }
 
 /// One line of output for a record: the value's bytes as they are when they are JSON (no re-ordering or
@@ -111,17 +113,23 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ConsumeConfig, shutdown: Shutdown)
                 if cfg.exit_at_end && rec.offset >= c.end {
                     continue;
                 }
-                if writeln!(out, "{}", render(cfg.meta, c.client.partition(), &rec)).is_err() {
+                if !cfg.count && writeln!(out, "{}", render(cfg.meta, c.client.partition(), &rec)).is_err() {
                     return Ok(printed); // stdout closed (`| head`): not an error
                 }
                 printed += 1;
                 if cfg.limit.is_some_and(|l| printed >= l) {
-                    let _ = out.flush();
-                    return Ok(printed);
+                    break;
                 }
             }
+            if cfg.limit.is_some_and(|l| printed >= l) {
+                break;
+            }
         }
-        if out.flush().is_err() || shutdown.is_set() || (cfg.exit_at_end && all_done) {
+        let limit_reached = cfg.limit.is_some_and(|l| printed >= l);
+        if out.flush().is_err() || shutdown.is_set() || (cfg.exit_at_end && all_done) || limit_reached {
+            if cfg.count {
+                let _ = writeln!(out, "{printed}");
+            }
             return Ok(printed);
         }
     }

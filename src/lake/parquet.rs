@@ -37,16 +37,11 @@ pub struct LakeRow {
 }
 
 impl LakeRow {
-    /// Approximate in-memory size, for the buffer budget.
+    /// In-memory size (the row, its values, their strings), for the `--max-buffer` budget.
     pub fn approx_bytes(&self) -> usize {
-        64 + self
-            .values
-            .iter()
-            .map(|v| match v {
-                Value::Str(s) => 32 + s.len(),
-                _ => 24,
-            })
-            .sum::<usize>()
+        std::mem::size_of::<LakeRow>()
+            + self.values.capacity() * std::mem::size_of::<Value>()
+            + self.values.iter().map(|v| if let Value::Str(s) = v { s.capacity() } else { 0 }).sum::<usize>()
     }
 }
 

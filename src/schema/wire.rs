@@ -148,6 +148,124 @@ pub fn decode_record(schema: &Schema, bytes: &[u8]) -> Result<Row, DecodeError> 
         .collect()
 }
 
+/// Field lookup for `decode_record_fast`: snake_case and CSV header names → field index.
+#[derive(Debug, Clone)]
+pub struct FieldIndex {
+    names: std::collections::HashMap<String, usize>,
+}
+
+impl FieldIndex {
+    pub fn new(schema: &Schema) -> FieldIndex {
+        let mut names = std::collections::HashMap::new();
+        for (i, f) in schema.fields.iter().enumerate() {
+            names.entry(f.source_name().to_string()).or_insert(i);
+            names.insert(f.name.clone(), i);
+        }
+        FieldIndex { names }
+    }
+}
+
+/// Like `decode_record`, but streams the JSON straight into the row (no intermediate `serde_json::Value` map):
+/// the sink's hot path. On any error it defers to `decode_record`, whose messages are the documented ones.
+pub fn decode_record_fast(schema: &Schema, index: &FieldIndex, bytes: &[u8]) -> Result<Row, DecodeError> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let fast = RowSeed { schema, index }.deserialize(&mut de).and_then(|row| de.end().map(|_| row));
+    match fast {
+        Ok(row) if schema.fields.iter().zip(&row).all(|(f, v)| !f.required || *v != Value::Null) => Ok(row),
+        _ => decode_record(schema, bytes),
+    }
+}
+
+struct RowSeed<'a> {
+    schema: &'a Schema,
+    index: &'a FieldIndex,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = Row;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Row, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for RowSeed<'_> {
+    type Value = Row;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Row, A::Error> {
+        let mut row = vec![Value::Null; self.schema.fields.len()];
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match self.index.names.get(key.as_ref()) {
+                Some(&i) => row[i] = map.next_value_seed(CellSeed(self.schema.fields[i].ty))?,
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(row)
+    }
+}
+
+/// One cell of a known type, straight from the JSON token.
+struct CellSeed(ColumnType);
+
+impl<'de> serde::de::DeserializeSeed<'de> for CellSeed {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for CellSeed {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a {}", self.0)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+        match self.0 {
+            ColumnType::Boolean => Ok(Value::Bool(v)),
+            _ => Err(E::custom("type")),
+        }
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        match self.0 {
+            ColumnType::Bigint => Ok(Value::Int(v)),
+            ColumnType::Double => Ok(Value::Float(v as f64)),
+            ColumnType::Timestamp => Ok(Value::Timestamp(v)),
+            ColumnType::String => Ok(Value::Str(v.to_string())),
+            _ => Err(E::custom("type")),
+        }
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        match i64::try_from(v) {
+            Ok(i) => self.visit_i64(i),
+            Err(_) if self.0 == ColumnType::Double => Ok(Value::Float(v as f64)),
+            Err(_) => Err(E::custom("range")),
+        }
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        match self.0 {
+            ColumnType::Double => Ok(Value::Float(v)),
+            // Whole floats (`0.0`, how pandas writes volumes) are bigints; anything else is refused.
+            ColumnType::Bigint if v.fract() == 0.0 && v.abs() < 9.2e18 => Ok(Value::Int(v as i64)),
+            _ => Err(E::custom("type")),
+        }
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+        match self.0 {
+            ColumnType::String => Ok(Value::Str(v.to_string())),
+            ColumnType::Date => parse_date(v).map(Value::Date).map_err(|_| E::custom("date")),
+            ColumnType::Timestamp => parse_timestamp(v).map(Value::Timestamp).map_err(|_| E::custom("timestamp")),
+            _ => Err(E::custom("type")),
+        }
+    }
+}
+
 fn json_to_value(v: &Json, ty: ColumnType) -> Result<Value, String> {
     let wrong = || format!("expected {ty}, got {} {}", json_kind(v), short(v));
     Ok(match (ty, v) {
@@ -205,6 +323,8 @@ mod tests {
     fn decodes_original_header_names() {
         let json = br#"{"Index":"HSI","Date":"1986-12-31","Open":2568.300049,"High":2568.300049,"Low":2568.300049,"Close":2568.300049,"Adj Close":2568.300049,"Volume":0.0,"CloseUSD":333.87900637}"#;
         assert_eq!(decode_record(&Schema::indices(), json).unwrap(), index_row());
+        let idx = FieldIndex::new(&Schema::indices());
+        assert_eq!(decode_record_fast(&Schema::indices(), &idx, json).unwrap(), index_row());
     }
 
     #[test]
@@ -260,6 +380,19 @@ mod tests {
             let mut out = Vec::new();
             encode_row(&s, &row, &mut out);
             prop_assert_eq!(decode_record(&s, &out).unwrap(), row);
+        }
+
+        #[test]
+        fn fast_and_reference_decoders_agree(row in arb_row(), junk in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let s = Schema::indices();
+            let idx = FieldIndex::new(&s);
+            let mut out = Vec::new();
+            encode_row(&s, &row, &mut out);
+            prop_assert_eq!(decode_record_fast(&s, &idx, &out), decode_record(&s, &out));
+            prop_assert_eq!(decode_record_fast(&s, &idx, &junk), decode_record(&s, &junk));
+            let mut tail = out.clone();
+            tail.extend_from_slice(b" x");
+            prop_assert_eq!(decode_record_fast(&s, &idx, &tail), decode_record(&s, &tail));
         }
 
         #[test]

@@ -105,9 +105,13 @@ impl PartitionBuffer {
                 }
                 a.kafka_offset.cmp(&b.kafka_offset)
             });
-            for chunk in rows.chunks(max_rows_per_file.max(1)) {
+            // Split by moving rows, not copying them: a cut may hold most of the memory budget.
+            let per_file = max_rows_per_file.max(1);
+            while !rows.is_empty() {
+                let rest = rows.split_off(rows.len().min(per_file));
+                let chunk = std::mem::replace(&mut rows, rest);
                 let first_offset = chunk.iter().map(|r| r.kafka_offset).min().expect("chunks are never empty");
-                files.push(CutFile { key: data_key(&path, topic, self.partition, first_offset), rows: chunk.to_vec() });
+                files.push(CutFile { key: data_key(&path, topic, self.partition, first_offset), rows: chunk });
             }
         }
         let cut = Cut {

@@ -26,9 +26,14 @@ pub struct Decoder {
     pub schema: Schema,
     pub topic: String,
     pub max_record_bytes: usize,
+    index: wire::FieldIndex,
 }
 
 impl Decoder {
+    pub fn new(schema: Schema, topic: &str, max_record_bytes: usize) -> Decoder {
+        Decoder { index: wire::FieldIndex::new(&schema), schema, topic: topic.into(), max_record_bytes }
+    }
+
     pub fn decode(&self, partition: i32, rec: &RecordAndOffset) -> Result<LakeRow, Reject> {
         let ts = rec.record.timestamp.timestamp_millis();
         let bytes = rec.record.value.as_deref().unwrap_or_default();
@@ -52,7 +57,7 @@ impl Decoder {
                 self.max_record_bytes
             )));
         }
-        match wire::decode_record(&self.schema, bytes) {
+        match wire::decode_record_fast(&self.schema, &self.index, bytes) {
             Ok(values) => {
                 Ok(LakeRow { values, kafka_partition: partition, kafka_offset: rec.offset, kafka_timestamp: ts })
             }
@@ -80,7 +85,7 @@ mod tests {
 
     #[test]
     fn rows_and_rejects() {
-        let d = Decoder { schema: Schema::indices(), topic: "t".into(), max_record_bytes: 200 };
+        let d = Decoder::new(Schema::indices(), "t", 200);
         let ok = d.decode(1, &rec(9, br#"{"symbol":"HSI","trade_date":"2020-01-02","close":1.5}"#)).unwrap();
         assert_eq!((ok.kafka_partition, ok.kafka_offset, ok.kafka_timestamp), (1, 9, 5));
         for (bytes, why) in [

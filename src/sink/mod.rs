@@ -206,11 +206,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
             retry_for: cfg.retry_for,
             crash_after: None,
         },
-        decoder: decode::Decoder {
-            schema: schema.clone(),
-            topic: cfg.topic.clone(),
-            max_record_bytes: cfg.max_record_bytes,
-        },
+        decoder: decode::Decoder::new(schema.clone(), &cfg.topic, cfg.max_record_bytes),
         spec,
         sort,
         stats: stats.clone(),

@@ -7,8 +7,8 @@ use super::buffer::PartitionBuffer;
 use super::{Ctx, SinkError};
 use crate::lake::state::{Checkpoint, PendingCut, checkpoint_key};
 
-/// Bytes asked for per fetch.
-const FETCH_MAX_BYTES: i32 = 8 * 1024 * 1024;
+/// Bytes asked for per fetch (compressed; zstd batches of JSON decompress to about 6x this in memory).
+const FETCH_MAX_BYTES: i32 = 2 * 1024 * 1024;
 /// How long a fetch waits for new data (and so how often quiet partitions check `--max-age`).
 const FETCH_WAIT_MS: i32 = 500;
 

@@ -1,0 +1,144 @@
+"""Sink benchmark: ticklake sink vs an rskafka drain that decodes nothing vs a Python peer, same topic, same run.
+
+1. 1,000,000 index rows (70 symbols, 1965-2025) replayed into a 3-partition topic.
+2. drain: `ticklake consume --exit-at-end --count` (fetches everything, decodes nothing: the physical limit).
+3. ticklake sink --exit-at-end into a fresh bucket on the S3 server (default layout: year(trade_date), rows sorted
+   by date then symbol, 4,096-row groups, ZSTD); then `lake verify`.
+4. Python peer: confluent-kafka (assign(), librdkafka) + json + pyarrow, writing the same year partitions, sorted,
+   ZSTD, 4,096-row groups, with boto3 into another bucket.
+5. Peak RSS of the sink with 1,000 hive partitions open (1,000 symbols, --partition-by symbol).
+Run through `just bench-sink`.
+"""
+
+import argparse
+import collections
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+import boto3
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from confluent_kafka import Consumer, TopicPartition
+
+PARTITIONS = 3
+
+
+def timed(cmd, env):
+    """Runs cmd; returns (seconds, peak RSS in MiB, stdout)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = p.stdout.read()
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    secs = time.perf_counter() - t0
+    if status != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({status}):\n{err.decode()[-2000:]}")
+    return secs, usage.ru_maxrss / 1024, out.decode()
+
+
+def python_peer(brokers, topic, total, s3, bucket):
+    c = Consumer({"bootstrap.servers": brokers, "group.id": f"peer-{random.randrange(1 << 30)}",
+                  "enable.auto.commit": False, "fetch.max.bytes": 8 << 20})
+    c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    cols = collections.defaultdict(list)
+    n = 0
+    while n < total:
+        for m in c.consume(num_messages=10000, timeout=1.0):
+            if m.error():
+                continue
+            d = json.loads(m.value())
+            for k in ("symbol", "trade_date", "open", "high", "low", "close", "adj_close", "volume", "close_usd"):
+                cols[k].append(d.get(k))
+            cols["kafka_partition"].append(m.partition())
+            cols["kafka_offset"].append(m.offset())
+            cols["kafka_timestamp"].append(m.timestamp()[1])
+            n += 1
+    c.close()
+    import datetime
+    dates = [datetime.date.fromisoformat(x) for x in cols["trade_date"]]
+    schema = pa.schema([("symbol", pa.string()), ("trade_date", pa.date32()), ("open", pa.float64()),
+                        ("high", pa.float64()), ("low", pa.float64()), ("close", pa.float64()),
+                        ("adj_close", pa.float64()), ("volume", pa.int64()), ("close_usd", pa.float64()),
+                        ("kafka_partition", pa.int32()), ("kafka_offset", pa.int64()),
+                        ("kafka_timestamp", pa.timestamp("ms", tz="UTC"))])
+    cols["trade_date"] = dates
+    table = pa.table({k: cols[k] for k in schema.names}, schema=schema)
+    years = pa.array([d.year for d in dates])
+    files = 0
+    for year in sorted(set(years.to_pylist())):
+        part = table.filter(pc.equal(years, year)).sort_by([("trade_date", "ascending"), ("symbol", "ascending")])
+        buf = io.BytesIO()
+        pq.write_table(part, buf, compression="zstd", row_group_size=4096)
+        s3.put_object(Bucket=bucket, Key=f"peer/year={year}/part-0.parquet", Body=buf.getvalue())
+        files += 1
+    return files
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    a = ap.parse_args()
+    env = dict(os.environ, RUST_LOG="warn")
+    brokers = env["KAFKA_BROKERS"]
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
+    tag = f"{random.randrange(1 << 32):08x}"
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = os.path.join(tmp, "indices.csv")
+        subprocess.run([a.bin, "sample", "indices", "--rows", str(a.rows), "--symbols", "70", "--start", "1965-01-01",
+                        "-o", csv], check=True)
+        topic = f"bench-sink-{tag}"
+        subprocess.run([a.bin, "replay", csv, "--topic", topic, "--partitions", str(PARTITIONS), "--progress", "never"],
+                       check=True, env=env, stderr=subprocess.DEVNULL)
+
+        drain_s, _, out = timed([a.bin, "consume", "--topic", topic, "--exit-at-end", "--count"], env)
+        assert int(out.strip()) == a.rows, f"drain read {out.strip()} records"
+
+        bucket = f"bench-sink-{tag}"
+        s3.create_bucket(Bucket=bucket)
+        sink_s, sink_rss, _ = timed([a.bin, "sink", "--topic", topic, "--to", f"s3://{bucket}/lake", "--exit-at-end"], env)
+        verify = subprocess.run([a.bin, "lake", "verify", "--topic", topic, "--to", f"s3://{bucket}/lake"], env=env,
+                                capture_output=True, text=True)
+        if verify.returncode != 0:
+            raise SystemExit(verify.stdout + verify.stderr)
+        sink_files = sum(1 for o in s3.list_objects_v2(Bucket=bucket, Prefix="lake/")["Contents"]
+                         if o["Key"].endswith(".parquet"))
+
+        peer_bucket = f"bench-peer-{tag}"
+        s3.create_bucket(Bucket=peer_bucket)
+        t0 = time.perf_counter()
+        peer_files = python_peer(brokers, topic, a.rows, s3, peer_bucket)
+        peer_s = time.perf_counter() - t0
+
+        # Peak RSS with 1,000 hive partitions open.
+        csv2 = os.path.join(tmp, "wide.csv")
+        subprocess.run([a.bin, "sample", "indices", "--rows", str(a.rows), "--symbols", "1000", "--start", "2020-01-01",
+                        "-o", csv2], check=True)
+        topic2 = f"bench-wide-{tag}"
+        subprocess.run([a.bin, "replay", csv2, "--topic", topic2, "--partitions", str(PARTITIONS), "--progress", "never"],
+                       check=True, env=env, stderr=subprocess.DEVNULL)
+        wide_s, wide_rss, _ = timed([a.bin, "sink", "--topic", topic2, "--to", f"s3://{bucket}/wide", "--exit-at-end",
+                                     "--partition-by", "symbol"], env)
+        wide_parts = len({o["Key"].split("/")[1] for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix="wide/symbol=") for o in page.get("Contents", [])})
+
+    rate = lambda s: a.rows / s
+    print(f"\nsink benchmark: {a.rows:,} index records, {PARTITIONS} partitions, S3 server on loopback")
+    print(f"{'consumer':<58} {'records/s':>12} {'files':>6}")
+    print(f"{'rskafka drain, decodes nothing (ticklake consume --count)':<58} {rate(drain_s):>12,.0f} {'-':>6}")
+    print(f"{'ticklake sink (year partitions, sorted, ZSTD, verified)':<58} {rate(sink_s):>12,.0f} {sink_files:>6}")
+    print(f"{'Python peer (confluent-kafka + json + pyarrow + boto3)':<58} {rate(peer_s):>12,.0f} {peer_files:>6}")
+    print(f"ratio sink / drain: {drain_s / sink_s:.2f}x   sink / Python peer: {peer_s / sink_s:.1f}x")
+    print(f"peak RSS: {sink_rss:.0f} MiB (year partitions); {wide_rss:.0f} MiB with {wide_parts} hive partitions "
+          f"open ({rate(wide_s):,.0f} records/s)")
+
+
+if __name__ == "__main__":
+    main()
