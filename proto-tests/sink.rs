@@ -322,3 +322,78 @@ fn missing_bucket_and_missing_topic_are_typed_errors_before_any_data_moves() {
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
 }
+
+#[test]
+fn two_sinks_split_a_topic_by_partition_into_one_lake() {
+    let env = env_or_skip!();
+    let csv = repo_path("data/indices.csv");
+    let topic = replay(&env, &csv, "3");
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().join("lake");
+    let to = to.to_str().unwrap();
+    let a = env
+        .ticklake()
+        .args(["sink", "--topic", &topic, "--to", to, "--exit-at-end", "--partitions", "0"])
+        .spawn()
+        .unwrap();
+    let b = env
+        .ticklake()
+        .args(["sink", "--topic", &topic, "--to", to, "--exit-at-end", "--partitions", "1-2"])
+        .spawn()
+        .unwrap();
+    ok(a.wait_with_output().unwrap());
+    ok(b.wait_with_output().unwrap());
+    let verify = ok(run(env.ticklake().args(["lake", "verify", "--topic", &topic, "--to", to])));
+    let report = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert!(
+        report.contains("partition 0:") && report.contains("partition 2:") && report.contains("exactly once: yes"),
+        "{report}"
+    );
+    assert_eq!(env.read_lake(LakeAt::Local(std::path::Path::new(to))).rows.len(), 4000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_age_cuts_a_quiet_partition_and_sigterm_flushes() {
+    let env = env_or_skip!();
+    let topic = random_name("quiet");
+    let row = |d: u32| format!(r#"{{"symbol":"HSI","trade_date":"2020-01-{d:02}","close":1.5}}"#).into_bytes();
+    produce_raw(&env.brokers, &topic, 1, &(1..=5).map(row).collect::<Vec<_>>()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().join("lake");
+    let child = env
+        .ticklake()
+        .args([
+            "sink",
+            "--topic",
+            &topic,
+            "--to",
+            to.to_str().unwrap(),
+            "--schema",
+            "indices",
+            "--max-age",
+            "1s",
+            "--stats-every",
+            "500ms",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Nothing more arrives: the age limit alone must cut the buffer while the sink keeps running.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while env.read_lake(LakeAt::Local(&to)).rows.len() < 5 {
+        assert!(std::time::Instant::now() < deadline, "no cut within 15 s with --max-age 1s");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // More rows, then SIGTERM before their age is up: the stop must flush them.
+    produce_more(&env.brokers, &topic, &(6..=8).map(row).collect::<Vec<_>>()).await;
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(err.contains("sink: ") && err.contains("lag 0:"), "periodic stats lines:\n{err}");
+    assert!(err.contains("sink done: 8 records"), "{err}");
+    assert_eq!(env.read_lake(LakeAt::Local(&to)).rows.len(), 8);
+    let verify = ok(run(env.ticklake().args(["lake", "verify", "--topic", &topic, "--to", to.to_str().unwrap()])));
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("exactly once: yes"));
+}

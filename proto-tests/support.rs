@@ -250,3 +250,17 @@ pub async fn produce_raw(brokers: &str, topic: &str, partitions: i32, values: &[
         .collect();
     pc.produce(records, Compression::NoCompression).await.expect("produce");
 }
+
+/// Produces more `values` to partition 0 of an existing topic.
+pub async fn produce_more(brokers: &str, topic: &str, values: &[Vec<u8>]) {
+    use rskafka::client::partition::Compression;
+    use rskafka::record::Record;
+    let client = ClientBuilder::new(vec![brokers.to_string()]).build().await.expect("connect");
+    let pc = client.partition_client(topic, 0, UnknownTopicHandling::Retry).await.expect("partition client");
+    let now = chrono::Utc::now();
+    let records = values
+        .iter()
+        .map(|v| Record { key: None, value: Some(v.clone()), headers: Default::default(), timestamp: now })
+        .collect();
+    pc.produce(records, Compression::NoCompression).await.expect("produce");
+}
