@@ -14,3 +14,5 @@ mod replay_failures;
 mod admin;
 // sink: the lake read back with pyarrow, SIGKILL at random moments, rejects, local folders, startup errors.
 mod sink;
+// athena: the DDL parses with sqlglot and names the columns the sink writes.
+mod athena;

@@ -18,15 +18,8 @@ fn assert_index_row_matches(csv: &BTreeMap<String, String>, v: &serde_json::Valu
     let num = |name: &str| v[name].as_f64().unwrap_or_else(|| panic!("{name} not a number in {v}"));
     assert_eq!(v["symbol"], csv["Index"].as_str());
     assert_eq!(v["trade_date"], csv["Date"].as_str());
-    for (json, col) in [
-        ("open", "Open"),
-        ("high", "High"),
-        ("low", "Low"),
-        ("close", "Close"),
-        ("adj_close", "Adj Close"),
-        ("close_usd", "CloseUSD"),
-    ] {
-        assert_eq!(num(json), csv[col].parse::<f64>().unwrap(), "{json} of {v}");
+    for (json, col) in index_price_columns() {
+        assert_eq!(num(&json), csv[&col].parse::<f64>().unwrap(), "{json} of {v}");
     }
     assert_eq!(v["volume"].as_i64(), Some(csv["Volume"].parse::<f64>().unwrap() as i64), "volume of {v}");
     assert_eq!(v.as_object().unwrap().len(), 9, "no extra fields: {v}");

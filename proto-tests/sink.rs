@@ -54,15 +54,8 @@ fn index_sample_lands_in_s3_exactly_once_with_athena_safe_types() {
         let date = row["trade_date"].as_str().unwrap();
         let sym = row["symbol"].as_str().unwrap();
         let src = by_key.get(&(sym, date)).unwrap_or_else(|| panic!("row not in the CSV: {sym} {date}"));
-        for (col, csv_col) in [
-            ("open", "Open"),
-            ("high", "High"),
-            ("low", "Low"),
-            ("close", "Close"),
-            ("adj_close", "Adj Close"),
-            ("close_usd", "CloseUSD"),
-        ] {
-            assert_eq!(row[col].as_f64().unwrap(), src[csv_col].parse::<f64>().unwrap(), "{col} of {sym} {date}");
+        for (col, csv_col) in index_price_columns() {
+            assert_eq!(row[&col].as_f64().unwrap(), src[&csv_col].parse::<f64>().unwrap(), "{col} of {sym} {date}");
         }
         assert_eq!(row["volume"].as_i64(), Some(src["Volume"].parse::<f64>().unwrap() as i64));
         assert_eq!(hive["year"].as_str().unwrap(), &date[..4], "hive path of {file}");

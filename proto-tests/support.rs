@@ -264,3 +264,13 @@ pub async fn produce_more(brokers: &str, topic: &str, values: &[Vec<u8>]) {
         .collect();
     pc.produce(records, Compression::NoCompression).await.expect("produce");
 }
+
+/// (column, CSV header) of the indices preset's double columns, from the one schema definition.
+pub fn index_price_columns() -> Vec<(String, String)> {
+    ticklake::schema::Schema::indices()
+        .fields
+        .iter()
+        .filter(|f| f.ty == ticklake::schema::ColumnType::Double)
+        .map(|f| (f.name.clone(), f.source_name().to_string()))
+        .collect()
+}

@@ -124,6 +124,38 @@ pub async fn run(cli: Cli) -> Result<u8> {
             print(report.render(&topic).trim_end())?;
             Ok(if report.ok() { 0 } else { crate::exit::VERIFY_FAILED })
         }
+        Command::Athena(a) => {
+            let url = a.lake.url()?;
+            let schema = match (crate::cli::resolve_schema_arg(a.schema.as_deref())?, &a.topic) {
+                (Some(s), _) => s,
+                (None, Some(topic)) => {
+                    let store =
+                        crate::lake::Store::open(&url, &a.lake.s3()).await.map_err(crate::sink::SinkError::from)?;
+                    let key = crate::lake::state::schema_key(topic);
+                    let bytes = store.get(&key).await.map_err(crate::sink::SinkError::from)?.ok_or_else(|| {
+                        Error::Usage(format!(
+                            "no schema for topic '{topic}' in {} ({key}): run the sink first, or pass --schema",
+                            url.display()
+                        ))
+                    })?;
+                    toml::from_str(&String::from_utf8_lossy(&bytes)).map_err(|e| Error::Usage(format!("{key}: {e}")))?
+                }
+                (None, None) => return Err(Error::Usage("pass --topic or --schema".into())),
+            };
+            let (default_spec, _) = crate::sink::default_layout(&schema);
+            let spec = crate::lake::PartitionSpec::parse(a.partition_by.as_deref().unwrap_or(&default_spec), &schema)
+                .map_err(|e| Error::Usage(e.to_string()))?;
+            let opts = crate::athena::TableOptions {
+                table: a.table.clone(),
+                location: url,
+                projection: !a.no_projection,
+                enum_values: vec![],
+                first_year: a.first_year,
+            };
+            let ddl = crate::athena::create_table(&schema, &spec, &opts).map_err(|e| Error::Usage(e.to_string()))?;
+            print(ddl.trim_end())?;
+            Ok(0)
+        }
         Command::Sample(a) => {
             let start = chrono::NaiveDate::parse_from_str(&a.start, "%Y-%m-%d")
                 .map_err(|_| Error::Usage(format!("--start '{}' is not a date like 2015-01-02", a.start)))?;

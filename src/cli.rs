@@ -81,6 +81,32 @@ pub enum Command {
     /// Inspect a lake: stats, and verify that it holds every offset exactly once.
     #[command(subcommand)]
     Lake(LakeCommand),
+    /// Print the Athena CREATE EXTERNAL TABLE (with partition projection) matching what the sink writes.
+    Athena(AthenaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AthenaArgs {
+    /// `database.table`.
+    #[arg(long)]
+    pub table: String,
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// Read the schema the lake was started with for this topic (from `_ticklake/schemas/`).
+    #[arg(long, short, required_unless_present = "schema")]
+    pub topic: Option<String>,
+    /// Schema: a preset or a schema file (instead of --topic).
+    #[arg(long)]
+    pub schema: Option<String>,
+    /// The sink's --partition-by (default: the schema's default, as the sink).
+    #[arg(long)]
+    pub partition_by: Option<String>,
+    /// A plain partitioned table plus MSCK REPAIR TABLE instead of partition projection.
+    #[arg(long)]
+    pub no_projection: bool,
+    /// First year of the data, the start of year/date projection ranges.
+    #[arg(long, default_value_t = 1900)]
+    pub first_year: i32,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -5,6 +5,7 @@
 #![deny(unsafe_code, rust_2018_idioms)]
 
 pub mod app;
+pub mod athena;
 pub mod cli;
 pub mod consume;
 pub mod exit;

@@ -1,0 +1,192 @@
+//! `ticklake athena`: the `CREATE EXTERNAL TABLE` that matches what the sink writes.
+//!
+//! Built from the same `Schema`, `PartitionSpec` and `FileLayout` the sink uses, so the DDL cannot drift from the
+//! files. Partition projection (Athena computes partitions from the template instead of a catalog) per key:
+//! `integer` for `year()`, `date` for `month()`/`day()`/`hour()`, `enum` for identity keys whose values are known,
+//! else `injected` (queries must then filter the key with `=`).
+
+use crate::lake::LakeUrl;
+use crate::lake::parquet::FileLayout;
+use crate::lake::partition::{PartitionSpec, Transform};
+use crate::schema::{RESERVED_WORDS, Schema};
+
+/// What the DDL needs beyond the schema and spec.
+#[derive(Debug, Clone)]
+pub struct TableOptions {
+    /// `db.table`.
+    pub table: String,
+    pub location: LakeUrl,
+    pub projection: bool,
+    /// Known values of identity keys (from listing the lake), by key name.
+    pub enum_values: Vec<(String, Vec<String>)>,
+    /// First year / date of the data, for `integer` and `date` ranges (default 1900 / 1900-01-01).
+    pub first_year: i32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DdlError {
+    #[error("--table '{0}' must be database.table, lower-case letters, digits and _")]
+    TableName(String),
+    #[error("Athena reads tables from S3 only; --to must be s3://bucket/prefix, not '{0}'")]
+    NotS3(String),
+    #[error("column '{0}' is an Athena reserved word")]
+    Reserved(String),
+}
+
+fn quote(name: &str) -> String {
+    format!("`{name}`")
+}
+
+/// `CREATE EXTERNAL TABLE` (plus `MSCK REPAIR TABLE` without projection).
+pub fn create_table(schema: &Schema, spec: &PartitionSpec, opts: &TableOptions) -> Result<String, DdlError> {
+    let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    match opts.table.split_once('.') {
+        Some((db, t)) if valid(db) && valid(t) => {}
+        _ => return Err(DdlError::TableName(opts.table.clone())),
+    }
+    let LakeUrl::S3 { .. } = &opts.location else {
+        return Err(DdlError::NotS3(opts.location.display()));
+    };
+    let location = format!("{}/", opts.location.display().trim_end_matches('/'));
+    let layout = FileLayout::new(schema, spec);
+    let columns = layout.file_columns();
+    for (name, _) in &columns {
+        if RESERVED_WORDS.contains(&name.as_str()) {
+            return Err(DdlError::Reserved(name.clone()));
+        }
+    }
+    let mut ddl = format!("CREATE EXTERNAL TABLE IF NOT EXISTS {} (\n", opts.table);
+    let cols: Vec<String> = columns.iter().map(|(n, t)| format!("  {} {t}", quote(n))).collect();
+    ddl.push_str(&cols.join(",\n"));
+    ddl.push_str("\n)\n");
+    if !spec.fields.is_empty() {
+        let keys: Vec<String> = spec.fields.iter().map(|f| format!("{} string", quote(&f.name))).collect();
+        ddl.push_str(&format!("PARTITIONED BY ({})\n", keys.join(", ")));
+    }
+    ddl.push_str(&format!("STORED AS PARQUET\nLOCATION '{location}'\n"));
+    let mut props = vec![("parquet.compression".to_string(), "ZSTD".to_string())];
+    if opts.projection && !spec.fields.is_empty() {
+        props.push(("projection.enabled".into(), "true".into()));
+        for f in &spec.fields {
+            let key = |k: &str| format!("projection.{}.{k}", f.name);
+            let y = opts.first_year;
+            match f.transform {
+                Transform::Year => {
+                    props.push((key("type"), "integer".into()));
+                    props.push((key("range"), format!("{y},2100")));
+                }
+                Transform::Month | Transform::Day | Transform::Hour => {
+                    let (format, unit) = match f.transform {
+                        Transform::Month => ("yyyy-MM", "MONTHS"),
+                        Transform::Day => ("yyyy-MM-dd", "DAYS"),
+                        _ => ("yyyy-MM-dd-HH", "HOURS"),
+                    };
+                    let start = match f.transform {
+                        Transform::Month => format!("{y}-01"),
+                        Transform::Day => format!("{y}-01-01"),
+                        _ => format!("{y}-01-01-00"),
+                    };
+                    props.push((key("type"), "date".into()));
+                    props.push((key("format"), format.into()));
+                    props.push((key("range"), format!("{start},NOW")));
+                    props.push((key("interval"), "1".into()));
+                    props.push((key("interval.unit"), unit.into()));
+                }
+                Transform::Identity => match opts.enum_values.iter().find(|(k, _)| k == &f.name) {
+                    Some((_, values)) if !values.is_empty() => {
+                        props.push((key("type"), "enum".into()));
+                        props.push((key("values"), values.join(",")));
+                    }
+                    _ => props.push((key("type"), "injected".into())),
+                },
+            }
+        }
+        let template: Vec<String> = spec.fields.iter().map(|f| format!("{0}=${{{0}}}", f.name)).collect();
+        props.push(("storage.location.template".into(), format!("{location}{}/", template.join("/"))));
+    }
+    let props: Vec<String> = props.iter().map(|(k, v)| format!("  '{k}'='{}'", v.replace('\'', "''"))).collect();
+    ddl.push_str(&format!("TBLPROPERTIES (\n{}\n);\n", props.join(",\n")));
+    if !opts.projection && !spec.fields.is_empty() {
+        ddl.push_str(&format!("MSCK REPAIR TABLE {};\n", opts.table));
+    }
+    Ok(ddl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(projection: bool) -> TableOptions {
+        TableOptions {
+            table: "markets.indices".into(),
+            location: LakeUrl::parse("s3://lake/prices").unwrap(),
+            projection,
+            enum_values: vec![],
+            first_year: 1965,
+        }
+    }
+
+    #[test]
+    fn indices_default_layout_golden() {
+        let s = Schema::indices();
+        let spec = PartitionSpec::parse("year(trade_date)", &s).unwrap();
+        let want = "CREATE EXTERNAL TABLE IF NOT EXISTS markets.indices (
+  `symbol` string,
+  `trade_date` date,
+  `open` double,
+  `high` double,
+  `low` double,
+  `close` double,
+  `adj_close` double,
+  `volume` bigint,
+  `close_usd` double,
+  `kafka_partition` int,
+  `kafka_offset` bigint,
+  `kafka_timestamp` timestamp
+)
+PARTITIONED BY (`year` string)
+STORED AS PARQUET
+LOCATION 's3://lake/prices/'
+TBLPROPERTIES (
+  'parquet.compression'='ZSTD',
+  'projection.enabled'='true',
+  'projection.year.type'='integer',
+  'projection.year.range'='1965,2100',
+  'storage.location.template'='s3://lake/prices/year=${year}/'
+);
+";
+        assert_eq!(create_table(&s, &spec, &opts(true)).unwrap(), want);
+    }
+
+    #[test]
+    fn ticks_day_and_symbol_with_and_without_projection() {
+        let s = Schema::ticks();
+        let spec = PartitionSpec::parse("day(ts),symbol", &s).unwrap();
+        let ddl = create_table(&s, &spec, &opts(true)).unwrap();
+        assert!(ddl.contains("PARTITIONED BY (`dt` string, `symbol` string)"));
+        assert!(!ddl.contains("`symbol` string,\n"), "identity keys are not file columns:\n{ddl}");
+        assert!(
+            ddl.contains("'projection.dt.format'='yyyy-MM-dd'")
+                && ddl.contains("'projection.dt.range'='1965-01-01,NOW'")
+        );
+        assert!(ddl.contains("'projection.symbol.type'='injected'"));
+        assert!(ddl.contains("'storage.location.template'='s3://lake/prices/dt=${dt}/symbol=${symbol}/'"));
+        let mut o = opts(true);
+        o.enum_values = vec![("symbol".into(), vec!["AAPL".into(), "MSFT".into()])];
+        assert!(create_table(&s, &spec, &o).unwrap().contains("'projection.symbol.values'='AAPL,MSFT'"));
+        let plain = create_table(&s, &spec, &opts(false)).unwrap();
+        assert!(!plain.contains("projection") && plain.ends_with("MSCK REPAIR TABLE markets.indices;\n"));
+    }
+
+    #[test]
+    fn bad_names_and_locations_are_refused() {
+        let s = Schema::indices();
+        let spec = PartitionSpec::default();
+        let mut o = opts(true);
+        o.table = "Indices".into();
+        assert!(matches!(create_table(&s, &spec, &o), Err(DdlError::TableName(_))));
+        let mut o = opts(true);
+        o.location = LakeUrl::parse("./lake").unwrap();
+        assert!(matches!(create_table(&s, &spec, &o), Err(DdlError::NotS3(_))));
+    }
+}
