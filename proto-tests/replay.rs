@@ -188,3 +188,28 @@ async fn inferred_schema_sampling_limit_and_send_time() {
         assert!(r.timestamp_ms >= before, "--timestamp now");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loop_starts_over_at_the_end_until_the_limit() {
+    let env = env_or_skip!();
+    let topic = random_name("loop");
+    let csv = repo_path("data/indices.csv");
+    ok(run(env.ticklake().args([
+        "replay",
+        csv.to_str().unwrap(),
+        "--topic",
+        &topic,
+        "--partitions",
+        "1",
+        "--loop",
+        "--limit",
+        "9000",
+    ])));
+    let got = read_topic(&env.brokers, &topic).await;
+    assert_eq!(got.len(), 9000);
+    let expected = csv_rows(&csv);
+    // Row 4000 (0-based) is the file's first row again.
+    assert_eq!(got[4000].value["symbol"], expected[0]["Index"].as_str());
+    assert_eq!(got[4000].value["trade_date"], expected[0]["Date"].as_str());
+    assert_eq!(got[8999].value["trade_date"], expected[999]["Date"].as_str());
+}
