@@ -245,6 +245,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) 
         consumed,
         accepted: 0,
         row: Vec::new(),
+        track_position: CsvSource::tracks_position(&cfg.input),
     };
     let reader_end = tokio::task::spawn_blocking(move || reader.run(source)).await.expect("reader thread panicked")?;
 
@@ -317,6 +318,8 @@ struct Reader {
     accepted: u64,
     /// The row buffer, reused for every CSV row.
     row: Row,
+    /// Progress is the byte offset of the last row taken (plain files), not bytes read ahead.
+    track_position: bool,
 }
 
 /// Why the reader stopped taking rows.
@@ -392,6 +395,11 @@ impl Reader {
     /// Takes one CSV row through typing, encoding and pacing.
     fn take(&mut self, path: &str, line: u64, rec: &csv::ByteRecord) -> Result<Step, ReplayError> {
         self.counters.read.fetch_add(1, Ordering::Relaxed);
+        if self.track_position
+            && let Some(pos) = rec.position()
+        {
+            self.consumed.store(pos.byte(), Ordering::Relaxed);
+        }
         let mut row = std::mem::take(&mut self.row);
         let step = match self.parser.parse_into(rec, &mut row) {
             Ok(()) => Ok(self.send(&row, Some(rec))),
