@@ -35,6 +35,10 @@ pub enum Step {
 /// Files encoded and uploaded at once per cut.
 const UPLOAD_CONCURRENCY: usize = 4;
 
+/// Parquet encodes running at once in the whole process. Each holds a file's Arrow arrays and output, and each runs
+/// on a blocking-pool thread with its own allocator heap: unbounded, they were a large part of peak RSS.
+static ENCODE_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 #[derive(Clone)]
 pub struct Committer {
     pub store: Store,
@@ -108,9 +112,11 @@ impl Committer {
                     (self.store.clone(), self.layout.clone(), writer_properties(self.row_group_rows), self.retry_for);
                 tasks.spawn(async move {
                     let rows = file.rows;
+                    let slot = ENCODE_SLOTS.acquire().await.expect("the encode semaphore is never closed");
                     let bytes = tokio::task::spawn_blocking(move || encode(&layout, &rows, props))
                         .await
                         .map_err(|e| SinkError::Config(format!("encoder panicked: {e}")))??;
+                    drop(slot);
                     let n = bytes.len() as u64;
                     put_with_retry(&store, &file.key, bytes, retry).await?;
                     Ok((i, n))
