@@ -29,16 +29,7 @@ fn consume_prints_json_lines_from_every_partition() {
     let env = env_or_skip!();
     let topic = random_name("consume");
     let csv = repo_path("data/indices.csv");
-    ok(run(env.ticklake().args([
-        "replay",
-        csv.to_str().unwrap(),
-        "--topic",
-        &topic,
-        "--partitions",
-        "3",
-        "--limit",
-        "500",
-    ])));
+    replay_csv(&env, &csv, &topic, 3, &["--limit", "500"]);
 
     let out = ok(run(env.ticklake().args(["consume", "--topic", &topic, "--exit-at-end"])));
     let lines: Vec<serde_json::Value> =

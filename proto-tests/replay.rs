@@ -82,18 +82,7 @@ async fn every_compression_codec_round_trips() {
     let expected = csv_rows(&csv_path);
     for codec in ["zstd", "lz4", "snappy", "gzip", "none"] {
         let topic = random_name(&format!("codec-{codec}"));
-        ok(run(env.ticklake().args([
-            "replay",
-            csv_path.to_str().unwrap(),
-            "--topic",
-            &topic,
-            "--partitions",
-            "1",
-            "--compression",
-            codec,
-            "--limit",
-            "700",
-        ])));
+        replay_csv(&env, &csv_path, &topic, 1, &["--compression", codec, "--limit", "700"]);
         let got = read_topic(&env.brokers, &topic).await;
         assert_eq!(got.len(), 700, "{codec}: count");
         for (r, row) in got.iter().zip(&expected) {
@@ -161,21 +150,7 @@ async fn inferred_schema_sampling_limit_and_send_time() {
 
     let topic = random_name("inferred");
     let before = chrono::Utc::now().timestamp_millis();
-    let out = ok(run(env.ticklake().args([
-        "replay",
-        csv.to_str().unwrap(),
-        "--topic",
-        &topic,
-        "--partitions",
-        "1",
-        "--sample",
-        "--rate",
-        "500",
-        "--limit",
-        "40",
-        "--timestamp",
-        "now",
-    ])));
+    let out = replay_csv(&env, &csv, &topic, 1, &["--sample", "--rate", "500", "--limit", "40", "--timestamp", "now"]);
     let log = stderr(&out);
     assert!(log.contains("inferred this schema") && log.contains("bid_px"), "the inferred schema is logged:\n{log}");
     let got = read_topic(&env.brokers, &topic).await;
@@ -194,17 +169,7 @@ async fn loop_starts_over_at_the_end_until_the_limit() {
     let env = env_or_skip!();
     let topic = random_name("loop");
     let csv = repo_path("data/indices.csv");
-    ok(run(env.ticklake().args([
-        "replay",
-        csv.to_str().unwrap(),
-        "--topic",
-        &topic,
-        "--partitions",
-        "1",
-        "--loop",
-        "--limit",
-        "9000",
-    ])));
+    replay_csv(&env, &csv, &topic, 1, &["--loop", "--limit", "9000"]);
     let got = read_topic(&env.brokers, &topic).await;
     assert_eq!(got.len(), 9000);
     let expected = csv_rows(&csv);

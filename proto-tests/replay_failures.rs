@@ -50,18 +50,7 @@ async fn bad_rows_are_skipped_into_the_rejects_file() {
     let csv = csv_with_bad_rows(dir.path());
     let rejects = dir.path().join("rejects.jsonl");
     let topic = random_name("bad-skip");
-    let out = ok(run(env.ticklake().args([
-        "replay",
-        csv.to_str().unwrap(),
-        "--topic",
-        &topic,
-        "--partitions",
-        "1",
-        "--on-error",
-        "skip",
-        "--rejects",
-        rejects.to_str().unwrap(),
-    ])));
+    let out = replay_csv(&env, &csv, &topic, 1, &["--on-error", "skip", "--rejects", rejects.to_str().unwrap()]);
     let err = stderr(&out);
     assert_eq!(summary_count(&err, "skipped"), 2);
     assert_eq!(summary_count(&err, "sent"), 10);

@@ -7,9 +7,9 @@ use crate::env_or_skip;
 use crate::support::*;
 
 /// Replays `csv` into a new topic with `partitions`; returns the topic.
-fn replay(env: &TestEnv, csv: &std::path::Path, partitions: &str) -> String {
+fn replay(env: &TestEnv, csv: &std::path::Path, partitions: u32) -> String {
     let topic = random_name("sink");
-    ok(run(env.ticklake().args(["replay", csv.to_str().unwrap(), "--topic", &topic, "--partitions", partitions])));
+    replay_csv(env, csv, &topic, partitions, &[]);
     topic
 }
 
@@ -32,7 +32,7 @@ fn offsets_once(dump: &LakeDump) -> BTreeMap<i64, Vec<i64>> {
 fn index_sample_lands_in_s3_exactly_once_with_athena_safe_types() {
     let env = env_or_skip!();
     let csv = repo_path("data/indices.csv");
-    let topic = replay(&env, &csv, "3");
+    let topic = replay(&env, &csv, 3);
     let bucket = env.create_bucket();
     let to = format!("s3://{bucket}/prices");
     let out = ok(run(env.ticklake().args(["sink", "--topic", &topic, "--to", &to, "--exit-at-end"])));
@@ -107,7 +107,7 @@ fn sigkill_at_random_moments_never_loses_or_duplicates() {
         "-o",
         csv.to_str().unwrap(),
     ])));
-    let topic = replay(&env, &csv, "3");
+    let topic = replay(&env, &csv, 3);
     let bucket = env.create_bucket();
     let to = format!("s3://{bucket}/crash");
     // Small cuts (many commits, each several files) so that kills land while buffering, mid-upload and between
@@ -320,7 +320,7 @@ fn missing_bucket_and_missing_topic_are_typed_errors_before_any_data_moves() {
 fn two_sinks_split_a_topic_by_partition_into_one_lake() {
     let env = env_or_skip!();
     let csv = repo_path("data/indices.csv");
-    let topic = replay(&env, &csv, "3");
+    let topic = replay(&env, &csv, 3);
     let dir = tempfile::tempdir().unwrap();
     let to = dir.path().join("lake");
     let to = to.to_str().unwrap();

@@ -274,3 +274,11 @@ pub fn index_price_columns() -> Vec<(String, String)> {
         .map(|f| (f.name.clone(), f.source_name().to_string()))
         .collect()
 }
+
+/// `ticklake replay CSV --topic TOPIC --partitions N EXTRA...`, which must succeed.
+pub fn replay_csv(env: &TestEnv, csv: &Path, topic: &str, partitions: u32, extra: &[&str]) -> Output {
+    let partitions = partitions.to_string();
+    let mut args = vec!["replay", csv.to_str().unwrap(), "--topic", topic, "--partitions", &partitions];
+    args.extend_from_slice(extra);
+    ok(run(env.ticklake().args(&args)))
+}
