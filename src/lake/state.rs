@@ -29,6 +29,10 @@ pub struct Checkpoint {
     pub next_offset: i64,
     /// Set between "cut decided" and "all of the cut's files stored": a restart redoes exactly this cut.
     pub pending: Option<PendingCut>,
+    /// The object keys the pending cut writes. A redo under other flags (`--max-rows`, `--partition-by`, ...)
+    /// plans other keys; it deletes these first, so the interrupted attempt leaves nothing behind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_keys: Vec<String>,
     /// Offsets that Kafka had already deleted (retention) when the sink was told to skip ahead.
     #[serde(default)]
     pub skipped: Vec<PendingCut>,
@@ -42,6 +46,7 @@ impl Checkpoint {
             start_offset: start,
             next_offset: start,
             pending: None,
+            pending_keys: vec![],
             skipped: vec![],
         }
     }

@@ -62,22 +62,31 @@ pub struct Committed {
     pub buffered: usize,
 }
 
-/// PUT with retries: transient failures (5xx, throttling, resets) are retried until `retry_for` has passed;
-/// 403/404 and other permanent failures return at once.
-pub async fn put_with_retry(store: &Store, key: &str, bytes: Vec<u8>, retry_for: Duration) -> Result<(), StoreError> {
+/// Runs a store operation with retries: transient failures (5xx, throttling, resets) are retried with jittered
+/// exponential backoff until `retry_for` has passed; 403/404 and other permanent failures return at once.
+async fn with_retry<F, Fut>(what: &str, key: &str, retry_for: Duration, op: F) -> Result<(), StoreError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
     let give_up = tokio::time::Instant::now() + retry_for;
     let mut backoff = Duration::from_millis(100);
     loop {
-        match store.put(key, bytes.clone()).await {
+        match op().await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_transient() && tokio::time::Instant::now() + backoff < give_up => {
-                tracing::warn!(key, "store failed, retrying in about {backoff:?}: {e}");
+                tracing::warn!(key, "{what} failed, retrying in about {backoff:?}: {e}");
                 tokio::time::sleep(backoff.mul_f64(rand::random_range(0.5..1.0))).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
             Err(e) => return Err(e),
         }
     }
+}
+
+/// PUT with retries (see `with_retry`).
+pub async fn put_with_retry(store: &Store, key: &str, bytes: Vec<u8>, retry_for: Duration) -> Result<(), StoreError> {
+    with_retry("store", key, retry_for, || store.put(key, bytes.clone())).await
 }
 
 impl Committer {
@@ -94,8 +103,21 @@ impl Committer {
     /// Commits one cut and advances `cp` (see the module docs for the protocol).
     pub async fn commit(&self, cp: &mut Checkpoint, cut: Cut, buffered: usize) -> Result<Committed, SinkError> {
         let intent = PendingCut { first: cut.first, last: cut.last };
-        if cp.pending != Some(intent) {
+        let mut keys: Vec<String> = cut.files.iter().map(|f| f.key.clone()).collect();
+        if !cut.rejects.is_empty() {
+            keys.push(rejects_key(&self.topic, cut.partition, cut.first));
+        }
+        keys.sort();
+        if cp.pending == Some(intent) {
+            // A redo: objects the interrupted attempt planned but this one will not rewrite must go.
+            for old in cp.pending_keys.iter().filter(|k| keys.binary_search(k).is_err()) {
+                tracing::info!(key = %old, "removing an object of the interrupted attempt that the redo does not rewrite");
+                with_retry("delete", old, self.retry_for, || self.store.delete(old)).await?;
+            }
+        }
+        if cp.pending != Some(intent) || cp.pending_keys != keys {
             cp.pending = Some(intent);
+            cp.pending_keys = keys;
             self.save_checkpoint(cp).await?;
         }
         self.crash(Step::Intent)?;
@@ -144,6 +166,7 @@ impl Committer {
 
         cp.next_offset = cut.last + 1;
         cp.pending = None;
+        cp.pending_keys.clear();
         self.save_checkpoint(cp).await?;
         self.crash(Step::Checkpoint)?;
         Ok(done)
@@ -162,8 +185,12 @@ mod tests {
 
     /// The same cut every time: rows over three hive partitions and one reject, offsets 10..=16.
     fn cut() -> (Cut, usize) {
+        cut_split("year(trade_date)", 1000)
+    }
+
+    fn cut_split(partition_by: &str, max_rows_per_file: usize) -> (Cut, usize) {
         let schema = Schema::indices();
-        let spec = PartitionSpec::parse("year(trade_date)", &schema).unwrap();
+        let spec = PartitionSpec::parse(partition_by, &schema).unwrap();
         let mut b = PartitionBuffer::new(0, 10);
         for (i, day) in [0, 400, 800, 1, 401, 2].into_iter().enumerate() {
             let mut values = vec![Value::Str("HSI".into()), Value::Date(day), Value::Float(1.5)];
@@ -179,7 +206,7 @@ mod tests {
             raw_base64: "eA==".into(),
         });
         let bytes = b.bytes;
-        (b.cut("t", &[1], 1000), bytes)
+        (b.cut("t", &[1], max_rows_per_file), bytes)
     }
 
     async fn committer(dir: &std::path::Path, crash_after: Option<Step>) -> Committer {
@@ -236,5 +263,29 @@ mod tests {
             }
             assert_eq!(snapshot(&restarted.store).await, want, "{step:?}: same objects, same bytes, nothing extra");
         }
+    }
+
+    #[tokio::test]
+    async fn a_redo_under_other_flags_leaves_no_stray_objects() {
+        // The clean result: month partitions, one row per file.
+        let clean_dir = tempfile::tempdir().unwrap();
+        let clean = committer(clean_dir.path(), None).await;
+        let (c, bytes) = cut_split("month(trade_date)", 1);
+        clean.commit(&mut Checkpoint::new("t", 0, 10), c, bytes).await.unwrap();
+        let want = snapshot(&clean.store).await;
+
+        // Crash mid-upload under year partitions, then redo the same range under the new flags.
+        let dir = tempfile::tempdir().unwrap();
+        let crashing = committer(dir.path(), Some(Step::File(1))).await;
+        let mut cp = Checkpoint::new("t", 0, 10);
+        let (c, bytes) = cut_split("year(trade_date)", 1000);
+        assert!(crashing.commit(&mut cp, c, bytes).await.is_err());
+        let restarted = committer(dir.path(), None).await;
+        let raw = restarted.store.get("_ticklake/checkpoints/t/0.json").await.unwrap().unwrap();
+        let mut cp: Checkpoint = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(cp.pending_keys.len(), 4, "three data files and the rejects were planned");
+        let (c, bytes) = cut_split("month(trade_date)", 1);
+        restarted.commit(&mut cp, c, bytes).await.unwrap();
+        assert_eq!(snapshot(&restarted.store).await, want, "no object of the year= attempt is left");
     }
 }
