@@ -14,5 +14,7 @@ mod replay_failures;
 mod admin;
 // sink: the lake read back with pyarrow, SIGKILL at random moments, rejects, local folders, startup errors.
 mod sink;
+// S3 faults through a fault-injecting proxy: retries, exactly once, refused credentials.
+mod s3_faults;
 // athena: the DDL parses with sqlglot and names the columns the sink writes.
 mod athena;

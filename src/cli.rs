@@ -131,6 +131,7 @@ impl LakeArgs {
             region: self.region.clone().or_else(|| std::env::var("AWS_DEFAULT_REGION").ok()),
             endpoint: self.s3_endpoint.clone(),
             request_timeout: Some(Duration::from_secs(30)),
+            retry_for: Duration::from_secs(30),
         }
     }
 }
@@ -223,7 +224,7 @@ impl TryFrom<&SinkArgs> for crate::sink::SinkConfig {
         Ok(crate::sink::SinkConfig {
             topic: a.topic.clone(),
             lake: a.lake.url()?,
-            s3: a.lake.s3(),
+            s3: crate::lake::S3Options { retry_for: a.retry_for, ..a.lake.s3() },
             partitions: a.partitions.as_deref().map(parse_partition_list).transpose().map_err(usage)?,
             schema: resolve_schema_arg(a.schema.as_deref())?,
             partition_by: a.partition_by.clone(),

@@ -9,4 +9,4 @@ pub mod state;
 pub mod store;
 
 pub use partition::{PartitionSpec, SpecError};
-pub use store::{LakeUrl, ObjectInfo, S3Options, Store, StoreError};
+pub use store::{LakeUrl, ObjectInfo, S3Options, Store, StoreError, retry};

@@ -41,12 +41,14 @@ impl LakeUrl {
 }
 
 /// S3 connection settings (region, endpoint for MinIO and test servers).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct S3Options {
     pub region: Option<String>,
     /// Custom endpoint (`--s3-endpoint` / `AWS_ENDPOINT_URL`); implies path-style addressing.
     pub endpoint: Option<String>,
     pub request_timeout: Option<Duration>,
+    /// How long transient failures of the start-up health check are retried.
+    pub retry_for: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,12 +78,41 @@ impl StoreError {
     }
 }
 
+/// Runs a store operation, retrying transient failures (5xx, throttling, resets, timeouts) with jittered
+/// exponential backoff until `retry_for` has passed. Permanent failures (403, 404, configuration) return at once.
+/// rust-s3 retries safe requests only once by default, which a throttled bucket easily exhausts.
+pub async fn retry<T, F, Fut>(what: &str, key: &str, retry_for: Duration, op: F) -> Result<T, StoreError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let give_up = tokio::time::Instant::now() + retry_for;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_transient() && tokio::time::Instant::now() + backoff < give_up => {
+                tracing::warn!(key, "{what} failed, retrying in about {backoff:?}: {e}");
+                tokio::time::sleep(backoff.mul_f64(rand::random_range(0.5..1.0))).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// One listed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
     /// Key relative to the lake root.
     pub key: String,
     pub size: u64,
+}
+
+impl Default for S3Options {
+    fn default() -> Self {
+        S3Options { region: None, endpoint: None, request_timeout: None, retry_for: Duration::from_secs(30) }
+    }
 }
 
 /// A lake root: every key is relative to it.
@@ -133,7 +164,7 @@ impl Store {
                     b = b.with_request_timeout(t).map_err(|e| StoreError::Config(e.to_string()))?;
                 }
                 let store = Store::S3 { bucket: b, prefix: prefix.clone() };
-                store.health_check(opts).await?;
+                retry("health check", prefix, opts.retry_for, || store.health_check(opts)).await?;
                 Ok(store)
             }
         }

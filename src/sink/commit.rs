@@ -62,31 +62,14 @@ pub struct Committed {
     pub buffered: usize,
 }
 
-/// Runs a store operation with retries: transient failures (5xx, throttling, resets) are retried with jittered
-/// exponential backoff until `retry_for` has passed; 403/404 and other permanent failures return at once.
-async fn with_retry<F, Fut>(what: &str, key: &str, retry_for: Duration, op: F) -> Result<(), StoreError>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<(), StoreError>>,
-{
-    let give_up = tokio::time::Instant::now() + retry_for;
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match op().await {
-            Ok(()) => return Ok(()),
-            Err(e) if e.is_transient() && tokio::time::Instant::now() + backoff < give_up => {
-                tracing::warn!(key, "{what} failed, retrying in about {backoff:?}: {e}");
-                tokio::time::sleep(backoff.mul_f64(rand::random_range(0.5..1.0))).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-            Err(e) => return Err(e),
-        }
-    }
+/// PUT with retries (see `lake::retry`).
+pub async fn put_with_retry(store: &Store, key: &str, bytes: Vec<u8>, retry_for: Duration) -> Result<(), StoreError> {
+    crate::lake::retry("store", key, retry_for, || store.put(key, bytes.clone())).await
 }
 
-/// PUT with retries (see `with_retry`).
-pub async fn put_with_retry(store: &Store, key: &str, bytes: Vec<u8>, retry_for: Duration) -> Result<(), StoreError> {
-    with_retry("store", key, retry_for, || store.put(key, bytes.clone())).await
+/// GET with retries (see `lake::retry`).
+pub async fn get_with_retry(store: &Store, key: &str, retry_for: Duration) -> Result<Option<Vec<u8>>, StoreError> {
+    crate::lake::retry("read", key, retry_for, || store.get(key)).await
 }
 
 impl Committer {
@@ -112,7 +95,7 @@ impl Committer {
             // A redo: objects the interrupted attempt planned but this one will not rewrite must go.
             for old in cp.pending_keys.iter().filter(|k| keys.binary_search(k).is_err()) {
                 tracing::info!(key = %old, "removing an object of the interrupted attempt that the redo does not rewrite");
-                with_retry("delete", old, self.retry_for, || self.store.delete(old)).await?;
+                crate::lake::retry("delete", old, self.retry_for, || self.store.delete(old)).await?;
             }
         }
         if cp.pending != Some(intent) || cp.pending_keys != keys {

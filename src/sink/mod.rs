@@ -269,7 +269,7 @@ async fn resolve_schema(
     shutdown: &Shutdown,
 ) -> Result<Option<Schema>, SinkError> {
     let key = schema_key(&cfg.topic);
-    if let Some(bytes) = store.get(&key).await? {
+    if let Some(bytes) = commit::get_with_retry(store, &key, cfg.retry_for).await? {
         let text = String::from_utf8_lossy(&bytes);
         let stored: Schema = toml::from_str(&text)
             .map_err(|e| SinkError::Config(format!("{}/{key} is not a valid schema: {e}", cfg.lake.display())))?;

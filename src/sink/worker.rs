@@ -14,7 +14,7 @@ const FETCH_WAIT_MS: i32 = 500;
 
 async fn load_checkpoint(ctx: &Ctx, p: i32) -> Result<Option<Checkpoint>, SinkError> {
     let key = checkpoint_key(&ctx.cfg.topic, p);
-    match ctx.committer.store.get(&key).await? {
+    match super::commit::get_with_retry(&ctx.committer.store, &key, ctx.cfg.retry_for).await? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             SinkError::Config(format!("{key} is not a valid checkpoint: {e}; it must not be edited by hand"))
