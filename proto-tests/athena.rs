@@ -59,3 +59,81 @@ fn ddl_parses_with_sqlglot_and_matches_the_files() {
         assert_eq!(parsed["statements"], if projection { 1 } else { 2 });
     }
 }
+
+#[test]
+fn reference_queries_give_the_same_results_on_the_lake_and_on_the_csv() {
+    let env = env_or_skip!();
+    let csv = repo_path("data/indices.csv");
+    let topic = random_name("duckdb");
+    replay_csv(&env, &csv, &topic, 3, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    ok(run(env.ticklake().args(["sink", "--topic", &topic, "--to", lake.to_str().unwrap(), "--exit-at-end"])));
+    // The DDL and queries as a user would print them (the location only matters to Athena).
+    let printed = ok(run(env.ticklake().args([
+        "athena",
+        "--table",
+        "markets.indices",
+        "--to",
+        "s3://lake/prices",
+        "--schema",
+        "indices",
+        "--print-queries",
+        "--query-symbol",
+        "^GSPC",
+        "--query-year",
+        "2020",
+    ])))
+    .stdout;
+    let text = String::from_utf8(printed).unwrap();
+    let queries: String = text.split(";\n").filter(|q| q.contains("SELECT")).map(|q| format!("{q};\n")).collect();
+    let script = repo_path("proto-tests/check/duckdb_compare.py");
+    let mut py = env
+        .python()
+        .args([script.to_str().unwrap(), lake.to_str().unwrap(), csv.to_str().unwrap(), "markets.indices"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(py.stdin.as_mut().unwrap(), queries.as_bytes()).unwrap();
+    drop(py.stdin.take());
+    let out = ok(py.wait_with_output().unwrap());
+    let results: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(results.len(), 2, "two reference queries");
+    for r in &results {
+        assert!(r["lake"].as_array().is_some_and(|rows| !rows.is_empty()), "no rows: {}", r["sql"]);
+        assert_eq!(r["lake"], r["csv"], "lake and CSV disagree on:\n{}", r["sql"].as_str().unwrap());
+    }
+    // One row per symbol in the "latest close" query.
+    assert_eq!(results[0]["lake"].as_array().unwrap().len(), 13);
+}
+
+#[test]
+fn hive_escaped_partition_values_read_back_as_the_symbols_in_duckdb() {
+    let env = env_or_skip!();
+    let topic = random_name("escape");
+    replay_csv(&env, &repo_path("data/indices.csv"), &topic, 1, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    ok(run(env.ticklake().args([
+        "sink",
+        "--topic",
+        &topic,
+        "--to",
+        lake.to_str().unwrap(),
+        "--exit-at-end",
+        "--partition-by",
+        "symbol",
+    ])));
+    assert!(lake.join("symbol=%5EGSPC").is_dir(), "written with Hive's escaping");
+    let sql = format!(
+        "import duckdb; print(duckdb.connect().execute(\"select count(*) from read_parquet('{}/**/*.parquet', hive_partitioning=true, hive_types={{'symbol': VARCHAR}}) where symbol = '^GSPC'\").fetchone()[0])",
+        lake.display()
+    );
+    let out = ok(run(env.python().args(["-c", &sql])));
+    let n: u64 = String::from_utf8(out.stdout).unwrap().trim().parse().unwrap();
+    let want = csv_rows(&repo_path("data/indices.csv")).iter().filter(|r| r["Index"] == "^GSPC").count() as u64;
+    assert_eq!(n, want, "WHERE symbol = '^GSPC' finds every ^GSPC row");
+}

@@ -154,6 +154,18 @@ pub async fn run(cli: Cli) -> Result<u8> {
             };
             let ddl = crate::athena::create_table(&schema, &spec, &opts).map_err(|e| Error::Usage(e.to_string()))?;
             print(ddl.trim_end())?;
+            if a.print_queries {
+                let queries = crate::athena::reference_queries(&schema, &spec, &a.table, &a.query_symbol, a.query_year)
+                    .ok_or_else(|| {
+                        Error::Usage(format!(
+                            "no reference queries for schema '{}' (they need a key, a date and a close column)",
+                            schema.name
+                        ))
+                    })?;
+                for (title, sql) in queries {
+                    print(&format!("\n-- {title}\n{sql};"))?;
+                }
+            }
             Ok(0)
         }
         Command::Sample(a) => {

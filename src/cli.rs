@@ -107,6 +107,14 @@ pub struct AthenaArgs {
     /// First year of the data, the start of year/date projection ranges.
     #[arg(long, default_value_t = 1900)]
     pub first_year: i32,
+    /// Also print ready queries that hit the partitions (latest close per symbol in a year, a monthly average).
+    #[arg(long)]
+    pub print_queries: bool,
+    /// Symbol and year used by --print-queries.
+    #[arg(long, default_value = "HSI")]
+    pub query_symbol: String,
+    #[arg(long, default_value_t = 2021)]
+    pub query_year: i32,
 }
 
 #[derive(Debug, Args, Clone)]
