@@ -107,3 +107,9 @@ bench-sink:
     {{servers}} install
     {{servers}} start
     trap '{{servers}} stop' EXIT; source .servers/env && cargo build --release --quiet && "$TICKLAKE_PYTHON" proto-tests/bench/bench_sink.py --bin {{target_dir}}/release/ticklake
+
+# Bytes Athena would scan for three reference queries: the lake vs one JSON object per message (from footers).
+bench-athena:
+    {{servers}} install
+    {{servers}} start
+    trap '{{servers}} stop' EXIT; source .servers/env && cargo build --release --quiet && "$TICKLAKE_PYTHON" proto-tests/bench/bench_athena.py --bin {{target_dir}}/release/ticklake

@@ -128,10 +128,21 @@ impl Committer {
                 });
             }
             let Some(joined) = tasks.join_next().await else { break };
-            let (_, n) = joined.map_err(|e| SinkError::Config(format!("upload task failed: {e}")))??;
-            done.files += 1;
-            done.bytes += n;
-            self.crash(Step::File(stored))?;
+            let step = joined
+                .map_err(|e| SinkError::Config(format!("upload task failed: {e}")))
+                .and_then(|r| r)
+                .and_then(|(_, n)| {
+                    done.files += 1;
+                    done.bytes += n;
+                    self.crash(Step::File(stored))
+                });
+            if let Err(e) = step {
+                // Let the uploads already under way finish first: when `commit` returns, nothing of this cut is
+                // still being written (a blocking-pool write cannot be cancelled, and could otherwise land after
+                // a redo has cleaned up).
+                while tasks.join_next().await.is_some() {}
+                return Err(e);
+            }
             stored += 1;
         }
         debug_assert_eq!(stored, total);
