@@ -51,6 +51,33 @@ def scan(lake, want_cols, year=None, symbol=None, day=None):
     return total, files
 
 
+def run(binary, rows, csv, tmp, partitions, env):
+    topic = f"bench-athena-{os.getpid()}-{partitions}"
+    subprocess.run([binary, "replay", csv, "--topic", topic, "--partitions", str(partitions), "--progress", "never"],
+                   check=True, env=env, stderr=subprocess.DEVNULL)
+    # The one-JSON-object-per-message layout: every record's value, as the usual consumer writes it.
+    out = subprocess.run([binary, "consume", "--topic", topic, "--exit-at-end"], check=True, env=env,
+                         capture_output=True).stdout
+    json_bytes = len(out) - out.count(b"\n")
+    json_objects = out.count(b"\n")
+    assert json_objects == rows, f"consumed {json_objects} records"
+    lake = os.path.join(tmp, f"lake-{partitions}")
+    subprocess.run([binary, "sink", "--topic", topic, "--to", lake, "--exit-at-end"], check=True, env=env,
+                   stderr=subprocess.DEVNULL)
+    files = sum(len([n for n in ns if n.endswith(".parquet")]) for d, _, ns in os.walk(lake) if "_ticklake" not in d)
+    q = {
+        "Q1 one symbol, one year, close": scan(lake, {"close"}, year=2000, symbol="HSI"),
+        "Q2 all symbols, all years, close": scan(lake, {"close"}),
+        "Q3 one day, all columns": scan(lake, None, year=2000, day=datetime.date(2000, 6, 15)),
+    }
+    print(f"\ntopic with {partitions} partition(s):")
+    print(f"{'query':<36} {'JSON bytes':>14} {'lake bytes':>12} {'ratio':>9}")
+    for name, (b, _) in q.items():
+        print(f"{name:<36} {json_bytes:>14,} {b:>12,} {json_bytes / b:>8.0f}x")
+    print(f"objects: JSON {json_objects:,} vs lake {files:,} Parquet files ({json_objects / files:,.0f}x fewer)")
+    print(f"Q2 per row: {q['Q2 all symbols, all years, close'][0] / rows:.2f} bytes (a DOUBLE is 8 before compression)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -61,30 +88,10 @@ def main():
         csv = os.path.join(tmp, "indices.csv")
         subprocess.run([a.bin, "sample", "indices", "--rows", str(a.rows), "--symbols", "70", "--start", "1965-01-01",
                         "-o", csv], check=True)
-        topic = f"bench-athena-{os.getpid()}"
-        subprocess.run([a.bin, "replay", csv, "--topic", topic, "--partitions", "3", "--progress", "never"],
-                       check=True, env=env, stderr=subprocess.DEVNULL)
-        # The one-JSON-object-per-message layout: every record's value, as the usual consumer writes it.
-        out = subprocess.run([a.bin, "consume", "--topic", topic, "--exit-at-end"], check=True, env=env,
-                             capture_output=True).stdout
-        json_bytes = len(out) - out.count(b"\n")
-        json_objects = out.count(b"\n")
-        lake = os.path.join(tmp, "lake")
-        subprocess.run([a.bin, "sink", "--topic", topic, "--to", lake, "--exit-at-end"], check=True, env=env,
-                       stderr=subprocess.DEVNULL)
-        files = sum(len([n for n in ns if n.endswith(".parquet")]) for d, _, ns in os.walk(lake) if "_ticklake" not in d)
-        q = {
-            "Q1 one symbol, one year, close": scan(lake, {"close"}, year=2000, symbol="HSI"),
-            "Q2 all symbols, all years, close": scan(lake, {"close"}),
-            "Q3 one day, all columns": scan(lake, None, year=2000, day=datetime.date(2000, 6, 15)),
-        }
-    print(f"\nathena scan benchmark: {a.rows:,} daily index rows, 70 symbols, 1965-2025; default sink layout")
-    print(f"(year(trade_date) partitions, rows sorted by date then symbol, 4,096-row groups, ZSTD)")
-    print(f"{'query':<36} {'JSON bytes':>14} {'lake bytes':>12} {'ratio':>9}")
-    for name, (b, _) in q.items():
-        print(f"{name:<36} {json_bytes:>14,} {b:>12,} {json_bytes / b:>8.0f}x")
-    print(f"objects: JSON {json_objects:,} vs lake {files:,} Parquet files ({json_objects / files:,.0f}x fewer)")
-    print(f"Q2 per row: {q['Q2 all symbols, all years, close'][0] / a.rows:.2f} bytes (a DOUBLE is 8 before compression)")
+        print(f"\nathena scan benchmark: {a.rows:,} daily index rows, 70 symbols, 1965-2025; default sink layout")
+        print("(year(trade_date) partitions, rows sorted by date then symbol, 4,096-row groups, ZSTD)")
+        for partitions in (1, 3):
+            run(a.bin, a.rows, csv, tmp, partitions, env)
 
 
 if __name__ == "__main__":

@@ -113,8 +113,12 @@ impl Committer {
         loop {
             while tasks.len() < UPLOAD_CONCURRENCY {
                 let Some((i, file)) = files.next() else { break };
-                let (store, layout, props, retry) =
-                    (self.store.clone(), self.layout.clone(), writer_properties(self.row_group_rows), self.retry_for);
+                let (store, layout, props, retry) = (
+                    self.store.clone(),
+                    self.layout.clone(),
+                    writer_properties(&self.layout, self.row_group_rows),
+                    self.retry_for,
+                );
                 tasks.spawn(async move {
                     let rows = file.rows;
                     let slot = ENCODE_SLOTS.acquire().await.expect("the encode semaphore is never closed");
