@@ -63,7 +63,7 @@ pub enum Error {
     #[error("{0}")]
     Config(String),
     #[error(
-        "cannot reach Kafka at {brokers}: {reason}.\n  Check that the broker is running and listening on that address, that --brokers / KAFKA_BROKERS is right, that a firewall or security group allows the port, and that the broker's advertised.listeners names an address this machine can reach (`ticklake doctor` checks each step)"
+        "cannot reach Kafka at {brokers}: {reason}.\n  Check that the broker is running and listening on that address, that --brokers / KAFKA_BROKERS is right, that a firewall or security group allows the port, and that the broker's advertised.listeners names an address this machine can reach"
     )]
     Unreachable { brokers: String, timeout: Duration, reason: String },
     #[error("Kafka at {brokers} refused our credentials: {reason}. Check the SASL user and password")]
