@@ -111,7 +111,7 @@ fn reference_queries_give_the_same_results_on_the_lake_and_on_the_csv() {
 }
 
 #[test]
-fn hive_escaped_partition_values_read_back_as_the_symbols_in_duckdb() {
+fn partition_values_read_back_as_the_symbols_in_duckdb() {
     let env = env_or_skip!();
     let topic = random_name("escape");
     replay_csv(&env, &repo_path("data/indices.csv"), &topic, 1, &[]);
@@ -127,7 +127,7 @@ fn hive_escaped_partition_values_read_back_as_the_symbols_in_duckdb() {
         "--partition-by",
         "symbol",
     ])));
-    assert!(lake.join("symbol=%5EGSPC").is_dir(), "written with Hive's escaping");
+    assert!(lake.join("symbol=^GSPC").is_dir(), "written literally, as projection looks it up");
     let sql = format!(
         "import duckdb; print(duckdb.connect().execute(\"select count(*) from read_parquet('{}/**/*.parquet', hive_partitioning=true, hive_types={{'symbol': VARCHAR}}) where symbol = '^GSPC'\").fetchone()[0])",
         lake.display()
@@ -136,4 +136,32 @@ fn hive_escaped_partition_values_read_back_as_the_symbols_in_duckdb() {
     let n: u64 = String::from_utf8(out.stdout).unwrap().trim().parse().unwrap();
     let want = csv_rows(&repo_path("data/indices.csv")).iter().filter(|r| r["Index"] == "^GSPC").count() as u64;
     assert_eq!(n, want, "WHERE symbol = '^GSPC' finds every ^GSPC row");
+}
+
+#[test]
+fn enum_projection_lists_the_lake_values() {
+    let env = env_or_skip!();
+    let topic = random_name("enum");
+    replay_csv(&env, &repo_path("data/indices.csv"), &topic, 1, &["--limit", "200"]);
+    let bucket = env.create_bucket();
+    let to = format!("s3://{bucket}/p");
+    ok(run(env.ticklake().args(["sink", "--topic", &topic, "--to", &to, "--exit-at-end", "--partition-by", "symbol"])));
+    let ddl = ok(run(env.ticklake().args([
+        "athena",
+        "--table",
+        "m.t",
+        "--to",
+        &to,
+        "--topic",
+        &topic,
+        "--partition-by",
+        "symbol",
+    ])));
+    let ddl = String::from_utf8(ddl.stdout).unwrap();
+    let symbols: std::collections::BTreeSet<String> =
+        csv_rows(&repo_path("data/indices.csv")).into_iter().take(200).map(|r| r["Index"].clone()).collect();
+    let listed = symbols.into_iter().collect::<Vec<_>>().join(",");
+    assert!(ddl.contains("'projection.symbol.type'='enum'"), "{ddl}");
+    assert!(ddl.contains(&format!("'projection.symbol.values'='{listed}'")), "{ddl}");
+    assert!(ddl.contains("^GSPC"), "values as projection substitutes them:\n{ddl}");
 }

@@ -145,11 +145,30 @@ pub async fn run(cli: Cli) -> Result<u8> {
             let (default_spec, _) = crate::sink::default_layout(&schema);
             let spec = crate::lake::PartitionSpec::parse(a.partition_by.as_deref().unwrap_or(&default_spec), &schema)
                 .map_err(|e| Error::Usage(e.to_string()))?;
+            let has_identity = spec.fields.iter().any(|f| f.transform == crate::lake::partition::Transform::Identity);
+            // With --topic the lake is read anyway: list it for enum projection values.
+            let enum_values = if a.topic.is_some() && has_identity && !a.no_projection {
+                let store = crate::lake::Store::open(&url, &a.lake.s3()).await.map_err(crate::sink::SinkError::from)?;
+                let keys: Vec<String> =
+                    store.list("").await.map_err(crate::sink::SinkError::from)?.into_iter().map(|o| o.key).collect();
+                crate::athena::identity_values(&spec, &keys)
+            } else {
+                vec![]
+            };
+            for f in spec.fields.iter().filter(|f| f.transform == crate::lake::partition::Transform::Identity) {
+                if !enum_values.iter().any(|(k, _)| k == &f.name) {
+                    tracing::warn!(
+                        key = %f.name,
+                        "projection type 'injected': every query must filter {} with = (pass --topic to list the lake's values for an enum)",
+                        f.name
+                    );
+                }
+            }
             let opts = crate::athena::TableOptions {
                 table: a.table.clone(),
                 location: url,
                 projection: !a.no_projection,
-                enum_values: vec![],
+                enum_values,
                 first_year: a.first_year,
             };
             let ddl = crate::athena::create_table(&schema, &spec, &opts).map_err(|e| Error::Usage(e.to_string()))?;

@@ -37,6 +37,34 @@ fn quote(name: &str) -> String {
     format!("`{name}`")
 }
 
+/// Most values an `enum` projection lists; beyond that, `injected` (Athena's docs suggest enum for a few dozen).
+pub const MAX_ENUM_VALUES: usize = 1000;
+
+/// The values of each identity partition key found in the lake's object keys, for `enum` projection. A key is left
+/// out (so it gets `injected`) when it has no values, more than `MAX_ENUM_VALUES`, or a value that projection could
+/// not substitute literally (one with an escaped character, or a comma, the enum separator).
+pub fn identity_values(spec: &PartitionSpec, object_keys: &[String]) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for f in spec.fields.iter().filter(|f| f.transform == Transform::Identity) {
+        let prefix = format!("{}=", f.name);
+        let mut values = std::collections::BTreeSet::new();
+        for key in object_keys.iter().filter(|k| !k.starts_with("_ticklake/")) {
+            for seg in key.split('/') {
+                if let Some(v) = seg.strip_prefix(&prefix) {
+                    values.insert(crate::lake::partition::unescape_hive(v));
+                }
+            }
+        }
+        let usable = !values.is_empty()
+            && values.len() <= MAX_ENUM_VALUES
+            && values.iter().all(|v| crate::lake::partition::is_literal(v) && !v.contains(','));
+        if usable {
+            out.push((f.name.clone(), values.into_iter().collect()));
+        }
+    }
+    out
+}
+
 /// `CREATE EXTERNAL TABLE` (plus `MSCK REPAIR TABLE` without projection).
 pub fn create_table(schema: &Schema, spec: &PartitionSpec, opts: &TableOptions) -> Result<String, DdlError> {
     let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
@@ -209,6 +237,71 @@ TBLPROPERTIES (
     }
 
     #[test]
+    fn ticks_default_layout_golden() {
+        let s = Schema::ticks();
+        let spec = PartitionSpec::parse("day(ts),symbol", &s).unwrap();
+        let mut o = opts(true);
+        o.table = "markets.ticks".into();
+        o.location = LakeUrl::parse("s3://lake/ticks").unwrap();
+        o.first_year = 2020;
+        let want = "CREATE EXTERNAL TABLE IF NOT EXISTS markets.ticks (
+  `ts` timestamp,
+  `price` double,
+  `size` bigint,
+  `kafka_partition` int,
+  `kafka_offset` bigint,
+  `kafka_timestamp` timestamp
+)
+PARTITIONED BY (`dt` string, `symbol` string)
+STORED AS PARQUET
+LOCATION 's3://lake/ticks/'
+TBLPROPERTIES (
+  'parquet.compression'='ZSTD',
+  'projection.enabled'='true',
+  'projection.dt.type'='date',
+  'projection.dt.format'='yyyy-MM-dd',
+  'projection.dt.range'='2020-01-01,NOW',
+  'projection.dt.interval'='1',
+  'projection.dt.interval.unit'='DAYS',
+  'projection.symbol.type'='injected',
+  'storage.location.template'='s3://lake/ticks/dt=${dt}/symbol=${symbol}/'
+);
+";
+        assert_eq!(create_table(&s, &spec, &o).unwrap(), want);
+    }
+
+    #[test]
+    fn custom_spec_without_projection_golden() {
+        let s = Schema::indices();
+        let spec = PartitionSpec::parse("m=month(trade_date),symbol", &s).unwrap();
+        let mut o = opts(false);
+        o.table = "markets.bars".into();
+        o.location = LakeUrl::parse("s3://lake/bars").unwrap();
+        let want = "CREATE EXTERNAL TABLE IF NOT EXISTS markets.bars (
+  `trade_date` date,
+  `open` double,
+  `high` double,
+  `low` double,
+  `close` double,
+  `adj_close` double,
+  `volume` bigint,
+  `close_usd` double,
+  `kafka_partition` int,
+  `kafka_offset` bigint,
+  `kafka_timestamp` timestamp
+)
+PARTITIONED BY (`m` string, `symbol` string)
+STORED AS PARQUET
+LOCATION 's3://lake/bars/'
+TBLPROPERTIES (
+  'parquet.compression'='ZSTD'
+);
+MSCK REPAIR TABLE markets.bars;
+";
+        assert_eq!(create_table(&s, &spec, &o).unwrap(), want);
+    }
+
+    #[test]
     fn ticks_day_and_symbol_with_and_without_projection() {
         let s = Schema::ticks();
         let spec = PartitionSpec::parse("day(ts),symbol", &s).unwrap();
@@ -226,6 +319,27 @@ TBLPROPERTIES (
         assert!(create_table(&s, &spec, &o).unwrap().contains("'projection.symbol.values'='AAPL,MSFT'"));
         let plain = create_table(&s, &spec, &opts(false)).unwrap();
         assert!(!plain.contains("projection") && plain.ends_with("MSCK REPAIR TABLE markets.indices;\n"));
+    }
+
+    #[test]
+    fn enum_values_come_from_the_object_keys() {
+        let s = Schema::ticks();
+        let spec = PartitionSpec::parse("day(ts),symbol", &s).unwrap();
+        let keys: Vec<String> = [
+            "dt=2024-01-02/symbol=AAPL/t-0-1.parquet",
+            "dt=2024-01-02/symbol=BRK B/t-0-2.parquet",
+            "dt=2024-01-03/symbol=AAPL/t-0-3.parquet",
+            "_ticklake/checkpoints/t/0.json",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            identity_values(&spec, &keys),
+            vec![("symbol".to_string(), vec!["AAPL".to_string(), "BRK B".to_string()])]
+        );
+        let mut odd = keys.clone();
+        odd.push("dt=2024-01-03/symbol=A%2FB/t-0-4.parquet".into());
+        assert!(identity_values(&spec, &odd).is_empty(), "A/B cannot be projected literally: injected");
     }
 
     #[test]

@@ -173,7 +173,7 @@ impl PartitionSpec {
         }
     }
 
-    /// `year=2020/symbol=%5EGSPC` (empty for an unpartitioned table).
+    /// `year=2020/symbol=^GSPC` (empty for an unpartitioned table).
     pub fn hive_path(&self, row: &Row) -> String {
         let mut out = String::new();
         for f in &self.fields {
@@ -202,32 +202,24 @@ impl PartitionSpec {
     }
 }
 
-/// Characters Hive escapes in partition values (`org.apache.hadoop.hive.common.FileUtils.charToEscape`):
-/// control characters, `"#%'*/:=?\\{[]^` and DEL. Space and non-ASCII are kept.
+/// Characters escaped in partition values: only those a path segment cannot hold as such. Control characters and
+/// DEL, `/` (a separator), `\\`, `%` (so that decoding is exact) and `=` (the key/value separator).
+///
+/// Everything else is written literally, as AWS's own writer does (aws-sdk-pandas builds partition paths as
+/// `f"{name}={value}"`), because Athena partition projection substitutes values into `storage.location.template`
+/// as they are: a projected `^GSPC` is looked up under `symbol=^GSPC/`. Hive's fuller escaping (`%5E` for `^`)
+/// would hide such partitions from projection. What is escaped is still Hive's `%XX` form, so `MSCK REPAIR
+/// TABLE`, Glue and DuckDB decode every path back to the exact value (decoding a literal value is the identity).
 fn needs_escape(c: char) -> bool {
-    matches!(
-        c,
-        '\u{01}'
-            ..='\u{1F}'
-                | '"'
-                | '#'
-                | '%'
-                | '\''
-                | '*'
-                | '/'
-                | ':'
-                | '='
-                | '?'
-                | '\\'
-                | '\u{7F}'
-                | '{'
-                | '['
-                | ']'
-                | '^'
-    )
+    matches!(c, '\u{00}'..='\u{1F}' | '\u{7F}' | '/' | '\\' | '%' | '=')
 }
 
-/// Hive's `escapePathName`: `^GSPC` → `%5EGSPC`.
+/// Does this value survive projection's literal substitution (nothing to escape)?
+pub fn is_literal(value: &str) -> bool {
+    !value.chars().any(needs_escape)
+}
+
+/// Escapes a partition value for a path: `a/b` → `a%2Fb`; `^GSPC` stays `^GSPC`.
 pub fn escape_hive(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
@@ -276,7 +268,7 @@ mod tests {
     fn specs_parse_and_make_paths() {
         let s = Schema::indices();
         let spec = PartitionSpec::parse("year(trade_date), symbol", &s).unwrap();
-        assert_eq!(spec.hive_path(&row("^GSPC", 0)), "year=1970/symbol=%5EGSPC");
+        assert_eq!(spec.hive_path(&row("^GSPC", 0)), "year=1970/symbol=^GSPC");
         assert!(spec.is_path_column(0) && !spec.is_path_column(1));
         let spec = PartitionSpec::parse("day(trade_date),m=month(trade_date)", &s).unwrap();
         assert_eq!(spec.hive_path(&row("X", 31)), "dt=1970-02-01/m=1970-02");
@@ -306,12 +298,14 @@ mod tests {
     }
 
     #[test]
-    fn hive_escaping_matches_hive() {
-        assert_eq!(escape_hive("^GSPC"), "%5EGSPC");
+    fn only_what_a_path_cannot_hold_is_escaped() {
+        assert_eq!(escape_hive("^GSPC"), "^GSPC");
         assert_eq!(escape_hive("000001.SS"), "000001.SS");
-        assert_eq!(escape_hive("a=b/c:d%"), "a%3Db%2Fc%3Ad%25");
+        assert_eq!(escape_hive("a=b/c:d%"), "a%3Db%2Fc:d%25");
         assert_eq!(escape_hive("BRK B"), "BRK B");
         assert_eq!(escape_hive("Zürich"), "Zürich");
+        assert_eq!(escape_hive("tab\there"), "tab%09here");
+        assert!(is_literal("^GSPC") && is_literal("BRK B") && !is_literal("BRK/B"));
     }
 
     proptest! {

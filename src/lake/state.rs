@@ -101,8 +101,8 @@ mod tests {
 
     #[test]
     fn names_are_deterministic_and_parse_back() {
-        let k = data_key("year=2020/symbol=%5EGSPC", "indices", 3, 42);
-        assert_eq!(k, "year=2020/symbol=%5EGSPC/indices-3-00000000000000000042.parquet");
+        let k = data_key("year=2020/symbol=^GSPC", "indices", 3, 42);
+        assert_eq!(k, "year=2020/symbol=^GSPC/indices-3-00000000000000000042.parquet");
         assert_eq!(parse_data_key(&k, "indices"), Some((3, 42)));
         assert_eq!(parse_data_key("x/other-3-00000000000000000042.parquet", "indices"), None);
         assert_eq!(data_key("", "__private", 0, 0), "private-0-00000000000000000000.parquet");
