@@ -68,7 +68,7 @@ fn reference_queries_give_the_same_results_on_the_lake_and_on_the_csv() {
     replay_csv(&env, &csv, &topic, 3, &[]);
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    ok(run(env.ticklake().args(["sink", "--topic", &topic, "--to", lake.to_str().unwrap(), "--exit-at-end"])));
+    ok(run(&mut sink_cmd(&env, &topic, lake.to_str().unwrap(), &[])));
     // The DDL and queries as a user would print them (the location only matters to Athena).
     let printed = ok(run(env.ticklake().args([
         "athena",
@@ -117,16 +117,7 @@ fn partition_values_read_back_as_the_symbols_in_duckdb() {
     replay_csv(&env, &repo_path("data/indices.csv"), &topic, 1, &[]);
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
-    ok(run(env.ticklake().args([
-        "sink",
-        "--topic",
-        &topic,
-        "--to",
-        lake.to_str().unwrap(),
-        "--exit-at-end",
-        "--partition-by",
-        "symbol",
-    ])));
+    ok(run(&mut sink_cmd(&env, &topic, lake.to_str().unwrap(), &["--partition-by", "symbol"])));
     assert!(lake.join("symbol=^GSPC").is_dir(), "written literally, as projection looks it up");
     let sql = format!(
         "import duckdb; print(duckdb.connect().execute(\"select count(*) from read_parquet('{}/**/*.parquet', hive_partitioning=true, hive_types={{'symbol': VARCHAR}}) where symbol = '^GSPC'\").fetchone()[0])",
@@ -145,7 +136,7 @@ fn enum_projection_lists_the_lake_values() {
     replay_csv(&env, &repo_path("data/indices.csv"), &topic, 1, &["--limit", "200"]);
     let bucket = env.create_bucket();
     let to = format!("s3://{bucket}/p");
-    ok(run(env.ticklake().args(["sink", "--topic", &topic, "--to", &to, "--exit-at-end", "--partition-by", "symbol"])));
+    ok(run(&mut sink_cmd(&env, &topic, &to, &["--partition-by", "symbol"])));
     let ddl = ok(run(env.ticklake().args([
         "athena",
         "--table",

@@ -124,17 +124,8 @@ async fn sink_retries_through_s3_faults_and_ends_exactly_once() {
     let proxy = start_proxy(upstream, Mode::Faulty, counts.clone()).await;
 
     let to = format!("s3://{bucket}/faults");
-    let mut cmd = env.ticklake();
-    cmd.env("AWS_ENDPOINT_URL", &proxy).args([
-        "sink",
-        "--topic",
-        &topic,
-        "--to",
-        &to,
-        "--exit-at-end",
-        "--max-rows",
-        "150",
-    ]);
+    let mut cmd = sink_cmd(&env, &topic, &to, &["--max-rows", "150"]);
+    cmd.env("AWS_ENDPOINT_URL", &proxy);
     let out = tokio::task::spawn_blocking(move || run(&mut cmd)).await.unwrap();
     let err = stderr(&out);
     assert!(out.status.success(), "the sink must ride out the faults:\n{err}");
@@ -160,8 +151,8 @@ async fn refused_credentials_stop_the_sink_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let topic = random_name("denied");
     replay_csv(&env, &repo_path("data/indices.csv"), &topic, 1, &["--limit", "10"]);
-    let mut cmd = env.ticklake();
-    cmd.env("AWS_ENDPOINT_URL", &proxy).args(["sink", "--topic", &topic, "--to", "s3://any-bucket/p", "--exit-at-end"]);
+    let mut cmd = sink_cmd(&env, &topic, "s3://any-bucket/p", &[]);
+    cmd.env("AWS_ENDPOINT_URL", &proxy);
     let started = Instant::now();
     let out = tokio::task::spawn_blocking(move || run(&mut cmd)).await.unwrap();
     let err = stderr(&out);

@@ -35,7 +35,7 @@ fn index_sample_lands_in_s3_exactly_once_with_athena_safe_types() {
     let topic = replay(&env, &csv, 3);
     let bucket = env.create_bucket();
     let to = format!("s3://{bucket}/prices");
-    let out = ok(run(env.ticklake().args(["sink", "--topic", &topic, "--to", &to, "--exit-at-end"])));
+    let out = ok(run(&mut sink_cmd(&env, &topic, &to, &[])));
     assert!(stderr(&out).contains("sink done: 4000 records"), "{}", stderr(&out));
 
     let dump = env.read_lake(LakeAt::S3 { bucket: &bucket, prefix: "prices" });
@@ -112,22 +112,8 @@ fn sigkill_at_random_moments_never_loses_or_duplicates() {
     let to = format!("s3://{bucket}/crash");
     // Small cuts (many commits, each several files) so that kills land while buffering, mid-upload and between
     // the upload and the checkpoint.
-    let sink = |env: &TestEnv| {
-        let mut c = env.ticklake();
-        c.args([
-            "sink",
-            "--topic",
-            &topic,
-            "--to",
-            &to,
-            "--exit-at-end",
-            "--max-rows",
-            "400",
-            "--partition-by",
-            "year(trade_date),symbol",
-        ]);
-        c
-    };
+    let sink =
+        |env: &TestEnv| sink_cmd(env, &topic, &to, &["--max-rows", "400", "--partition-by", "year(trade_date),symbol"]);
     let mut kills = 0;
     let mut rng_state: u64 = rand::random();
     while kills < 12 {
@@ -197,16 +183,7 @@ async fn rejects_are_kept_with_reasons_and_checkpointed_past() {
     produce_raw(&env.brokers, &topic, 1, &values).await;
     let dir = tempfile::tempdir().unwrap();
     let to = dir.path().join("lake");
-    let out = ok(run(env.ticklake().args([
-        "sink",
-        "--topic",
-        &topic,
-        "--to",
-        to.to_str().unwrap(),
-        "--exit-at-end",
-        "--schema",
-        "indices",
-    ])));
+    let out = ok(run(&mut sink_cmd(&env, &topic, to.to_str().unwrap(), &["--schema", "indices"])));
     assert!(stderr(&out).contains("3 rows") && stderr(&out).contains("3 rejects"), "{}", stderr(&out));
 
     let dump = env.read_lake(LakeAt::Local(&to));
@@ -249,16 +226,7 @@ async fn local_folder_lake_from_records_with_csv_header_names() {
     produce_raw(&env.brokers, &topic, 1, &values).await;
     let dir = tempfile::tempdir().unwrap();
     let to = dir.path().join("lake");
-    ok(run(env.ticklake().args([
-        "sink",
-        "--topic",
-        &topic,
-        "--to",
-        to.to_str().unwrap(),
-        "--exit-at-end",
-        "--partition-by",
-        "symbol",
-    ])));
+    ok(run(&mut sink_cmd(&env, &topic, to.to_str().unwrap(), &["--partition-by", "symbol"])));
     let dump = env.read_lake(LakeAt::Local(&to));
     let mut got: Vec<(String, String, f64)> = dump
         .rows
@@ -293,25 +261,11 @@ async fn local_folder_lake_from_records_with_csv_header_names() {
 #[test]
 fn missing_bucket_and_missing_topic_are_typed_errors_before_any_data_moves() {
     let env = env_or_skip!();
-    let out = run(env.ticklake().args([
-        "sink",
-        "--topic",
-        "x",
-        "--to",
-        &format!("s3://{}/p", random_name("nobucket")),
-        "--exit-at-end",
-    ]));
+    let out = run(&mut sink_cmd(&env, "x", &format!("s3://{}/p", random_name("nobucket")), &[]));
     assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
     let dir = tempfile::tempdir().unwrap();
-    let out = run(env.ticklake().args([
-        "sink",
-        "--topic",
-        &random_name("nope"),
-        "--to",
-        dir.path().to_str().unwrap(),
-        "--exit-at-end",
-    ]));
+    let out = run(&mut sink_cmd(&env, &random_name("nope"), dir.path().to_str().unwrap(), &[]));
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
 }
@@ -324,16 +278,8 @@ fn two_sinks_split_a_topic_by_partition_into_one_lake() {
     let dir = tempfile::tempdir().unwrap();
     let to = dir.path().join("lake");
     let to = to.to_str().unwrap();
-    let a = env
-        .ticklake()
-        .args(["sink", "--topic", &topic, "--to", to, "--exit-at-end", "--partitions", "0"])
-        .spawn()
-        .unwrap();
-    let b = env
-        .ticklake()
-        .args(["sink", "--topic", &topic, "--to", to, "--exit-at-end", "--partitions", "1-2"])
-        .spawn()
-        .unwrap();
+    let a = sink_cmd(&env, &topic, to, &["--partitions", "0"]).spawn().unwrap();
+    let b = sink_cmd(&env, &topic, to, &["--partitions", "1-2"]).spawn().unwrap();
     ok(a.wait_with_output().unwrap());
     ok(b.wait_with_output().unwrap());
     let verify = ok(run(env.ticklake().args(["lake", "verify", "--topic", &topic, "--to", to])));

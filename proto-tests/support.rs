@@ -234,33 +234,24 @@ impl TestEnv {
 
 /// Creates `topic` with `partitions` and produces `values` (unkeyed) to partition 0, with rskafka directly.
 pub async fn produce_raw(brokers: &str, topic: &str, partitions: i32, values: &[Vec<u8>]) {
-    use rskafka::client::partition::Compression;
-    use rskafka::record::Record;
     let client = ClientBuilder::new(vec![brokers.to_string()]).build().await.expect("connect");
     client.controller_client().unwrap().create_topic(topic, partitions, 1, 5_000).await.expect("create topic");
-    let pc = client.partition_client(topic, 0, UnknownTopicHandling::Retry).await.expect("partition client");
-    let records = values
-        .iter()
-        .map(|v| Record {
-            key: None,
-            value: Some(v.clone()),
-            headers: Default::default(),
-            timestamp: chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap(),
-        })
-        .collect();
-    pc.produce(records, Compression::NoCompression).await.expect("produce");
+    produce_at(brokers, topic, values, chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap()).await;
 }
 
 /// Produces more `values` to partition 0 of an existing topic.
 pub async fn produce_more(brokers: &str, topic: &str, values: &[Vec<u8>]) {
+    produce_at(brokers, topic, values, chrono::Utc::now()).await;
+}
+
+async fn produce_at(brokers: &str, topic: &str, values: &[Vec<u8>], timestamp: chrono::DateTime<chrono::Utc>) {
     use rskafka::client::partition::Compression;
     use rskafka::record::Record;
     let client = ClientBuilder::new(vec![brokers.to_string()]).build().await.expect("connect");
     let pc = client.partition_client(topic, 0, UnknownTopicHandling::Retry).await.expect("partition client");
-    let now = chrono::Utc::now();
     let records = values
         .iter()
-        .map(|v| Record { key: None, value: Some(v.clone()), headers: Default::default(), timestamp: now })
+        .map(|v| Record { key: None, value: Some(v.clone()), headers: Default::default(), timestamp })
         .collect();
     pc.produce(records, Compression::NoCompression).await.expect("produce");
 }
@@ -281,4 +272,11 @@ pub fn replay_csv(env: &TestEnv, csv: &Path, topic: &str, partitions: u32, extra
     let mut args = vec!["replay", csv.to_str().unwrap(), "--topic", topic, "--partitions", &partitions];
     args.extend_from_slice(extra);
     ok(run(env.ticklake().args(&args)))
+}
+
+/// `ticklake sink --topic TOPIC --to TO --exit-at-end EXTRA...`, to run, spawn or add environment to.
+pub fn sink_cmd(env: &TestEnv, topic: &str, to: &str, extra: &[&str]) -> Command {
+    let mut c = env.ticklake();
+    c.args(["sink", "--topic", topic, "--to", to, "--exit-at-end"]).args(extra);
+    c
 }

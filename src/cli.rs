@@ -164,7 +164,7 @@ pub struct SinkArgs {
     #[arg(long)]
     pub sort_by: Option<String>,
     /// Rows per Parquet row group.
-    #[arg(long, default_value_t = crate::sink::DEFAULT_ROW_GROUP)]
+    #[arg(long, default_value_t = crate::lake::parquet::DEFAULT_ROW_GROUP_ROWS)]
     pub row_group_rows: usize,
     /// Cut when a Kafka partition has buffered this many rows (also the most rows per file).
     #[arg(long, default_value_t = crate::sink::DEFAULT_MAX_ROWS)]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::lake::parquet::read_offsets;
 use crate::lake::state::{Checkpoint, STATE_PREFIX, checkpoint_prefix, parse_data_key, rejects_prefix};
-use crate::lake::{LakeUrl, S3Options, Store, StoreError};
+use crate::lake::{LakeUrl, ObjectInfo, S3Options, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
@@ -87,9 +87,15 @@ impl VerifyReport {
     }
 }
 
-async fn checkpoints(store: &Store, topic: &str) -> Result<BTreeMap<i32, Checkpoint>, InspectError> {
+/// The topic's checkpoints, read from the objects of one listing of the lake.
+async fn checkpoints(
+    store: &Store,
+    topic: &str,
+    objects: &[ObjectInfo],
+) -> Result<BTreeMap<i32, Checkpoint>, InspectError> {
+    let prefix = checkpoint_prefix(topic);
     let mut out = BTreeMap::new();
-    for o in store.list(&checkpoint_prefix(topic)).await? {
+    for o in objects.iter().filter(|o| o.key.starts_with(&prefix)) {
         let bytes = store.get(&o.key).await?.unwrap_or_default();
         let cp: Checkpoint =
             serde_json::from_slice(&bytes).map_err(|e| InspectError::Corrupt(format!("{}: {e}", o.key)))?;
@@ -101,12 +107,14 @@ async fn checkpoints(store: &Store, topic: &str) -> Result<BTreeMap<i32, Checkpo
 /// Checks the lake of `topic` for gaps, duplicates and stray objects.
 pub async fn verify(url: &LakeUrl, s3: &S3Options, topic: &str) -> Result<VerifyReport, InspectError> {
     let store = Store::open(url, s3).await?;
-    let cps = checkpoints(&store, topic).await?;
+    // One listing serves data files, rejects and checkpoints.
+    let objects = store.list("").await?;
+    let cps = checkpoints(&store, topic, &objects).await?;
     let mut seen: BTreeMap<i32, BTreeMap<i64, u32>> = BTreeMap::new();
     let mut report = VerifyReport::default();
     let mut rows: BTreeMap<i32, u64> = BTreeMap::new();
     let mut rejects: BTreeMap<i32, u64> = BTreeMap::new();
-    for o in store.list("").await? {
+    for o in objects.iter().cloned() {
         if o.key.starts_with(&format!("{STATE_PREFIX}/")) {
             continue;
         }
@@ -128,7 +136,8 @@ pub async fn verify(url: &LakeUrl, s3: &S3Options, topic: &str) -> Result<Verify
             *rows.entry(fp).or_default() += 1;
         }
     }
-    for o in store.list(&rejects_prefix(topic)).await? {
+    let rejects_under = rejects_prefix(topic);
+    for o in objects.iter().filter(|o| o.key.starts_with(&rejects_under)) {
         let bytes = store.get(&o.key).await?.unwrap_or_default();
         for line in String::from_utf8_lossy(&bytes).lines() {
             let v: serde_json::Value =
@@ -202,7 +211,7 @@ pub async fn stats(url: &LakeUrl, s3: &S3Options, topic: &str) -> Result<String,
         hive.len(),
         crate::replay::progress::human_bytes(bytes)
     );
-    for (p, cp) in checkpoints(&store, topic).await? {
+    for (p, cp) in checkpoints(&store, topic, &objects).await? {
         out.push_str(&format!(
             "partition {p}: checkpoint {} (started at {}){}\n",
             cp.next_offset,

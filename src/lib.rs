@@ -1,11 +1,12 @@
 //! ticklake: replay market data from CSV into Kafka, land the stream in S3 as hive-partitioned Parquet.
 //!
 //! Layers (imports point down): `main` → `app`/`cli` → pipelines (`replay`, `sink`) and commands (`topic`,
-//! `consume`, `sample`, `inspect`) → foundations (`schema`, `kafka`, `lake`, `shutdown`, `exit`).
+//! `consume`, `sample`, `inspect`) → foundations (`schema`, `kafka`, `lake`, `backoff`, `shutdown`, `exit`).
 #![deny(unsafe_code, rust_2018_idioms)]
 
 pub mod app;
 pub mod athena;
+pub mod backoff;
 pub mod cli;
 pub mod consume;
 pub mod exit;

@@ -14,6 +14,8 @@ import tempfile
 
 import pyarrow.parquet as pq
 
+from common import replay_into, sample_indices
+
 DAY0 = datetime.date(1970, 1, 1)
 
 
@@ -53,8 +55,7 @@ def scan(lake, want_cols, year=None, symbol=None, day=None):
 
 def run(binary, rows, csv, tmp, partitions, env):
     topic = f"bench-athena-{os.getpid()}-{partitions}"
-    subprocess.run([binary, "replay", csv, "--topic", topic, "--partitions", str(partitions), "--progress", "never"],
-                   check=True, env=env, stderr=subprocess.DEVNULL)
+    replay_into(binary, csv, topic, partitions, env)
     # The one-JSON-object-per-message layout: every record's value, as the usual consumer writes it.
     out = subprocess.run([binary, "consume", "--topic", topic, "--exit-at-end"], check=True, env=env,
                          capture_output=True).stdout
@@ -86,8 +87,7 @@ def main():
     env = dict(os.environ, RUST_LOG="warn")
     with tempfile.TemporaryDirectory() as tmp:
         csv = os.path.join(tmp, "indices.csv")
-        subprocess.run([a.bin, "sample", "indices", "--rows", str(a.rows), "--symbols", "70", "--start", "1965-01-01",
-                        "-o", csv], check=True)
+        sample_indices(a.bin, csv, a.rows)
         print(f"\nathena scan benchmark: {a.rows:,} daily index rows, 70 symbols, 1965-2025; default sink layout")
         print("(year(trade_date) partitions, rows sorted by date then symbol, 4,096-row groups, ZSTD)")
         for partitions in (1, 3):

@@ -18,13 +18,10 @@ import time
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from common import sample_indices
+
 ROWS = 1_000_000
 PARTITIONS = 3
-
-
-def make_csv(binary, path, rows):
-    subprocess.run([binary, "sample", "indices", "--rows", str(rows), "--symbols", "70", "--start", "1965-01-01",
-                    "-o", path], check=True)
 
 
 def csv_to_json_lines(path):
@@ -97,7 +94,7 @@ def main():
     brokers = os.environ["KAFKA_BROKERS"]
     with tempfile.TemporaryDirectory() as tmp:
         csv_path = os.path.join(tmp, "indices.csv")
-        make_csv(args.bin, csv_path, args.rows)
+        sample_indices(args.bin, csv_path, args.rows)
         lines = csv_to_json_lines(csv_path)
         results = {"ticklake (CSV -> Kafka)": [], "confluent-kafka (JSON lines in memory -> Kafka)": []}
         tag = random.randrange(1 << 32)

@@ -27,6 +27,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, TopicPartition
 
+from common import replay_into, sample_indices
+
 PARTITIONS = 3
 
 
@@ -92,11 +94,9 @@ def main():
     tag = f"{random.randrange(1 << 32):08x}"
     with tempfile.TemporaryDirectory() as tmp:
         csv = os.path.join(tmp, "indices.csv")
-        subprocess.run([a.bin, "sample", "indices", "--rows", str(a.rows), "--symbols", "70", "--start", "1965-01-01",
-                        "-o", csv], check=True)
+        sample_indices(a.bin, csv, a.rows)
         topic = f"bench-sink-{tag}"
-        subprocess.run([a.bin, "replay", csv, "--topic", topic, "--partitions", str(PARTITIONS), "--progress", "never"],
-                       check=True, env=env, stderr=subprocess.DEVNULL)
+        replay_into(a.bin, csv, topic, PARTITIONS, env)
 
         drain_s, _, out = timed([a.bin, "consume", "--topic", topic, "--exit-at-end", "--count"], env)
         assert int(out.strip()) == a.rows, f"drain read {out.strip()} records"
@@ -119,11 +119,9 @@ def main():
 
         # Peak RSS with 1,000 hive partitions open.
         csv2 = os.path.join(tmp, "wide.csv")
-        subprocess.run([a.bin, "sample", "indices", "--rows", str(a.rows), "--symbols", "1000", "--start", "2020-01-01",
-                        "-o", csv2], check=True)
+        sample_indices(a.bin, csv2, a.rows, symbols=1000, start="2020-01-01")
         topic2 = f"bench-wide-{tag}"
-        subprocess.run([a.bin, "replay", csv2, "--topic", topic2, "--partitions", str(PARTITIONS), "--progress", "never"],
-                       check=True, env=env, stderr=subprocess.DEVNULL)
+        replay_into(a.bin, csv2, topic2, PARTITIONS, env)
         wide_s, wide_rss, _ = timed([a.bin, "sink", "--topic", topic2, "--to", f"s3://{bucket}/wide", "--exit-at-end",
                                      "--partition-by", "symbol"], env)
         wide_parts = len({o["Key"].split("/")[1] for page in s3.get_paginator("list_objects_v2").paginate(

@@ -78,28 +78,20 @@ impl StoreError {
     }
 }
 
-/// Runs a store operation, retrying transient failures (5xx, throttling, resets, timeouts) with jittered
-/// exponential backoff until `retry_for` has passed. Permanent failures (403, 404, configuration) return at once.
-/// rust-s3 retries safe requests only once by default, which a throttled bucket easily exhausts.
+/// Runs a store operation, retrying transient failures (5xx, throttling, resets, timeouts) until `retry_for` has
+/// passed (see `crate::backoff`). Permanent failures (403, 404, configuration) return at once. rust-s3 retries
+/// safe requests only once by default, which a throttled bucket easily exhausts.
 pub async fn retry<T, F, Fut>(what: &str, key: &str, retry_for: Duration, op: F) -> Result<T, StoreError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
-    let give_up = tokio::time::Instant::now() + retry_for;
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.is_transient() && tokio::time::Instant::now() + backoff < give_up => {
-                tracing::warn!(key, "{what} failed, retrying in about {backoff:?}: {e}");
-                tokio::time::sleep(backoff.mul_f64(rand::random_range(0.5..1.0))).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let label = format!("{what} {key}");
+    crate::backoff::retry(&label, retry_for, MAX_S3_BACKOFF, StoreError::is_transient, |_| op()).await
 }
+
+/// Longest wait between two S3 attempts.
+const MAX_S3_BACKOFF: Duration = Duration::from_secs(10);
 
 /// One listed object.
 #[derive(Debug, Clone, PartialEq, Eq)]

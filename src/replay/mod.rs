@@ -246,6 +246,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) 
         accepted: 0,
         row: Vec::new(),
         track_position: CsvSource::tracks_position(&cfg.input),
+        chunk_rows: if cfg.pace == Pace::FlatOut && cfg.input != Input::Stdin { CHUNK_ROWS } else { 1 },
     };
     let reader_end = tokio::task::spawn_blocking(move || reader.run(source)).await.expect("reader thread panicked")?;
 
@@ -320,6 +321,9 @@ struct Reader {
     row: Row,
     /// Progress is the byte offset of the last row taken (plain files), not bytes read ahead.
     track_position: bool,
+    /// Records per chunk handed to a worker: `CHUNK_ROWS` flat out from a file; 1 when paced or from stdin, where
+    /// the next row may be long in coming and the worker's linger should batch instead.
+    chunk_rows: usize,
 }
 
 /// Why the reader stopped taking rows.
@@ -455,8 +459,7 @@ impl Reader {
         let e = self.encoder.encode(row, |i| rec.and_then(|r| parser.cell(r, i)), 256);
         let p = e.partition as usize;
         self.pending[p].push(e.record);
-        let chunk_rows = if self.pacer.is_flat_out() && self.cfg.input != Input::Stdin { CHUNK_ROWS } else { 1 };
-        if self.pending[p].len() >= chunk_rows {
+        if self.pending[p].len() >= self.chunk_rows {
             self.flush(p);
         }
         self.accepted += 1;

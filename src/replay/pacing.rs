@@ -31,10 +31,6 @@ impl Pacer {
         Pacer { pace, start: None, rows: 0, first_event: None, max_event: i64::MIN }
     }
 
-    pub fn is_flat_out(&self) -> bool {
-        self.pace == Pace::FlatOut
-    }
-
     /// How long to wait, from `now`, before sending the next row (event time `event_ms`).
     pub fn delay(&mut self, now: Instant, event_ms: Option<i64>) -> Duration {
         let start = *self.start.get_or_insert(now);

@@ -168,7 +168,10 @@ impl Snapshot {
     }
 }
 
-/// Produces one batch, retrying with jittered exponential backoff until `cfg.retry_for` has passed.
+/// Longest wait between two produce attempts.
+const MAX_PRODUCE_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Produces one batch, retrying transient failures until `cfg.retry_for` has passed (see `crate::backoff`).
 async fn send_with_retry(
     kafka: &Kafka,
     client: &PartitionClient,
@@ -176,31 +179,24 @@ async fn send_with_retry(
     cfg: &ProduceConfig,
     counters: &Counters,
 ) -> Result<(), crate::kafka::Error> {
-    let give_up = Instant::now() + cfg.retry_for;
-    let mut backoff = Duration::from_millis(100);
     let snapshot = Snapshot::take(&batch);
     let fallback = if snapshot.is_none() { Some(batch.clone()) } else { None };
     let mut first = Some(batch);
-    loop {
+    let what = format!("produce to {}/{}", client.topic(), client.partition());
+    crate::backoff::retry(&what, cfg.retry_for, MAX_PRODUCE_BACKOFF, is_retryable, |attempt| {
+        if attempt > 0 {
+            counters.retries.fetch_add(1, Ordering::Relaxed);
+        }
         let records = match (first.take(), &snapshot, &fallback) {
             (Some(b), _, _) => b,
             (None, Some(s), _) => s.restore(),
             (None, None, Some(f)) => f.clone(),
             (None, None, None) => unreachable!("a snapshot or a fallback copy is always kept"),
         };
-        let attempt = client.produce(records, cfg.compression);
-        match kafka.deadline("produce", client.topic(), client.partition(), attempt).await {
-            Ok(_offsets) => return Ok(()),
-            Err(e) if Instant::now() + backoff < give_up && is_retryable(&e) => {
-                counters.retries.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(partition = client.partition(), "produce failed, retrying in {backoff:?}: {e}");
-                let jitter = rand::random_range(0.5..1.0);
-                tokio::time::sleep(backoff.mul_f64(jitter)).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => return Err(e),
-        }
-    }
+        kafka.deadline("produce", client.topic(), client.partition(), client.produce(records, cfg.compression))
+    })
+    .await
+    .map(|_offsets| ())
 }
 
 fn is_retryable(e: &crate::kafka::Error) -> bool {

@@ -143,15 +143,17 @@ impl CsvSource {
 
     /// Next row with its 1-based line number, `None` at the end.
     pub fn next_row(&mut self) -> Result<Option<(u64, ByteRecord)>, SourceError> {
-        if let Some(r) = self.peeked.pop_front() {
-            return Ok(Some(r));
+        match self.peeked.pop_front() {
+            Some(r) => Ok(Some(r)),
+            None => self.read_record(),
         }
+    }
+
+    /// The next record from the stream itself (not the sample), with its 1-based line number.
+    fn read_record(&mut self) -> Result<Option<(u64, ByteRecord)>, SourceError> {
         let mut rec = ByteRecord::new();
         match self.reader.read_byte_record(&mut rec) {
-            Ok(true) => {
-                let line = rec.position().map_or(0, |p| p.line());
-                Ok(Some((line, rec)))
-            }
+            Ok(true) => Ok(Some((rec.position().map_or(0, |p| p.line()), rec))),
             Ok(false) => Ok(None),
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line());
@@ -162,17 +164,9 @@ impl CsvSource {
 
     fn sample(&mut self) -> Result<Vec<Vec<String>>, SourceError> {
         while self.peeked.len() < INFER_SAMPLE_ROWS {
-            let mut rec = ByteRecord::new();
-            match self.reader.read_byte_record(&mut rec) {
-                Ok(true) => {
-                    let line = rec.position().map_or(0, |p| p.line());
-                    self.peeked.push_back((line, rec));
-                }
-                Ok(false) => break,
-                Err(e) => {
-                    let line = e.position().map_or(0, |p| p.line());
-                    return Err(SourceError::Read { path: self.name.clone(), line, reason: e.to_string() });
-                }
+            match self.read_record()? {
+                Some(r) => self.peeked.push_back(r),
+                None => break,
             }
         }
         Ok(self

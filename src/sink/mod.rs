@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::kafka::{self, Kafka, KafkaConfig};
-use crate::lake::parquet::{DEFAULT_ROW_GROUP_ROWS, FileLayout};
+use crate::lake::parquet::FileLayout;
 use crate::lake::state::schema_key;
 use crate::lake::{LakeUrl, PartitionSpec, S3Options, SpecError, Store, StoreError};
 use crate::schema::{InferOptions, Schema, infer_schema};
@@ -366,9 +366,6 @@ pub fn schema_from_records(sample: &[serde_json::Map<String, serde_json::Value>]
     tracing::info!("no preset matches the records; inferred this schema:\n{}", schema.to_toml());
     schema
 }
-
-/// Default for `--row-group-rows`.
-pub const DEFAULT_ROW_GROUP: usize = DEFAULT_ROW_GROUP_ROWS;
 
 #[cfg(test)]
 mod tests {
