@@ -18,3 +18,5 @@ mod sink;
 mod s3_faults;
 // athena: the DDL parses with sqlglot and names the columns the sink writes.
 mod athena;
+// operations: doctor against a broker advertising a wrong address, /metrics scraped mid-run, JSON logs.
+mod ops;

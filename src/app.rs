@@ -9,8 +9,30 @@ use crate::schema::Schema;
 use crate::shutdown::Shutdown;
 use crate::{Error, Result};
 
+/// Set when logs are JSON: then summaries and errors are JSON log lines too (one format on stderr).
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A summary line on stderr: plain text, or an info event with `--log-format json`.
+pub fn report_line(text: &str) {
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::info!("{text}");
+    } else {
+        eprintln!("{text}");
+    }
+}
+
+/// A fatal error on stderr: `error: ...`, or an error event with `--log-format json`.
+pub fn report_error(text: &str) {
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!("{text}");
+    } else {
+        eprintln!("error: {text}");
+    }
+}
+
 /// Logs go to stderr (stdout carries data only). `RUST_LOG` overrides the level flags.
 pub fn init_logging(g: &GlobalArgs) {
+    JSON_LOGS.store(g.log_format == LogFormat::Json, std::sync::atomic::Ordering::Relaxed);
     let level = match (g.quiet, g.verbose) {
         (true, _) => "warn",
         (false, 0) => "info",
@@ -46,7 +68,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             let cfg = ReplayConfig::try_from(&args)?;
             let kafka = KafkaConfig::try_from(&args.kafka)?;
             let report = replay::run(kafka, cfg, shutdown).await?;
-            eprintln!("{}", report.summary());
+            report_line(&report.summary());
             match &report.ended {
                 Ended::BadRow(b) => tracing::error!("{b}"),
                 Ended::Unacknowledged(failures) => {
@@ -112,7 +134,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Sink(args) => {
             let cfg = crate::sink::SinkConfig::try_from(args.as_ref())?;
             let report = crate::sink::run(KafkaConfig::try_from(&args.kafka)?, cfg, shutdown).await?;
-            eprintln!("{}", report.summary);
+            report_line(&report.summary);
             Ok(report.stopped.map_or(0, |r| r.exit_code()))
         }
         Command::Lake(crate::cli::LakeCommand::Stats { topic, lake }) => {
@@ -186,6 +208,29 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 }
             }
             Ok(0)
+        }
+        Command::Doctor(a) => {
+            let lake = match &a.to {
+                Some(to) => {
+                    let args = crate::cli::LakeArgs {
+                        to: to.clone(),
+                        s3_endpoint: a.s3_endpoint.clone(),
+                        region: a.region.clone(),
+                    };
+                    let s3 = crate::lake::S3Options { retry_for: std::time::Duration::from_secs(5), ..args.s3() };
+                    Some((args.url()?, s3))
+                }
+                None => None,
+            };
+            let cfg = crate::doctor::DoctorConfig {
+                kafka: KafkaConfig::try_from(&a.kafka)?,
+                topic: a.topic.clone(),
+                write_test: a.write_test,
+                lake,
+            };
+            let report = crate::doctor::run(&cfg).await;
+            print(&report.summary())?;
+            Ok(if report.failed() == 0 { 0 } else { crate::exit::DOCTOR_FAILED })
         }
         Command::Sample(a) => {
             let start = chrono::NaiveDate::parse_from_str(&a.start, "%Y-%m-%d")

@@ -83,6 +83,28 @@ pub enum Command {
     Lake(LakeCommand),
     /// Print the Athena CREATE EXTERNAL TABLE (with partition projection) matching what the sink writes.
     Athena(AthenaArgs),
+    /// Why can't I connect? Checks Kafka (bootstrap, advertised brokers, topic) and the lake, with fixes.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Also check this topic: exists, partitions, leaders.
+    #[arg(long, short, env = "TICKLAKE_TOPIC")]
+    pub topic: Option<String>,
+    /// Also produce and fetch one record on a scratch topic (created and deleted).
+    #[arg(long)]
+    pub write_test: bool,
+    /// Also check the lake: s3://bucket/prefix (reachable, credentials, write/read/delete a probe, clock skew) or
+    /// a local folder.
+    #[arg(long, env = "TICKLAKE_TO")]
+    pub to: Option<String>,
+    #[arg(long = "s3-endpoint", env = "AWS_ENDPOINT_URL")]
+    pub s3_endpoint: Option<String>,
+    #[arg(long, env = "AWS_REGION")]
+    pub region: Option<String>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +216,9 @@ pub struct SinkArgs {
     /// Interval of the stats line.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub stats_every: Duration,
+    /// Serve Prometheus metrics on http://ADDR/metrics (and /healthz), e.g. 127.0.0.1:9464.
+    #[arg(long, env = "TICKLAKE_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }
@@ -250,6 +275,7 @@ impl TryFrom<&SinkArgs> for crate::sink::SinkConfig {
             skip_deleted: a.skip_deleted,
             retry_for: a.retry_for,
             stats_every: a.stats_every.max(Duration::from_millis(100)),
+            metrics_addr: a.metrics_addr,
         })
     }
 }
@@ -346,6 +372,9 @@ pub struct ReplayArgs {
     /// Progress bar: auto (on a terminal), always, never.
     #[arg(long, value_enum, default_value_t = When::Auto)]
     pub progress: When,
+    /// Serve Prometheus metrics on http://ADDR/metrics (and /healthz), e.g. 127.0.0.1:9464.
+    #[arg(long, env = "TICKLAKE_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }
@@ -423,6 +452,7 @@ impl TryFrom<&ReplayArgs> for ReplayConfig {
                 retry_for: a.retry_for,
             },
             progress,
+            metrics_addr: a.metrics_addr,
         })
     }
 }

@@ -20,6 +20,8 @@ pub const STORAGE_MISSING: u8 = 8;
 pub const DATA_LOST: u8 = 9;
 /// `lake verify` found a gap, a duplicate or a stray object.
 pub const VERIFY_FAILED: u8 = 10;
+/// `doctor` found at least one failing check.
+pub const DOCTOR_FAILED: u8 = 11;
 /// Stopped by Ctrl-C (128 + SIGINT).
 pub const INTERRUPTED: u8 = 130;
 /// Stopped by SIGTERM (128 + SIGTERM).

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     match runtime.block_on(ticklake::app::run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {}", error_chain(&e));
+            ticklake::app::report_error(&error_chain(&e));
             ExitCode::from(e.exit_code())
         }
     }

@@ -7,6 +7,7 @@
 //!
 //! rskafka has no consumer groups and no offset commits, by design; the sink keeps offsets in the lake.
 
+pub mod metadata;
 pub mod partitioner;
 
 use std::future::Future;
@@ -63,7 +64,7 @@ pub enum Error {
     #[error("{0}")]
     Config(String),
     #[error(
-        "cannot reach Kafka at {brokers}: {reason}.\n  Check that the broker is running and listening on that address, that --brokers / KAFKA_BROKERS is right, that a firewall or security group allows the port, and that the broker's advertised.listeners names an address this machine can reach"
+        "cannot reach Kafka at {brokers}: {reason}.\n  Check that the broker is running and listening on that address, that --brokers / KAFKA_BROKERS is right, that a firewall or security group allows the port, and that the broker's advertised.listeners names an address this machine can reach (`ticklake doctor` checks each step)"
     )]
     Unreachable { brokers: String, timeout: Duration, reason: String },
     #[error("Kafka at {brokers} refused our credentials: {reason}. Check the SASL user and password")]
@@ -75,7 +76,7 @@ pub enum Error {
     #[error("topic '{topic}' already exists on {brokers}")]
     TopicExists { topic: String, brokers: String },
     #[error(
-        "{op} on {topic}/{partition} did not finish within {timeout:?} (broker {brokers}); the broker may be overloaded or unreachable"
+        "{op} on {topic}/{partition} did not finish within {timeout:?} (broker {brokers}); the broker may be overloaded or unreachable, or advertise an address this machine cannot reach (`ticklake doctor` shows it)"
     )]
     Timeout { op: &'static str, topic: String, partition: i32, timeout: Duration, brokers: String },
     #[error("{op} on {topic}/{partition} failed: {source}")]

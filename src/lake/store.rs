@@ -87,7 +87,13 @@ where
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
     let label = format!("{what} {key}");
-    crate::backoff::retry(&label, retry_for, MAX_S3_BACKOFF, StoreError::is_transient, |_| op()).await
+    crate::backoff::retry(&label, retry_for, MAX_S3_BACKOFF, StoreError::is_transient, |attempt| {
+        if attempt > 0 {
+            crate::metrics::S3_RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        op()
+    })
+    .await
 }
 
 /// Longest wait between two S3 attempts.
@@ -220,6 +226,17 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// The S3 server's clock (the `Date` header of a HEAD on `key`), to measure clock skew; `None` for a folder.
+    /// SigV4 refuses requests more than 15 minutes off (RequestTimeTooSkewed).
+    pub async fn server_time(&self, key: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        let Store::S3 { bucket, prefix } = self else { return Ok(None) };
+        let full = Self::full_key(prefix, key);
+        let resp = bucket.get_object(&full).await.map_err(|e| s3_error("get", &full, e))?;
+        let headers = resp.headers();
+        let date = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("date")).map(|(_, v)| v.clone());
+        Ok(date.and_then(|d| chrono::DateTime::parse_from_rfc2822(&d).ok()).map(|d| d.with_timezone(&chrono::Utc)))
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {

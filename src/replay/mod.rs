@@ -67,6 +67,8 @@ pub struct ReplayConfig {
     pub produce: ProduceConfig,
     /// Draw a progress bar (only sensible on a terminal).
     pub progress: bool,
+    /// Serve Prometheus metrics and /healthz here.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +216,14 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) 
     }
 
     let counters = Arc::new(Counters::default());
+    let metrics = match cfg.metrics_addr {
+        Some(addr) => {
+            let c = counters.clone();
+            let served = crate::metrics::serve(addr, Arc::new(move || c.render()), shutdown.clone()).await;
+            Some(served.map_err(|e| ReplayError::Config(e.to_string()))?)
+        }
+        None => None,
+    };
     let mut senders = Vec::new();
     let mut workers = Vec::new();
     for &p in &topic.partitions {
@@ -257,6 +267,9 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) 
         }
     }
     progress.finish().await;
+    if let Some(m) = metrics {
+        m.abort();
+    }
 
     let ended = if !failures.is_empty() {
         Ended::Unacknowledged(failures)

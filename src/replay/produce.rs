@@ -50,6 +50,21 @@ pub struct Counters {
     pub aborted: AtomicBool,
 }
 
+impl Counters {
+    /// Prometheus text for `/metrics` (see `crate::metrics`).
+    pub fn render(&self) -> String {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut t = crate::metrics::Text::default();
+        t.counter("ticklake_replay_rows_read_total", "CSV rows read.", n(&self.read));
+        t.counter("ticklake_replay_rows_sent_total", "Rows acknowledged by the broker.", n(&self.sent));
+        t.counter("ticklake_replay_bytes_sent_total", "Uncompressed record bytes acknowledged.", n(&self.bytes_sent));
+        t.counter("ticklake_replay_rejects_total", "Rows skipped as bad input (--on-error skip).", n(&self.skipped));
+        t.counter("ticklake_replay_failed_total", "Rows the broker never acknowledged.", n(&self.failed));
+        t.counter("ticklake_replay_retries_total", "Produce requests retried.", n(&self.retries));
+        t.finish()
+    }
+}
+
 /// What a worker that gave up reports.
 #[derive(Debug)]
 pub struct ProduceFailure {

@@ -127,7 +127,9 @@ impl Committer {
                         .map_err(|e| SinkError::Config(format!("encoder panicked: {e}")))??;
                     drop(slot);
                     let n = bytes.len() as u64;
+                    let t = std::time::Instant::now();
                     put_with_retry(&store, &file.key, bytes, retry).await?;
+                    crate::metrics::UPLOAD_SECONDS.observe(t.elapsed());
                     Ok((i, n))
                 });
             }

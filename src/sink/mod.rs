@@ -11,7 +11,7 @@ pub mod decode;
 mod worker;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,8 @@ pub struct SinkConfig {
     pub skip_deleted: bool,
     pub retry_for: Duration,
     pub stats_every: Duration,
+    /// Serve Prometheus metrics and /healthz here.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,8 +92,8 @@ impl SinkError {
     }
 }
 
-/// Counters for the stats line.
-#[derive(Debug, Default)]
+/// Counters for the stats line and `/metrics`.
+#[derive(Debug)]
 pub struct SinkStats {
     pub records: AtomicU64,
     pub rows: AtomicU64,
@@ -100,9 +102,80 @@ pub struct SinkStats {
     pub bytes: AtomicU64,
     /// Per partition: high watermark minus next offset.
     pub lag: Mutex<BTreeMap<i32, i64>>,
+    /// Per partition: the checkpoint's next offset (everything before it is in the lake).
+    pub checkpoint: Mutex<BTreeMap<i32, i64>>,
+    /// Newest event time (epoch ms) among rows stored in the lake; `i64::MIN` before the first.
+    pub newest_event_ms: AtomicI64,
+}
+
+impl Default for SinkStats {
+    fn default() -> Self {
+        SinkStats {
+            records: AtomicU64::new(0),
+            rows: AtomicU64::new(0),
+            rejects: AtomicU64::new(0),
+            files: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            lag: Mutex::default(),
+            checkpoint: Mutex::default(),
+            newest_event_ms: AtomicI64::new(i64::MIN),
+        }
+    }
 }
 
 impl SinkStats {
+    /// Prometheus text for `/metrics` (see `crate::metrics`); `buffered` is the bytes held in memory now.
+    pub fn render(&self, buffered: usize) -> String {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let map = |m: &Mutex<BTreeMap<i32, i64>>| m.lock().map(|m| m.clone()).unwrap_or_default();
+        let mut t = crate::metrics::Text::default();
+        t.counter("ticklake_sink_records_total", "Kafka records consumed (rows and rejects).", n(&self.records));
+        t.counter("ticklake_sink_rows_written_total", "Rows stored in the lake and checkpointed.", n(&self.rows));
+        t.counter("ticklake_sink_bytes_written_total", "Parquet bytes stored in the lake.", n(&self.bytes));
+        t.counter("ticklake_sink_files_written_total", "Parquet files stored in the lake.", n(&self.files));
+        t.counter("ticklake_sink_rejects_total", "Records stored under _ticklake/rejects/.", n(&self.rejects));
+        t.counter(
+            "ticklake_sink_retries_total",
+            "Lake requests retried after a transient failure.",
+            crate::metrics::S3_RETRIES.load(Ordering::Relaxed),
+        );
+        t.histogram(
+            "ticklake_sink_upload_seconds",
+            "Time to store one Parquet file, retries included.",
+            &crate::metrics::UPLOAD_SECONDS,
+        );
+        t.partition_gauges(
+            "ticklake_sink_lag_records",
+            "High watermark minus the next offset to read.",
+            map(&self.lag),
+        );
+        t.partition_gauges(
+            "ticklake_sink_checkpoint_offset",
+            "Next offset of the partition's checkpoint: every offset before it is in the lake.",
+            map(&self.checkpoint),
+        );
+        t.gauge(
+            "ticklake_sink_buffered_bytes",
+            "Row bytes buffered in memory (the --max-buffer budget).",
+            buffered as f64,
+        );
+        let newest = self.newest_event_ms.load(Ordering::Relaxed);
+        if newest != i64::MIN {
+            let now = chrono::Utc::now().timestamp_millis();
+            t.gauge(
+                "ticklake_sink_newest_event_time_seconds",
+                "Newest event time stored in the lake.",
+                newest as f64 / 1e3,
+            );
+            t.gauge(
+                "ticklake_sink_freshness_seconds",
+                "Now minus the newest event time stored in the lake.",
+                (now - newest) as f64 / 1e3,
+            );
+        }
+        t.finish()
+    }
+
     pub fn line(&self, elapsed: Duration, prev_records: u64, window: Duration) -> String {
         let records = self.records.load(Ordering::Relaxed);
         let lag = self.lag.lock().map(|l| l.iter().map(|(p, v)| format!("{p}:{v}")).collect::<Vec<_>>().join(" "));
@@ -127,6 +200,8 @@ pub(crate) struct Ctx {
     pub decoder: decode::Decoder,
     pub spec: PartitionSpec,
     pub sort: Vec<usize>,
+    /// Column of the schema's event time (for the freshness metric).
+    pub event_time: Option<usize>,
     pub stats: Arc<SinkStats>,
     /// Bytes buffered across all partitions (the `--max-buffer` budget).
     pub buffered: AtomicUsize,
@@ -209,6 +284,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
         decoder: decode::Decoder::new(schema.clone(), &cfg.topic, cfg.max_record_bytes),
         spec,
         sort,
+        event_time: schema.event_time_index(),
         stats: stats.clone(),
         buffered: AtomicUsize::new(0),
         ratio_ppm: AtomicU64::new(150_000),
@@ -217,6 +293,18 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
         cfg: cfg.clone(),
     });
 
+    let metrics = match cfg.metrics_addr {
+        Some(addr) => {
+            let ctx = ctx.clone();
+            let render = Arc::new(move || ctx.stats.render(ctx.buffered.load(Ordering::Relaxed)));
+            Some(
+                crate::metrics::serve(addr, render, shutdown.clone())
+                    .await
+                    .map_err(|e| SinkError::Config(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
     let mut workers = tokio::task::JoinSet::new();
     for p in partitions {
         let ctx = ctx.clone();
@@ -249,6 +337,9 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
         }
     }
     ticker.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     if let Some(e) = first_error {
         return Err(e);
     }

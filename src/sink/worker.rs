@@ -53,6 +53,9 @@ pub(crate) async fn run_partition(ctx: Arc<Ctx>, p: i32) -> Result<(), SinkError
         tracing::info!(partition = p, first = r.first, last = r.last, "redoing a cut interrupted by a crash");
         cp.next_offset = r.first;
     }
+    if let Ok(mut m) = ctx.stats.checkpoint.lock() {
+        m.insert(p, cp.next_offset);
+    }
     let end = offsets.high_watermark;
     let mut next = cp.next_offset;
     let mut buf = PartitionBuffer::new(p, next);
@@ -133,6 +136,10 @@ fn should_flush(ctx: &Ctx, buf: &PartitionBuffer) -> bool {
 async fn commit(ctx: &Ctx, cp: &mut Checkpoint, buf: &mut PartitionBuffer) -> Result<(), SinkError> {
     let bytes = buf.bytes;
     let cut = buf.cut(&ctx.cfg.topic, &ctx.sort, ctx.cfg.max_rows);
+    let newest = ctx.event_time.map_or(i64::MIN, |i| {
+        let rows = cut.files.iter().flat_map(|f| f.rows.iter());
+        rows.filter_map(|r| r.values.get(i).and_then(|v| v.as_epoch_millis())).max().unwrap_or(i64::MIN)
+    });
     let t = std::time::Instant::now();
     let done = ctx.committer.commit(cp, cut, bytes).await;
     ctx.buffered.fetch_sub(bytes, Ordering::Relaxed);
@@ -145,6 +152,10 @@ async fn commit(ctx: &Ctx, cp: &mut Checkpoint, buf: &mut PartitionBuffer) -> Re
     ctx.stats.rejects.fetch_add(done.rejects as u64, Ordering::Relaxed);
     ctx.stats.files.fetch_add(done.files as u64, Ordering::Relaxed);
     ctx.stats.bytes.fetch_add(done.bytes, Ordering::Relaxed);
+    ctx.stats.newest_event_ms.fetch_max(newest, Ordering::Relaxed);
+    if let Ok(mut m) = ctx.stats.checkpoint.lock() {
+        m.insert(cp.partition, cp.next_offset);
+    }
     tracing::debug!(
         partition = cp.partition, next_offset = cp.next_offset, files = done.files, rows = done.rows,
         took = ?t.elapsed(), "cut committed"

@@ -1,0 +1,235 @@
+//! Operations: `doctor` against a broker that advertises a wrong address, `/metrics` scraped while replay and
+//! sink run, JSON logs.
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::env_or_skip;
+use crate::support::*;
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A second broker (the same Tansu binary as the test broker), killed on drop.
+struct Broker {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub addr: String,
+}
+
+impl Broker {
+    /// Listens on a free local port but advertises `advertised` (`None`: its own address).
+    fn start(advertised: Option<&str>) -> Broker {
+        let tansu = std::env::var("TICKLAKE_TANSU").expect("TICKLAKE_TANSU (set by `just proto`)");
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let advertised = advertised.map(|a| a.replace("{port}", &port.to_string())).unwrap_or(addr.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(tansu)
+            .args(["broker", "--listener-url", &format!("tcp://{addr}")])
+            .args(["--advertised-listener-url", &format!("tcp://{advertised}")])
+            .args(["--storage-engine", "memory://tansu/"])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {addr} within 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker { child, _dir: dir, addr }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn doctor(env: &TestEnv, brokers: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let out = run(env.ticklake().args(["doctor", "--brokers", brokers]).args(extra));
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn doctor_shows_an_unresolvable_advertised_name_and_how_to_fix_it() {
+    let env = env_or_skip!();
+    let broker = Broker::start(Some("ip-10-1-2-3.ec2.invalid:{port}"));
+    let (code, out) = doctor(&env, &broker.addr, &["--write-test"]);
+    assert_eq!(code, Some(11), "{out}");
+    assert!(out.contains(&format!("\u{2713} bootstrap {}", broker.addr)), "bootstrap works:\n{out}");
+    assert!(out.contains("advertised: 111=ip-10-1-2-3.ec2.invalid:"), "shows what is advertised:\n{out}");
+    let cross = out.lines().find(|l| l.contains("\u{2717} broker 111 advertises ip-10-1-2-3.ec2.invalid")).unwrap();
+    assert!(cross.contains("cannot resolve"), "{out}");
+    assert!(out.contains("advertised.listeners=PLAINTEXT://"), "names the fix:\n{out}");
+    assert!(out.contains("\u{2717} produce/fetch round trip skipped"), "{out}");
+    assert!(out.trim_end().ends_with("failed"), "{out}");
+}
+
+#[test]
+fn doctor_shows_an_unreachable_advertised_port() {
+    let env = env_or_skip!();
+    let closed = free_port();
+    let broker = Broker::start(Some(&format!("127.0.0.1:{closed}")));
+    let (code, out) = doctor(&env, &broker.addr, &[]);
+    assert_eq!(code, Some(11), "{out}");
+    assert!(out.contains(&format!("\u{2717} broker 111 advertises 127.0.0.1:{closed}")), "{out}");
+    assert!(out.contains("security group") && out.contains("waiting for a node assignment"), "{out}");
+    // And a pipeline, which only sees the advertised address fail, points at doctor.
+    let csv = repo_path("data/indices.csv");
+    let replay = run(env.ticklake().args(["replay", csv.to_str().unwrap(), "-t", "t", "--partitions", "1"]).args([
+        "--brokers",
+        &broker.addr,
+        "--kafka-timeout",
+        "2s",
+    ]));
+    assert_eq!(replay.status.code(), Some(4), "{}", stderr(&replay));
+    assert!(stderr(&replay).contains("`ticklake doctor`"), "{}", stderr(&replay));
+}
+
+#[test]
+fn doctor_passes_everything_on_a_healthy_setup() {
+    let env = env_or_skip!();
+    let bucket = env.create_bucket();
+    let topic = random_name("doctor");
+    ok(run(env.ticklake().args(["topic", "create", &topic, "--partitions", "3"])));
+    let to = format!("s3://{bucket}/lake");
+    let (code, out) = doctor(&env, &env.brokers, &["--topic", &topic, "--write-test", "--to", &to]);
+    assert_eq!(code, Some(0), "{out}");
+    for want in [
+        "\u{2713} bootstrap",
+        "\u{2713} metadata",
+        "reachable from here",
+        &format!("\u{2713} topic '{topic}': 3 partition(s)"),
+        "\u{2713} produce/fetch round trip",
+        "\u{2713} bucket reachable",
+        "\u{2713} write and read back _ticklake/doctor/probe-",
+        "\u{2713} clock within",
+        "\u{2713} delete _ticklake/doctor/probe-",
+    ] {
+        assert!(out.contains(want), "missing '{want}':\n{out}");
+    }
+    assert!(!out.contains('\u{2717}'), "{out}");
+    // The probe is gone, and so is the scratch topic.
+    let dump = env.read_lake(LakeAt::S3 { bucket: &bucket, prefix: "lake" });
+    assert!(dump.objects.is_empty(), "{:?}", dump.objects);
+    let topics = String::from_utf8(ok(run(env.ticklake().args(["topic", "list"]))).stdout).unwrap();
+    assert!(!topics.contains("ticklake-doctor-"), "{topics}");
+    // A missing bucket and a missing topic are crosses with their own fixes.
+    let (code, out) = doctor(&env, &env.brokers, &["--topic", "no-such-topic", "--to", "s3://no-such-bucket/x"]);
+    assert_eq!(code, Some(11), "{out}");
+    assert!(out.contains("ticklake topic create no-such-topic"), "{out}");
+    assert!(out.contains("aws s3 mb"), "{out}");
+}
+
+/// `GET path` on a local HTTP server; (status line, body).
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(c, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+/// The value of an unlabelled or labelled sample, e.g. `ticklake_sink_lag_records{partition="0"}`.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Scrapes until `done` holds for the text, or fails after 30 s showing the last scrape.
+fn scrape_until(addr: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::net::TcpStream::connect(addr).map(|_| http_get(addr, "/metrics").1).unwrap_or_default();
+        if done(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{what} within 30 s; last scrape:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn metrics_are_scraped_while_replay_and_sink_run() {
+    let env = env_or_skip!();
+    let csv = repo_path("data/indices.csv");
+    let topic = random_name("metrics");
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().join("lake");
+    let (replay_addr, sink_addr) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+
+    // Replay at 1,000 rows/s: about 4 s, long enough to scrape it mid-way.
+    let replay = env
+        .ticklake()
+        .args(["replay", csv.to_str().unwrap(), "--topic", &topic, "--partitions", "2", "--rate", "1000"])
+        .args(["--metrics-addr", &replay_addr])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mid = scrape_until(&replay_addr, "replay rows acknowledged", |t| {
+        sample(t, "ticklake_replay_rows_sent_total").is_some_and(|n| n > 0.0)
+    });
+    assert!(mid.contains("# TYPE ticklake_replay_rows_read_total counter"), "{mid}");
+    assert_eq!(http_get(&replay_addr, "/healthz").0, "HTTP/1.1 200 OK");
+    let sent_mid = sample(&mid, "ticklake_replay_rows_sent_total").unwrap();
+    let out = replay.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary_count(&stderr(&out), "sent"), 4000);
+    assert!(sent_mid < 4000.0, "scraped mid-way ({sent_mid} of 4000)");
+
+    // The sink keeps running (no --exit-at-end); everything it reports must match the lake.
+    let mut sink = env
+        .ticklake()
+        .args(["--log-format", "json", "sink", "--topic", &topic, "--to", to.to_str().unwrap()])
+        .args(["--max-age", "1s", "--stats-every", "1s", "--metrics-addr", &sink_addr])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let text = scrape_until(&sink_addr, "4000 rows written, lag 0 on both partitions", |t| {
+        sample(t, "ticklake_sink_rows_written_total") == Some(4000.0)
+            && sample(t, "ticklake_sink_lag_records{partition=\"0\"}") == Some(0.0)
+            && sample(t, "ticklake_sink_lag_records{partition=\"1\"}") == Some(0.0)
+    });
+    let cp: f64 =
+        (0..2).map(|p| sample(&text, &format!("ticklake_sink_checkpoint_offset{{partition=\"{p}\"}}")).unwrap()).sum();
+    assert_eq!(cp, 4000.0, "checkpoints cover every record:\n{text}");
+    let files = sample(&text, "ticklake_sink_files_written_total").unwrap();
+    let lake = env.read_lake(LakeAt::Local(&to));
+    let distinct_files: std::collections::BTreeSet<&String> = lake.rows.iter().map(|(f, _, _)| f).collect();
+    assert_eq!(files as usize, distinct_files.len(), "{text}");
+    assert_eq!(sample(&text, "ticklake_sink_upload_seconds_count"), Some(files), "one upload timing per file");
+    assert_eq!(sample(&text, "ticklake_sink_buffered_bytes"), Some(0.0), "{text}");
+    // Newest event time = the CSV's latest date, midnight UTC.
+    let latest = csv_rows(&csv).iter().map(|r| r["Date"].clone()).max().unwrap();
+    let midnight = chrono::NaiveDate::parse_from_str(&latest, "%Y-%m-%d").unwrap().and_hms_opt(0, 0, 0).unwrap();
+    assert_eq!(
+        sample(&text, "ticklake_sink_newest_event_time_seconds"),
+        Some(midnight.and_utc().timestamp() as f64),
+        "{text}"
+    );
+    let freshness = sample(&text, "ticklake_sink_freshness_seconds").unwrap();
+    assert!(freshness > 0.0, "{text}");
+    assert_eq!(http_get(&sink_addr, "/healthz"), ("HTTP/1.1 200 OK".to_string(), "ok\n".to_string()));
+    assert!(http_get(&sink_addr, "/nope").0.contains("404"));
+
+    assert!(Command::new("kill").args(["-TERM", &sink.id().to_string()]).status().unwrap().success());
+    let mut err = String::new();
+    sink.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(sink.wait().unwrap().code(), Some(143), "{err}");
+    // --log-format json: every line on stderr is one JSON object, the stats and summary lines included.
+    let lines: Vec<serde_json::Value> =
+        err.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{err}"))).collect();
+    let messages: Vec<&str> = lines.iter().filter_map(|v| v["fields"]["message"].as_str()).collect();
+    assert!(messages.iter().any(|m| m.starts_with("sink: ")), "{err}");
+    assert!(messages.iter().any(|m| m.starts_with("sink done: 4000 records")), "{err}");
+    assert!(lines.iter().all(|v| v["level"].is_string() && v["timestamp"].is_string()), "{err}");
+}
