@@ -190,10 +190,10 @@ mod tests {
         b.extend_from_slice(&7i32.to_be_bytes()); // correlation id
         b.extend_from_slice(&0i32.to_be_bytes()); // throttle
         b.extend_from_slice(&2i32.to_be_bytes());
-        for (id, host, port) in [(1, "ip-10-0-0-5.ec2.internal", 9092), (2, "10.0.0.6", 9092)] {
-            b.extend_from_slice(&(id as i32).to_be_bytes());
+        for (id, host, port) in [(1i32, "ip-10-0-0-5.ec2.internal", 9092i32), (2, "10.0.0.6", 9092)] {
+            b.extend_from_slice(&id.to_be_bytes());
             s(&mut b, host);
-            b.extend_from_slice(&(port as i32).to_be_bytes());
+            b.extend_from_slice(&port.to_be_bytes());
             b.extend_from_slice(&(-1i16).to_be_bytes()); // rack: null
         }
         s(&mut b, "cluster");
@@ -203,13 +203,13 @@ mod tests {
         s(&mut b, "ticks");
         b.push(0);
         b.extend_from_slice(&2i32.to_be_bytes());
-        for (p, leader) in [(1, 2), (0, 1)] {
+        for (p, leader) in [(1i32, 2i32), (0, 1)] {
             b.extend_from_slice(&0i16.to_be_bytes());
-            b.extend_from_slice(&(p as i32).to_be_bytes());
-            b.extend_from_slice(&(leader as i32).to_be_bytes());
+            b.extend_from_slice(&p.to_be_bytes());
+            b.extend_from_slice(&leader.to_be_bytes());
             for _ in 0..2 {
                 b.extend_from_slice(&1i32.to_be_bytes());
-                b.extend_from_slice(&(leader as i32).to_be_bytes());
+                b.extend_from_slice(&leader.to_be_bytes());
             }
         }
         b
