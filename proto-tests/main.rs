@@ -20,3 +20,5 @@ mod s3_faults;
 mod athena;
 // operations: doctor against a broker advertising a wrong address, /metrics scraped mid-run, JSON logs.
 mod ops;
+// deploy/: systemd units verify, their command lines and example configs parse, cloud-init is valid.
+mod deploy;

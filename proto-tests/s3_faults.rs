@@ -18,12 +18,16 @@ enum Mode {
     Faulty,
     /// Every request answered 403 AccessDenied.
     Deny,
+    /// Every request forwarded and its request line recorded.
+    Record,
 }
 
 #[derive(Debug, Default)]
 struct Counts {
     requests: AtomicU64,
     faults: AtomicU64,
+    /// Request lines (`GET /bucket/key?query HTTP/1.1`), with `Mode::Record`.
+    lines: std::sync::Mutex<Vec<String>>,
 }
 
 /// Starts the proxy on a free loopback port; returns its URL.
@@ -69,7 +73,10 @@ async fn handle(mut client: TcpStream, upstream: &str, mode: Mode, counts: &Coun
         buf.extend_from_slice(&chunk[..n]);
     }
     counts.requests.fetch_add(1, Ordering::Relaxed);
-    let roll: f64 = rand::random();
+    let roll: f64 = if mode == Mode::Record { 1.0 } else { rand::random() };
+    if mode == Mode::Record {
+        counts.lines.lock().unwrap().push(head.lines().next().unwrap_or_default().to_string());
+    }
     if mode == Mode::Deny {
         counts.faults.fetch_add(1, Ordering::Relaxed);
         let body = "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
@@ -161,4 +168,115 @@ async fn refused_credentials_stop_the_sink_at_once() {
     assert!(started.elapsed() < Duration::from_secs(10), "no retrying a 403: took {:?}", started.elapsed());
     assert!(counts.requests.load(Ordering::Relaxed) <= 2, "one health-check request, not a retry loop");
     drop(dir);
+}
+
+/// The IAM action and resource (and the list prefix) an S3 request line needs, for path-style requests.
+fn iam_need(line: &str, bucket: &str) -> (String, String, Option<String>) {
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next().unwrap(), parts.next().unwrap());
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let key = path.trim_start_matches('/').strip_prefix(bucket).unwrap().trim_start_matches('/');
+    let decode = |s: &str| {
+        let mut out = Vec::new();
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' && i + 2 < b.len() {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            } else {
+                out.push(if b[i] == b'+' { b' ' } else { b[i] });
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    };
+    if key.is_empty() {
+        assert!(method == "GET" || method == "HEAD", "{line}");
+        let prefix = query.split('&').find_map(|kv| kv.strip_prefix("prefix=")).map(decode).unwrap_or_default();
+        return ("s3:ListBucket".into(), format!("arn:aws:s3:::{bucket}"), Some(prefix));
+    }
+    let action = match method {
+        "GET" | "HEAD" => "s3:GetObject",
+        "PUT" => "s3:PutObject",
+        "DELETE" => "s3:DeleteObject",
+        other => panic!("unexpected {other} in {line}"),
+    };
+    (action.into(), format!("arn:aws:s3:::{bucket}/{}", decode(key)), None)
+}
+
+/// `*` matches any run of characters (IAM's StringLike and resource matching, without `?`).
+fn glob(pattern: &str, s: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == s,
+        Some((head, rest)) => {
+            s.starts_with(head) && (0..=s.len() - head.len()).any(|i| glob(rest, &s[head.len() + i..]))
+        }
+    }
+}
+
+fn as_list(v: &serde_json::Value) -> Vec<String> {
+    match v {
+        serde_json::Value::String(s) => vec![s.clone()],
+        serde_json::Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_string()).collect(),
+        _ => vec![],
+    }
+}
+
+/// Whether `deploy/iam-policy.json`, for this bucket and prefix, allows the request.
+fn allowed(policy: &serde_json::Value, action: &str, resource: &str, prefix: Option<&str>) -> bool {
+    policy["Statement"].as_array().unwrap().iter().any(|st| {
+        st["Effect"] == "Allow"
+            && as_list(&st["Action"]).iter().any(|a| a == action)
+            && as_list(&st["Resource"]).iter().any(|r| glob(r, resource))
+            && match (st.get("Condition"), prefix) {
+                (None, _) => true,
+                (Some(c), Some(p)) => as_list(&c["StringLike"]["s3:prefix"]).iter().any(|pat| glob(pat, p)),
+                (Some(_), None) => false,
+            }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_iam_policy_in_deploy_allows_every_request_and_no_more_than_the_prefix() {
+    let env = env_or_skip!();
+    let topic = random_name("iam");
+    replay_csv(&env, &repo_path("data/indices.csv"), &topic, 2, &[]);
+    let bucket = env.create_bucket();
+    let counts = Arc::new(Counts::default());
+    let upstream = env.s3_endpoint().trim_start_matches("http://").to_string();
+    let proxy = start_proxy(upstream, Mode::Record, counts.clone()).await;
+    let to = format!("s3://{bucket}/lake");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["sink", "--topic", &topic, "--to", &to, "--exit-at-end", "--max-rows", "700"],
+        vec!["lake", "stats", "--topic", &topic, "--to", &to],
+        vec!["lake", "verify", "--topic", &topic, "--to", &to],
+        vec!["athena", "--table", "db.t", "--topic", &topic, "--to", &to],
+        vec!["doctor", "--to", &to],
+    ];
+    for args in commands {
+        let mut cmd = env.ticklake();
+        cmd.args(&args).env("AWS_ENDPOINT_URL", &proxy);
+        ok(tokio::task::spawn_blocking(move || run(&mut cmd)).await.unwrap());
+    }
+    let text = std::fs::read_to_string(repo_path("deploy/iam-policy.json")).unwrap();
+    let policy: serde_json::Value =
+        serde_json::from_str(&text.replace("BUCKET", &bucket).replace("PREFIX", "lake")).unwrap();
+    let lines = counts.lines.lock().unwrap().clone();
+    let mut actions = std::collections::BTreeSet::new();
+    for line in &lines {
+        let (action, resource, prefix) = iam_need(line, &bucket);
+        assert!(
+            allowed(&policy, &action, &resource, prefix.as_deref()),
+            "the policy denies {action} on {resource} ({prefix:?}) for {line}"
+        );
+        actions.insert(action);
+    }
+    let want: std::collections::BTreeSet<String> =
+        ["s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"].map(String::from).into();
+    assert_eq!(actions, want, "every action of the policy is used, none is missing");
+    // Least privilege: outside the prefix, nothing.
+    assert!(!allowed(&policy, "s3:GetObject", &format!("arn:aws:s3:::{bucket}/other/x"), None));
+    assert!(!allowed(&policy, "s3:ListBucket", &format!("arn:aws:s3:::{bucket}"), Some("other/")));
+    assert!(!allowed(&policy, "s3:PutObject", "arn:aws:s3:::another-bucket/lake/x", None));
 }

@@ -232,6 +232,31 @@ pub async fn run(cli: Cli) -> Result<u8> {
             print(&report.summary())?;
             Ok(if report.failed() == 0 { 0 } else { crate::exit::DOCTOR_FAILED })
         }
+        Command::Config(crate::cli::ConfigCommand::Show { command_line }) => {
+            print(&crate::config::show(cli.global.config.as_deref(), &command_line).map_err(Error::Usage)?)?;
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "ticklake", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man { dir } => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let io = |e, what: &str| Error::Io { context: format!("writing the man page {what}"), source: e };
+            match dir {
+                None => {
+                    let mut out = Vec::new();
+                    clap_mangen::Man::new(cmd).render(&mut out).map_err(|e| io(e, "to stdout"))?;
+                    print(String::from_utf8_lossy(&out).trim_end())?;
+                }
+                Some(d) => {
+                    std::fs::create_dir_all(&d).map_err(|e| io(e, &d.display().to_string()))?;
+                    clap_mangen::generate_to(cmd, &d).map_err(|e| io(e, &d.display().to_string()))?;
+                }
+            }
+            Ok(0)
+        }
         Command::Sample(a) => {
             let start = chrono::NaiveDate::parse_from_str(&a.start, "%Y-%m-%d")
                 .map_err(|_| Error::Usage(format!("--start '{}' is not a date like 2015-01-02", a.start)))?;

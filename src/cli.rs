@@ -37,6 +37,9 @@ pub struct GlobalArgs {
     /// Only warnings and errors on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// A TOML file with the same keys as the flags (flags > environment > file > defaults); see `config show`.
+    #[arg(long, global = true, env = "TICKLAKE_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -85,6 +88,30 @@ pub enum Command {
     Athena(AthenaArgs),
     /// Why can't I connect? Checks Kafka (bootstrap, advertised brokers, topic) and the lake, with fixes.
     Doctor(DoctorArgs),
+    /// The effective configuration and where each value comes from.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script: `ticklake completions bash > /etc/bash_completion.d/ticklake`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into --dir.
+    Man {
+        /// Write ticklake.1 and ticklake-<command>.1 here instead of printing ticklake.1.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective settings (secrets masked) as TOML, each with its source: flag, env, file or default.
+    /// Without a command line, every command; with one (`config show sink --topic t`), that command.
+    Show {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command_line: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +135,7 @@ pub struct DoctorArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("schema_source").required(true).args(["topic", "schema"]).multiple(true)))]
 pub struct AthenaArgs {
     /// `database.table`.
     #[arg(long)]
@@ -115,7 +143,7 @@ pub struct AthenaArgs {
     #[command(flatten)]
     pub lake: LakeArgs,
     /// Read the schema the lake was started with for this topic (from `_ticklake/schemas/`).
-    #[arg(long, short, required_unless_present = "schema")]
+    #[arg(long, short)]
     pub topic: Option<String>,
     /// Schema: a preset or a schema file (instead of --topic).
     #[arg(long)]
@@ -604,6 +632,25 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn completions_and_man_pages_cover_the_commands() {
+        let mut bash = Vec::new();
+        clap_complete::generate(clap_complete::Shell::Bash, &mut Cli::command(), "ticklake", &mut bash);
+        let bash = String::from_utf8(bash).unwrap();
+        for want in ["ticklake__subcmd__sink", "--metrics-addr", "--write-test", "doctor"] {
+            assert!(bash.contains(want), "bash completion lacks {want}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("ticklake.bash");
+        std::fs::write(&script, &bash).unwrap();
+        let syntax = std::process::Command::new("bash").arg("-n").arg(&script).output().unwrap();
+        assert!(syntax.status.success(), "bash -n: {}", String::from_utf8_lossy(&syntax.stderr));
+
+        clap_mangen::generate_to(Cli::command(), dir.path()).unwrap();
+        let sink = std::fs::read_to_string(dir.path().join("ticklake-sink.1")).unwrap();
+        assert!(sink.contains(".TH ticklake-sink 1") && sink.contains("max\\-buffer"), "{sink}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod app;
 pub mod athena;
 pub mod backoff;
 pub mod cli;
+pub mod config;
 pub mod consume;
 pub mod doctor;
 pub mod exit;

@@ -3,15 +3,13 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// rskafka allocates several small buffers per record while encoding a batch; with glibc's malloc that was a third
 /// of replay's CPU, and musl's malloc is slower still. mimalloc on every target.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = ticklake::cli::Cli::parse();
+    let cli = ticklake::config::parse_cli(std::env::args_os().collect());
     ticklake::app::init_logging(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
