@@ -22,3 +22,5 @@ mod athena;
 mod ops;
 // deploy/: systemd units verify, their command lines and example configs parse, cloud-init is valid.
 mod deploy;
+// broker restart (sqlite storage): replay retries, the sink rides it out and resumes from its checkpoint.
+mod broker_restart;

@@ -2,56 +2,11 @@
 //! sink run, JSON logs.
 
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::env_or_skip;
 use crate::support::*;
-
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A second broker (the same Tansu binary as the test broker), killed on drop.
-struct Broker {
-    child: Child,
-    _dir: tempfile::TempDir,
-    pub addr: String,
-}
-
-impl Broker {
-    /// Listens on a free local port but advertises `advertised` (`None`: its own address).
-    fn start(advertised: Option<&str>) -> Broker {
-        let tansu = std::env::var("TICKLAKE_TANSU").expect("TICKLAKE_TANSU (set by `just proto`)");
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let advertised = advertised.map(|a| a.replace("{port}", &port.to_string())).unwrap_or(addr.clone());
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(tansu)
-            .args(["broker", "--listener-url", &format!("tcp://{addr}")])
-            .args(["--advertised-listener-url", &format!("tcp://{advertised}")])
-            .args(["--storage-engine", "memory://tansu/"])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {addr} within 10 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Broker { child, _dir: dir, addr }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn doctor(env: &TestEnv, brokers: &str, extra: &[&str]) -> (Option<i32>, String) {
     let out = run(env.ticklake().args(["doctor", "--brokers", brokers]).args(extra));
@@ -61,7 +16,7 @@ fn doctor(env: &TestEnv, brokers: &str, extra: &[&str]) -> (Option<i32>, String)
 #[test]
 fn doctor_shows_an_unresolvable_advertised_name_and_how_to_fix_it() {
     let env = env_or_skip!();
-    let broker = Broker::start(Some("ip-10-1-2-3.ec2.invalid:{port}"));
+    let broker = Broker::memory(Some("ip-10-1-2-3.ec2.invalid:{port}"));
     let (code, out) = doctor(&env, &broker.addr, &["--write-test"]);
     assert_eq!(code, Some(11), "{out}");
     assert!(out.contains(&format!("\u{2713} bootstrap {}", broker.addr)), "bootstrap works:\n{out}");
@@ -77,7 +32,7 @@ fn doctor_shows_an_unresolvable_advertised_name_and_how_to_fix_it() {
 fn doctor_shows_an_unreachable_advertised_port() {
     let env = env_or_skip!();
     let closed = free_port();
-    let broker = Broker::start(Some(&format!("127.0.0.1:{closed}")));
+    let broker = Broker::memory(Some(&format!("127.0.0.1:{closed}")));
     let (code, out) = doctor(&env, &broker.addr, &[]);
     assert_eq!(code, Some(11), "{out}");
     assert!(out.contains(&format!("\u{2717} broker 111 advertises 127.0.0.1:{closed}")), "{out}");

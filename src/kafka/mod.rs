@@ -90,6 +90,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Worth retrying: the broker was unreachable, slow, or failed a request (a broker restart, a leader moving).
+    /// Refused credentials, a missing topic and bad configuration are not.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Unreachable { .. } | Error::Timeout { .. } | Error::Request { .. })
+    }
+
     /// Process exit code for this error (see `crate::exit`).
     pub fn exit_code(&self) -> u8 {
         match self {

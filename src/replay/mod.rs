@@ -152,11 +152,12 @@ impl Report {
     pub fn summary(&self) -> String {
         let secs = self.elapsed.as_secs_f64();
         format!(
-            "replay: {} rows read, {} sent, {} skipped, {} failed, {} in {:.2} s ({:.0} rows/s, {}/s){}",
+            "replay: {} rows read, {} sent, {} skipped, {} failed, {} retries, {} in {:.2} s ({:.0} rows/s, {}/s){}",
             self.read,
             self.sent,
             self.skipped,
             self.failed,
+            self.retries,
             progress::human_bytes(self.bytes),
             secs,
             self.sent as f64 / secs.max(1e-9),

@@ -198,7 +198,7 @@ async fn send_with_retry(
     let fallback = if snapshot.is_none() { Some(batch.clone()) } else { None };
     let mut first = Some(batch);
     let what = format!("produce to {}/{}", client.topic(), client.partition());
-    crate::backoff::retry(&what, cfg.retry_for, MAX_PRODUCE_BACKOFF, is_retryable, |attempt| {
+    crate::backoff::retry(&what, cfg.retry_for, MAX_PRODUCE_BACKOFF, crate::kafka::Error::is_transient, |attempt| {
         if attempt > 0 {
             counters.retries.fetch_add(1, Ordering::Relaxed);
         }
@@ -212,11 +212,6 @@ async fn send_with_retry(
     })
     .await
     .map(|_offsets| ())
-}
-
-fn is_retryable(e: &crate::kafka::Error) -> bool {
-    use crate::kafka::Error::*;
-    matches!(e, Unreachable { .. } | Timeout { .. } | Request { .. })
 }
 
 #[cfg(test)]

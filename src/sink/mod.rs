@@ -139,6 +139,11 @@ impl SinkStats {
             "Lake requests retried after a transient failure.",
             crate::metrics::S3_RETRIES.load(Ordering::Relaxed),
         );
+        t.counter(
+            "ticklake_sink_fetch_retries_total",
+            "Kafka fetches retried after a transient failure.",
+            crate::metrics::FETCH_RETRIES.load(Ordering::Relaxed),
+        );
         t.histogram(
             "ticklake_sink_upload_seconds",
             "Time to store one Parquet file, retries included.",

@@ -5,12 +5,15 @@ use std::sync::atomic::Ordering;
 
 use super::buffer::PartitionBuffer;
 use super::{Ctx, SinkError};
+use crate::kafka::Error;
 use crate::lake::state::{Checkpoint, PendingCut, checkpoint_key};
 
 /// Bytes asked for per fetch (compressed; zstd batches of JSON decompress to about 6x this in memory).
 const FETCH_MAX_BYTES: i32 = 2 * 1024 * 1024;
 /// How long a fetch waits for new data (and so how often quiet partitions check `--max-age`).
 const FETCH_WAIT_MS: i32 = 500;
+/// Longest wait between two fetch attempts after a failure.
+const MAX_FETCH_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn load_checkpoint(ctx: &Ctx, p: i32) -> Result<Option<Checkpoint>, SinkError> {
     let key = checkpoint_key(&ctx.cfg.topic, p);
@@ -59,6 +62,7 @@ pub(crate) async fn run_partition(ctx: Arc<Ctx>, p: i32) -> Result<(), SinkError
     let end = offsets.high_watermark;
     let mut next = cp.next_offset;
     let mut buf = PartitionBuffer::new(p, next);
+    let what = format!("fetch from {topic}/{p}");
 
     loop {
         if ctx.cfg.exit_at_end && next >= end && redo.is_none() {
@@ -67,9 +71,17 @@ pub(crate) async fn run_partition(ctx: Arc<Ctx>, p: i32) -> Result<(), SinkError
         if ctx.shutdown.is_set() {
             break;
         }
-        let fetch = pc.fetch_records(next, 1..FETCH_MAX_BYTES, FETCH_WAIT_MS);
+        // A broker restart or a leader moving fails fetches for a while: retry within --retry-for, from the same
+        // offset (nothing was consumed), instead of stopping the sink.
+        let fetch =
+            crate::backoff::retry(&what, ctx.cfg.retry_for, MAX_FETCH_BACKOFF, Error::is_transient, |attempt| {
+                if attempt > 0 {
+                    crate::metrics::FETCH_RETRIES.fetch_add(1, Ordering::Relaxed);
+                }
+                ctx.kafka.deadline("fetch", &topic, p, pc.fetch_records(next, 1..FETCH_MAX_BYTES, FETCH_WAIT_MS))
+            });
         let (records, hw) = tokio::select! {
-            r = ctx.kafka.deadline("fetch", &topic, p, fetch) => r?,
+            r = fetch => r?,
             _ = ctx.shutdown.wait() => break,
         };
         for rec in records {
