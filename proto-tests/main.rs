@@ -24,3 +24,5 @@ mod ops;
 mod deploy;
 // broker restart (sqlite storage): replay retries, the sink rides it out and resumes from its checkpoint.
 mod broker_restart;
+// security: TLS (private CA, mutual) through a rustls terminator, SASL SCRAM against the broker, no leaked secrets.
+mod security;

@@ -327,6 +327,12 @@ impl Broker {
         b
     }
 
+    /// Starts it again with `extra` flags (same port and storage).
+    pub fn start_with(&mut self, extra: &[&str]) {
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+        self.start();
+    }
+
     /// Starts it (again, on the same port and storage).
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::consume::{ConsumeConfig, StartAt};
+use crate::kafka::security::{Mechanism, Protocol, Security, TlsFiles};
 use crate::kafka::{Compression, DEFAULT_BROKERS, KafkaConfig};
 use crate::replay::{Input, OnError, Pace, ProduceConfig, ReplayConfig, TimestampMode};
 use crate::schema::{Schema, SchemaError, load_schema_file};
@@ -56,12 +57,40 @@ pub struct KafkaArgs {
     /// Deadline for each Kafka operation (connect, metadata, one produce or fetch), retries included.
     #[arg(long = "kafka-timeout", env = "KAFKA_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// plaintext, ssl, sasl_plaintext or sasl_ssl (Kafka's security.protocol).
+    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", value_enum, ignore_case = true, default_value_t = Protocol::Plaintext)]
+    pub security_protocol: Protocol,
+    /// SASL mechanism with sasl_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(long, env = "KAFKA_SASL_MECHANISM", value_enum, ignore_case = true, default_value_t = Mechanism::ScramSha512)]
+    pub sasl_mechanism: Mechanism,
+    /// SASL user. The password comes from KAFKA_SASL_PASSWORD or --sasl-password-file, never from a flag.
+    #[arg(long, env = "KAFKA_SASL_USERNAME")]
+    pub sasl_username: Option<String>,
+    /// A file whose first line is the SASL password (instead of KAFKA_SASL_PASSWORD).
+    #[arg(long, env = "KAFKA_SASL_PASSWORD_FILE")]
+    pub sasl_password_file: Option<PathBuf>,
+    /// PEM CA bundle for the broker's certificate (default: the system's roots).
+    #[arg(long, env = "KAFKA_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (with --client-key).
+    #[arg(long, env = "KAFKA_CLIENT_CERT")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, env = "KAFKA_CLIENT_KEY")]
+    pub client_key: Option<PathBuf>,
 }
 
 impl TryFrom<&KafkaArgs> for KafkaConfig {
     type Error = crate::kafka::Error;
     fn try_from(a: &KafkaArgs) -> Result<Self, Self::Error> {
-        KafkaConfig::new(&a.brokers, a.timeout)
+        let files = TlsFiles {
+            ca_file: a.ca_file.clone(),
+            client_cert: a.client_cert.clone(),
+            client_key: a.client_key.clone(),
+        };
+        let sasl = a.sasl_username.clone().map(|u| (a.sasl_mechanism, u));
+        let security = Security::new(a.security_protocol, &files, sasl, a.sasl_password_file.as_deref())?;
+        Ok(KafkaConfig { security, ..KafkaConfig::new(&a.brokers, a.timeout)? })
     }
 }
 

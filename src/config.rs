@@ -19,7 +19,7 @@ use clap::{ArgMatches, Command, CommandFactory, FromArgMatches};
 use crate::cli::Cli;
 
 /// Flag or environment names whose values are never printed.
-const SECRET_WORDS: [&str; 4] = ["password", "secret", "token", "sasl"];
+const SECRET_WORDS: [&str; 3] = ["password", "secret", "token"];
 
 /// The `--config` path from the command line (`--config F`, `--config=F`) or `TICKLAKE_CONFIG`.
 pub fn config_path(args: &[OsString]) -> Option<PathBuf> {
@@ -214,8 +214,10 @@ pub fn show(config: Option<&Path>, command_line: &[String]) -> Result<String, St
             }
         }
     }
-    let _ = writeln!(out, "\n# credentials (from the environment; S3 also reads AWS_PROFILE and the instance role)");
-    for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"] {
+    let _ = writeln!(out, "\n# secrets (from the environment only; S3 also reads AWS_PROFILE and the instance role)");
+    for name in
+        ["KAFKA_SASL_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"]
+    {
         match std::env::var(name) {
             Ok(v) if is_secret(name) => {
                 let _ = writeln!(out, "# {name} = **** ({} characters)", v.chars().count());

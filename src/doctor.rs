@@ -111,18 +111,27 @@ pub async fn run(cfg: &DoctorConfig) -> Report {
         println!("  (no bootstrap address answers: the other Kafka checks need one)");
         return lake_checks(cfg, r).await;
     };
+    if cfg.kafka.security.sasl.is_some() {
+        sasl_checks(cfg, &mut r).await;
+        return lake_checks(cfg, r).await;
+    }
     let topics: Option<Vec<&str>> = cfg.topic.as_deref().map(|t| vec![t]);
-    let meta = match metadata::fetch(&bootstrap, topics.as_deref(), cfg.kafka.timeout).await {
+    let tls = cfg.kafka.security.tls.clone();
+    let meta = match metadata::fetch(&bootstrap, topics.as_deref(), tls, cfg.kafka.timeout).await {
         Ok(m) => {
             let list: Vec<String> = m.brokers.iter().map(|b| format!("{}={}:{}", b.node_id, b.host, b.port)).collect();
             r.pass(format!("metadata from {bootstrap}: {} broker(s) advertised: {}", m.brokers.len(), list.join(", ")));
             m
         }
         Err(e) => {
-            r.fail(
-                format!("metadata from {bootstrap}: {e}"),
-                "make sure this port is the broker's PLAINTEXT listener (not TLS, not the admin or HTTP port)",
-            );
+            let fix = if cfg.kafka.security.tls.is_some() {
+                "make sure this port is the broker's SSL listener; if its certificate comes from a private CA, pass it \
+                 with --ca-file"
+            } else {
+                "make sure this port is the broker's PLAINTEXT listener (not TLS, not the admin or HTTP port); for a \
+                 TLS or SASL listener pass --security-protocol"
+            };
+            r.fail(format!("metadata from {bootstrap}: {e}"), fix);
             return lake_checks(cfg, r).await;
         }
     };
@@ -138,6 +147,38 @@ pub async fn run(cfg: &DoctorConfig) -> Report {
         }
     }
     lake_checks(cfg, r).await
+}
+
+/// With SASL the broker answers nothing before authentication, so the hand-made metadata request cannot be
+/// used: authenticate with rskafka instead, then check the topic and the round trip through it.
+async fn sasl_checks(cfg: &DoctorConfig, r: &mut Report) {
+    let (mechanism, user, _) = cfg.kafka.security.sasl.as_ref().expect("called with SASL");
+    match Kafka::connect(cfg.kafka.clone()).await {
+        Ok(kafka) => {
+            r.pass(format!("authenticated with {mechanism} as '{user}', metadata answers"));
+            println!("  - advertised addresses: not listed with SASL (rskafka connected to them, so they work)");
+            if let Some(topic) = &cfg.topic {
+                match kafka.topic(topic).await {
+                    Ok(t) => r.pass(format!("topic '{topic}': {} partition(s)", t.partitions.len())),
+                    Err(e) => r.fail(e.to_string(), format!("create it: ticklake topic create {topic} --partitions N")),
+                }
+            }
+            if cfg.write_test {
+                write_test(&cfg.kafka, r).await;
+            }
+        }
+        Err(e) => {
+            let fix = match &e {
+                crate::kafka::Error::AuthRefused { .. } => {
+                    "check --sasl-mechanism (SCRAM-SHA-512 on MSK), --sasl-username and the password \
+                     (KAFKA_SASL_PASSWORD or --sasl-password-file); the user must exist on the broker"
+                }
+                crate::kafka::Error::Tls { .. } => "pass the broker's CA with --ca-file",
+                _ => "check the security protocol: is this a SASL listener?",
+            };
+            r.fail(e.to_string(), fix);
+        }
+    }
 }
 
 /// Every advertised broker must resolve and accept TCP from here. Returns whether all did.

@@ -156,10 +156,37 @@ pub fn decode_response(body: &[u8], correlation_id: i32) -> Result<Metadata, Str
     Ok(Metadata { brokers, controller_id, topics })
 }
 
-/// Sends one Metadata request on a fresh connection to `addr`, within `timeout`.
-pub async fn fetch(addr: &str, topics: Option<&[&str]>, timeout: Duration) -> Result<Metadata, String> {
+/// Sends one Metadata request on a fresh connection to `addr` (over TLS when `tls` is given), within `timeout`.
+pub async fn fetch(
+    addr: &str,
+    topics: Option<&[&str]>,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    timeout: Duration,
+) -> Result<Metadata, String> {
     let run = async {
-        let mut conn = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+        let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+        match tls {
+            None => exchange(tcp, topics).await,
+            Some(cfg) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']);
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| format!("'{host}' is not a TLS server name: {e}"))?;
+                let conn = tokio_rustls::TlsConnector::from(cfg)
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS handshake: {e}"))?;
+                exchange(conn, topics).await
+            }
+        }
+    };
+    tokio::time::timeout(timeout, run).await.unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+}
+
+async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut conn: S,
+    topics: Option<&[&str]>,
+) -> Result<Metadata, String> {
+    {
         let correlation_id = 1;
         let req = encode_request(correlation_id, &format!("ticklake-doctor/{}", env!("CARGO_PKG_VERSION")), topics);
         conn.write_all(&req).await.map_err(|e| format!("send: {e}"))?;
@@ -172,8 +199,7 @@ pub async fn fetch(addr: &str, topics: Option<&[&str]>, timeout: Duration) -> Re
         let mut body = vec![0u8; len as usize];
         conn.read_exact(&mut body).await.map_err(|e| format!("reading the answer: {e}"))?;
         decode_response(&body, correlation_id)
-    };
-    tokio::time::timeout(timeout, run).await.unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+    }
 }
 
 #[cfg(test)]

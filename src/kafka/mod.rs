@@ -9,6 +9,7 @@
 
 pub mod metadata;
 pub mod partitioner;
+pub mod security;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub struct KafkaConfig {
     /// Deadline for each operation, retries included.
     pub timeout: Duration,
     pub client_id: String,
+    /// TLS and SASL (`Debug` masks the password).
+    pub security: security::Security,
 }
 
 impl KafkaConfig {
@@ -51,7 +54,12 @@ impl KafkaConfig {
                 )));
             }
         }
-        Ok(KafkaConfig { brokers: list, timeout, client_id: format!("ticklake/{}", env!("CARGO_PKG_VERSION")) })
+        Ok(KafkaConfig {
+            brokers: list,
+            timeout,
+            client_id: format!("ticklake/{}", env!("CARGO_PKG_VERSION")),
+            security: security::Security::default(),
+        })
     }
 
     fn addr(&self) -> String {
@@ -67,8 +75,14 @@ pub enum Error {
         "cannot reach Kafka at {brokers}: {reason}.\n  Check that the broker is running and listening on that address, that --brokers / KAFKA_BROKERS is right, that a firewall or security group allows the port, and that the broker's advertised.listeners names an address this machine can reach (`ticklake doctor` checks each step)"
     )]
     Unreachable { brokers: String, timeout: Duration, reason: String },
-    #[error("Kafka at {brokers} refused our credentials: {reason}. Check the SASL user and password")]
+    #[error(
+        "Kafka at {brokers} refused our credentials: {reason}. Check --sasl-mechanism, --sasl-username and the password (KAFKA_SASL_PASSWORD or --sasl-password-file)"
+    )]
     AuthRefused { brokers: String, reason: String },
+    #[error(
+        "TLS with Kafka at {brokers} failed: {reason}. If the broker's certificate is signed by a private CA, pass it with --ca-file; check that the broker's address matches its certificate, and that the port is a TLS listener"
+    )]
+    Tls { brokers: String, reason: String },
     #[error(
         "topic '{topic}' does not exist on {brokers}. Create it with `ticklake topic create {topic} --partitions N`, or pass --partitions N to create it on the fly"
     )]
@@ -101,7 +115,7 @@ impl Error {
         match self {
             Error::Config(_) => crate::exit::USAGE,
             Error::Unreachable { .. } | Error::Timeout { .. } => crate::exit::UNREACHABLE,
-            Error::AuthRefused { .. } => crate::exit::AUTH,
+            Error::AuthRefused { .. } | Error::Tls { .. } => crate::exit::AUTH,
             Error::TopicMissing { .. } => crate::exit::TOPIC_MISSING,
             Error::TopicExists { .. } | Error::Request { .. } => crate::exit::FAILURE,
         }
@@ -144,6 +158,14 @@ fn is_auth_error(e: &RsError) -> bool {
         || text.contains("SASL")
 }
 
+/// A TLS handshake or certificate failure (rustls reports these as IO errors under the connection error).
+fn is_tls_error(e: &RsError) -> bool {
+    let text = root_cause(e).to_ascii_lowercase();
+    ["certificate", "handshake", "tls", "invalid peer", "unknownissuer", "received corrupt message"]
+        .iter()
+        .any(|w| text.contains(w))
+}
+
 impl Kafka {
     /// Connects and fetches metadata, within `cfg.timeout`.
     ///
@@ -157,12 +179,29 @@ impl Kafka {
             base: 2.0,
             deadline: Some(cfg.timeout),
         };
-        let build =
-            ClientBuilder::new(cfg.brokers.clone()).client_id(cfg.client_id.clone()).backoff_config(backoff).build();
+        let mut builder =
+            ClientBuilder::new(cfg.brokers.clone()).client_id(cfg.client_id.clone()).backoff_config(backoff);
+        if let Some(tls) = &cfg.security.tls {
+            builder = builder.tls_config(tls.clone());
+        }
+        if let Some(sasl) = cfg.security.sasl_config() {
+            builder = builder.sasl_config(sasl);
+        }
+        let build = builder.build();
         let unreachable = |reason: String| Error::Unreachable { brokers: cfg.addr(), timeout: cfg.timeout, reason };
         match tokio::time::timeout(cfg.timeout + Duration::from_millis(500), build).await {
             Err(_) => Err(unreachable(format!("no metadata answer within {:?}", cfg.timeout))),
             Ok(Err(e)) if is_auth_error(&e) => Err(Error::AuthRefused { brokers: cfg.addr(), reason: e.to_string() }),
+            Ok(Err(e)) if is_tls_error(&e) => Err(Error::Tls { brokers: cfg.addr(), reason: root_cause(&e) }),
+            Ok(Err(e))
+                if root_cause(&e).contains("early eof") && cfg.security.protocol == security::Protocol::Plaintext =>
+            {
+                Err(unreachable(format!(
+                    "the broker closed the connection without answering: it may want TLS or SASL (--security-protocol \
+                     ssl, sasl_plaintext or sasl_ssl): {}",
+                    root_cause(&e)
+                )))
+            }
             Ok(Err(e)) => Err(unreachable(root_cause(&e))),
             Ok(Ok(client)) => Ok(Kafka { client: Arc::new(client), cfg }),
         }
