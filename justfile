@@ -32,6 +32,16 @@ lint:
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
 
+# Fuzz each target for a bounded time with libFuzzer and AddressSanitizer; a crash, a leak or an allocation over
+# 512 MiB fails (the input is saved under proto-tests/fuzz/artifacts/). Only the stable toolchain exists here:
+# RUSTC_BOOTSTRAP=1 lets it take the -Zsanitizer flag cargo-fuzz passes.
+fuzz seconds="30":
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    for t in csv_row record_json; do \
+      RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir proto-tests/fuzz --target-dir "$HOME/.cache/ticklake/fuzz-target" "$t" -- \
+        -max_total_time={{seconds}} -malloc_limit_mb=512 -rss_limit_mb=2048 -max_len=65536; \
+    done
+
 # Start the test servers and leave them running (`just servers-down` stops them).
 servers-up:
     {{servers}} install

@@ -12,6 +12,8 @@ pub mod config;
 pub mod consume;
 pub mod doctor;
 pub mod exit;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inspect;
 pub mod kafka;
 pub mod lake;

@@ -18,6 +18,10 @@ use crate::schema::{InferOptions, Schema, infer_schema};
 /// Rows looked at to infer a schema.
 pub const INFER_SAMPLE_ROWS: usize = 1000;
 
+/// Largest CSV row accepted, in bytes: a file without line breaks, or with an unclosed quote, fails with its
+/// reason instead of growing one record without bound.
+pub const MAX_ROW_BYTES: usize = 1 << 20;
+
 /// Where the CSV comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
@@ -61,6 +65,8 @@ pub enum SourceError {
     Empty { path: String },
     #[error("{path}:{line}: cannot read CSV: {reason}")]
     Read { path: String, line: u64, reason: String },
+    #[error("{path}: cannot read: {reason}")]
+    Io { path: String, reason: String },
 }
 
 /// A reader that counts the bytes that went through it.
@@ -77,20 +83,81 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// Bounds the bytes of one CSV row. Outside quotes a line break ends a row; inside quotes it is part of the field
+/// (RFC 4180: `""` inside a quoted field toggles twice, so counting quotes keeps the state right).
+struct RowLimit<R> {
+    inner: R,
+    in_row: usize,
+    in_quotes: bool,
+    /// Rows ended so far (the header is row 1).
+    rows: u64,
+    max: usize,
+}
+
+impl<R: Read> Read for RowLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut start = 0;
+        // Jump between quotes and line breaks (memchr), not byte by byte: this is replay's hot path.
+        for i in memchr::memchr2_iter(b'"', b'\n', &buf[..n]) {
+            self.in_row += i - start;
+            start = i + 1;
+            if buf[i] == b'"' {
+                self.in_quotes = !self.in_quotes;
+                self.in_row += 1;
+            } else if self.in_quotes {
+                self.in_row += 1;
+            } else {
+                self.check()?;
+                self.rows += 1;
+                self.in_row = 0;
+            }
+            self.check()?;
+        }
+        self.in_row += n - start;
+        self.check()?;
+        Ok(n)
+    }
+}
+
+impl<R> RowLimit<R> {
+    fn new(inner: R) -> Self {
+        RowLimit { inner, in_row: 0, in_quotes: false, rows: 0, max: MAX_ROW_BYTES }
+    }
+
+    fn check(&self) -> io::Result<()> {
+        if self.in_row <= self.max {
+            return Ok(());
+        }
+        let why = if self.in_quotes {
+            "inside a quoted field: is a closing quote missing?"
+        } else {
+            "without a line break: is this a CSV file?"
+        };
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("line {} is over {} bytes, {why} Rows before it were read", self.rows + 1, self.max),
+        ))
+    }
+}
+
 /// Opens the input as a byte stream, decompressing `.gz`. `consumed` counts raw bytes read from the file.
 pub fn open(input: &Input, consumed: Arc<AtomicU64>) -> Result<Box<dyn Read + Send>, SourceError> {
     match input {
-        Input::Stdin => Ok(Box::new(Counting { inner: io::stdin(), count: consumed })),
+        Input::Stdin => Ok(Box::new(RowLimit::new(Counting { inner: io::stdin(), count: consumed }))),
         Input::File(path) => {
             let file =
                 File::open(path).map_err(|source| SourceError::Open { path: path.display().to_string(), source })?;
             let buffered = BufReader::with_capacity(256 * 1024, file);
             if Input::is_gzip(path) {
                 // Compressed bytes read: the best progress measure there is for a .gz.
-                Ok(Box::new(flate2::read::MultiGzDecoder::new(Counting { inner: buffered, count: consumed })))
+                Ok(Box::new(RowLimit::new(flate2::read::MultiGzDecoder::new(Counting {
+                    inner: buffered,
+                    count: consumed,
+                }))))
             } else {
                 // Plain files: progress follows the rows taken (`CsvSource::tracks_position`), not read-ahead.
-                Ok(Box::new(buffered))
+                Ok(Box::new(RowLimit::new(buffered)))
             }
         }
     }
@@ -157,6 +224,10 @@ impl CsvSource {
             Ok(false) => Ok(None),
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line());
+                if let csv::ErrorKind::Io(io) = e.kind() {
+                    // RowLimit's message names the line itself.
+                    return Err(SourceError::Io { path: self.name.clone(), reason: io.to_string() });
+                }
                 Err(SourceError::Read { path: self.name.clone(), line, reason: e.to_string() })
             }
         }
@@ -225,6 +296,47 @@ mod tests {
     use super::*;
     use crate::schema::ColumnType;
     use std::io::Write;
+
+    /// Reads everything through a RowLimit of `max` bytes, in small chunks (so rows span reads).
+    fn through_limit(text: &[u8], max: usize) -> Result<Vec<u8>, String> {
+        struct Chunks<'a>(&'a [u8]);
+        impl Read for Chunks<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(buf.len()).min(7);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut r = RowLimit { max, ..RowLimit::new(Chunks(text)) };
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    #[test]
+    fn rows_are_bounded_and_quoted_line_breaks_are_part_of_a_row() {
+        let ok = b"a,b\n\"x\ny\",2\n\"he said \"\"hi\"\"\",3\n";
+        assert_eq!(through_limit(ok, 20).unwrap(), ok.to_vec(), "every row within 20 bytes passes untouched");
+        let long = b"a,b\n1,2\n0123456789abcdefghijklmnop\n";
+        let e = through_limit(long, 20).unwrap_err();
+        assert!(e.contains("line 3 is over 20 bytes") && e.contains("without a line break"), "{e}");
+        let unclosed = b"a,b\n\"never closed,\n1\n2\n3\n4\n5\n6\n7\n";
+        let e = through_limit(unclosed, 16).unwrap_err();
+        assert!(e.contains("line 2") && e.contains("closing quote"), "{e}");
+    }
+
+    #[test]
+    fn an_over_long_line_is_a_bad_input_error_naming_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("Index,Date,Close\nHSI,2020-01-02,1\n");
+        text.push_str(&"x".repeat(MAX_ROW_BYTES + 10));
+        let path = write(dir.path(), "long.csv", &text);
+        let mut src = CsvSource::new(&Input::File(path), Arc::default()).unwrap();
+        assert!(src.next_row().unwrap().is_some());
+        let e = src.next_row().unwrap_err().to_string();
+        assert!(e.contains("long.csv") && e.contains("line 3 is over 1048576 bytes"), "{e}");
+    }
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);
