@@ -53,12 +53,13 @@ fn broker_restart_while_replay_and_sink_run_loses_nothing() {
         .spawn()
         .unwrap();
     let metrics = format!("127.0.0.1:{}", free_port());
-    let mut sink = tl()
-        .args(["sink", "--topic", &topic, "--to", to, "--max-age", "1s", "--kafka-timeout", "2s"])
-        .args(["--metrics-addr", &metrics])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut sink = KillOnDrop(
+        tl().args(["sink", "--topic", &topic, "--to", to, "--max-age", "1s", "--kafka-timeout", "2s"])
+            .args(["--metrics-addr", &metrics])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let records = |m: &str| scrape(m, "ticklake_sink_records_total");
     wait_for("the sink consuming", 20, || records(&metrics) > 200.0);
 
@@ -71,10 +72,10 @@ fn broker_restart_while_replay_and_sink_run_loses_nothing() {
     wait_for("the sink retrying and consuming after the restart", 30, || {
         scrape(&metrics, "ticklake_sink_fetch_retries_total") > 0.0 && records(&metrics) > before
     });
-    assert!(sink.try_wait().unwrap().is_none(), "the sink must not have stopped");
+    assert!(sink.0.try_wait().unwrap().is_none(), "the sink must not have stopped");
     // Then it dies mid-stream (SIGKILL), while replay still sends.
-    sink.kill().unwrap();
-    sink.wait().unwrap();
+    sink.0.kill().unwrap();
+    sink.0.wait().unwrap();
 
     let out = replay.wait_with_output().unwrap();
     let err = stderr(&out);

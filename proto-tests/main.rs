@@ -26,3 +26,5 @@ mod deploy;
 mod broker_restart;
 // security: TLS (private CA, mutual) through a rustls terminator, SASL SCRAM against the broker, no leaked secrets.
 mod security;
+// resource bounds: peak RSS under --max-buffer plus a fixed overhead, 10,000 hive partitions and a skewed stream.
+mod resources;

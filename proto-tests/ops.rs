@@ -142,13 +142,14 @@ fn metrics_are_scraped_while_replay_and_sink_run() {
     assert!(sent_mid < 4000.0, "scraped mid-way ({sent_mid} of 4000)");
 
     // The sink keeps running (no --exit-at-end); everything it reports must match the lake.
-    let mut sink = env
-        .ticklake()
-        .args(["--log-format", "json", "sink", "--topic", &topic, "--to", to.to_str().unwrap()])
-        .args(["--max-age", "1s", "--stats-every", "1s", "--metrics-addr", &sink_addr])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut sink = KillOnDrop(
+        env.ticklake()
+            .args(["--log-format", "json", "sink", "--topic", &topic, "--to", to.to_str().unwrap()])
+            .args(["--max-age", "1s", "--stats-every", "1s", "--metrics-addr", &sink_addr])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let text = scrape_until(&sink_addr, "4000 rows written, lag 0 on both partitions", |t| {
         sample(t, "ticklake_sink_rows_written_total") == Some(4000.0)
             && sample(t, "ticklake_sink_lag_records{partition=\"0\"}") == Some(0.0)
@@ -176,10 +177,10 @@ fn metrics_are_scraped_while_replay_and_sink_run() {
     assert_eq!(http_get(&sink_addr, "/healthz"), ("HTTP/1.1 200 OK".to_string(), "ok\n".to_string()));
     assert!(http_get(&sink_addr, "/nope").0.contains("404"));
 
-    assert!(Command::new("kill").args(["-TERM", &sink.id().to_string()]).status().unwrap().success());
+    assert!(Command::new("kill").args(["-TERM", &sink.0.id().to_string()]).status().unwrap().success());
     let mut err = String::new();
-    sink.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert_eq!(sink.wait().unwrap().code(), Some(143), "{err}");
+    sink.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(sink.0.wait().unwrap().code(), Some(143), "{err}");
     // --log-format json: every line on stderr is one JSON object, the stats and summary lines included.
     let lines: Vec<serde_json::Value> =
         err.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{err}"))).collect();

@@ -369,3 +369,15 @@ impl Drop for Broker {
         self.kill();
     }
 }
+
+/// A child process killed (SIGKILL) if the test ends without waiting for it, e.g. on a failed assertion.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}

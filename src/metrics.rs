@@ -53,6 +53,23 @@ pub static S3_RETRIES: AtomicU64 = AtomicU64::new(0);
 /// Sink fetches retried after a transient failure (a broker restart, a leader moving).
 pub static FETCH_RETRIES: AtomicU64 = AtomicU64::new(0);
 
+/// This process's peak resident set size in bytes (`VmHWM` in `/proc/self/status`); `None` off Linux.
+pub fn peak_rss_bytes() -> Option<u64> {
+    rss_field("VmHWM:")
+}
+
+/// This process's resident set size in bytes now (`VmRSS`).
+pub fn rss_bytes() -> Option<u64> {
+    rss_field("VmRSS:")
+}
+
+fn rss_field(name: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 =
+        status.lines().find_map(|l| l.strip_prefix(name))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// A Prometheus text-format document being written.
 #[derive(Default)]
 pub struct Text(String);
@@ -156,6 +173,12 @@ async fn answer(conn: &mut tokio::net::TcpStream, render: &Render, shutdown: &Sh
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rss_is_read_on_linux() {
+        let (now, peak) = (rss_bytes().unwrap(), peak_rss_bytes().unwrap());
+        assert!(now > 1 << 20 && peak >= now, "{now} {peak}");
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative() {

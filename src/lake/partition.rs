@@ -173,6 +173,45 @@ impl PartitionSpec {
         }
     }
 
+    /// Writes into `buf` a compact key of the row's partition: rows with equal keys have equal hive paths. No
+    /// formatting and, once `buf` has grown, no allocation: the sink computes it for every row and formats the
+    /// path only for a new key (formatting every row's path was a few percent of the sink's CPU).
+    pub fn write_key(&self, row: &Row, buf: &mut Vec<u8>) {
+        use chrono::{Datelike, Timelike};
+        buf.clear();
+        for f in &self.fields {
+            let v = &row[f.source];
+            let (tag, n): (u8, i64) = match f.transform {
+                Transform::Identity => match v {
+                    Value::Null => (0, 0),
+                    Value::Str(s) => {
+                        // 0xFF never occurs in UTF-8: it ends the string unambiguously.
+                        buf.push(1);
+                        buf.extend_from_slice(s.as_bytes());
+                        buf.push(0xFF);
+                        continue;
+                    }
+                    Value::Int(i) => (2, *i),
+                    Value::Bool(b) => (3, i64::from(*b)),
+                    Value::Date(d) => (4, i64::from(*d)),
+                    Value::Float(x) => (5, x.to_bits() as i64),
+                    Value::Timestamp(ms) => (6, *ms),
+                },
+                t => match v.as_epoch_millis().and_then(chrono::DateTime::from_timestamp_millis) {
+                    None => (0, 0),
+                    Some(dt) => match t {
+                        Transform::Year => (7, i64::from(dt.year())),
+                        Transform::Month => (8, i64::from(dt.year()) * 12 + i64::from(dt.month0())),
+                        Transform::Day => (9, i64::from(dt.num_days_from_ce())),
+                        _ => (10, i64::from(dt.num_days_from_ce()) * 24 + i64::from(dt.hour())),
+                    },
+                },
+            };
+            buf.push(tag);
+            buf.extend_from_slice(&n.to_le_bytes());
+        }
+    }
+
     /// `year=2020/symbol=^GSPC` (empty for an unpartitioned table).
     pub fn hive_path(&self, row: &Row) -> String {
         let mut out = String::new();
@@ -257,6 +296,33 @@ pub fn unescape_hive(path: &str) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// The key is a faithful stand-in for the path: equal keys ⇔ equal paths.
+        #[test]
+        fn equal_keys_iff_equal_paths(
+            a in (0i64..4_000_000_000_000i64, "[A-Z^.]{0,3}"),
+            b in (0i64..4_000_000_000_000i64, "[A-Z^.]{0,3}"),
+            near in 0i64..90_000_000,
+        ) {
+            let schema = Schema::ticks();
+            let b = if near % 2 == 0 { (a.0 + near, b.1) } else { b };
+            for spec in ["year(ts)", "month(ts)", "day(ts),symbol", "hour(ts)", "symbol"] {
+                let spec = PartitionSpec::parse(spec, &schema).unwrap();
+                let row = |(ts, sym): &(i64, String)| {
+                    let mut r = vec![Value::Null; schema.fields.len()];
+                    r[0] = Value::Timestamp(*ts);
+                    r[1] = if sym.is_empty() { Value::Null } else { Value::Str(sym.clone()) };
+                    r
+                };
+                let (ra, rb) = (row(&a), row(&b));
+                let (mut ka, mut kb) = (Vec::new(), Vec::new());
+                spec.write_key(&ra, &mut ka);
+                spec.write_key(&rb, &mut kb);
+                prop_assert_eq!(ka == kb, spec.hive_path(&ra) == spec.hive_path(&rb));
+            }
+        }
+    }
 
     fn row(sym: &str, day: i32) -> Row {
         let mut r = vec![Value::Str(sym.into()), Value::Date(day)];

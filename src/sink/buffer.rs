@@ -4,7 +4,7 @@
 //! partition (rows sorted by `--sort-by`, then offset; split at `--max-rows`) plus the rejects. Its content
 //! depends only on the records in `first..=last`, so redoing a cut after a crash yields the same files.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::time::Instant;
 
 use super::decode::Reject;
@@ -20,7 +20,11 @@ pub struct PartitionBuffer {
     pub first: i64,
     /// Last offset taken (row or reject); `first - 1` when empty.
     pub last: i64,
-    pub by_path: BTreeMap<String, Vec<LakeRow>>,
+    /// Rows per hive partition: (path, rows), in order of first appearance.
+    groups: Vec<(String, Vec<LakeRow>)>,
+    /// Partition key (`PartitionSpec::write_key`) → index in `groups`.
+    index: HashMap<Vec<u8>, usize>,
+    key: Vec<u8>,
     pub rejects: Vec<Reject>,
     pub rows: usize,
     /// Approximate in-memory bytes (for the flush thresholds and the shared budget).
@@ -51,7 +55,9 @@ impl PartitionBuffer {
             partition,
             first,
             last: first - 1,
-            by_path: BTreeMap::new(),
+            groups: Vec::new(),
+            index: HashMap::new(),
+            key: Vec::new(),
             rejects: vec![],
             rows: 0,
             bytes: 0,
@@ -73,7 +79,16 @@ impl PartitionBuffer {
         self.touch(row.kafka_offset);
         self.rows += 1;
         self.bytes += row.approx_bytes();
-        self.by_path.entry(spec.hive_path(&row.values)).or_default().push(row);
+        spec.write_key(&row.values, &mut self.key);
+        match self.index.get(&self.key[..]) {
+            Some(&g) => self.groups[g].1.push(row),
+            None => {
+                let path = spec.hive_path(&row.values);
+                self.bytes += path.len() + self.key.len() + 64;
+                self.index.insert(self.key.clone(), self.groups.len());
+                self.groups.push((path, vec![row]));
+            }
+        }
     }
 
     pub fn push_reject(&mut self, r: Reject) {
@@ -93,10 +108,12 @@ impl PartitionBuffer {
     /// Takes everything buffered as a cut; `sort` gives the schema column indices to order rows by.
     pub fn cut(&mut self, topic: &str, sort: &[usize], max_rows_per_file: usize) -> Cut {
         let next_first = self.last + 1;
-        let by_path = std::mem::take(&mut self.by_path);
+        let mut groups = std::mem::take(&mut self.groups);
+        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut files = Vec::new();
-        for (path, mut rows) in by_path {
-            rows.sort_by(|a, b| {
+        for (path, mut rows) in groups {
+            // Offsets are unique, so the order is total and an unstable sort (no merge buffer) is deterministic.
+            rows.sort_unstable_by(|a, b| {
                 for &i in sort {
                     let o = cmp_values(&a.values[i], &b.values[i]);
                     if o != std::cmp::Ordering::Equal {

@@ -350,7 +350,10 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
     }
     let total = started.elapsed();
     let records = stats.records.load(Ordering::Relaxed);
-    let summary = stats.line(total, 0, total).replacen("sink:", "sink done:", 1);
+    let mut summary = stats.line(total, 0, total).replacen("sink:", "sink done:", 1);
+    if let Some(peak) = crate::metrics::peak_rss_bytes() {
+        summary.push_str(&format!(", peak RSS {} MiB", peak >> 20));
+    }
     tracing::debug!(records, "sink finished");
     Ok(SinkReport { summary, stopped: shutdown.reason() })
 }

@@ -9,7 +9,7 @@ use crate::kafka::Error;
 use crate::lake::state::{Checkpoint, PendingCut, checkpoint_key};
 
 /// Bytes asked for per fetch (compressed; zstd batches of JSON decompress to about 6x this in memory).
-const FETCH_MAX_BYTES: i32 = 2 * 1024 * 1024;
+const FETCH_MAX_BYTES: i32 = 1024 * 1024;
 /// How long a fetch waits for new data (and so how often quiet partitions check `--max-age`).
 const FETCH_WAIT_MS: i32 = 500;
 /// Longest wait between two fetch attempts after a failure.
@@ -51,7 +51,7 @@ pub(crate) async fn run_partition(ctx: Arc<Ctx>, p: i32) -> Result<(), SinkError
         cp.next_offset = offsets.earliest;
         ctx.committer.save_checkpoint(&cp).await?;
     }
-    let mut redo = cp.pending;
+    let redo = cp.pending;
     if let Some(r) = redo {
         tracing::info!(partition = p, first = r.first, last = r.last, "redoing a cut interrupted by a crash");
         cp.next_offset = r.first;
@@ -60,10 +60,43 @@ pub(crate) async fn run_partition(ctx: Arc<Ctx>, p: i32) -> Result<(), SinkError
         m.insert(p, cp.next_offset);
     }
     let end = offsets.high_watermark;
-    let mut next = cp.next_offset;
-    let mut buf = PartitionBuffer::new(p, next);
-    let what = format!("fetch from {topic}/{p}");
+    let buf = PartitionBuffer::new(p, cp.next_offset);
+    let mut state = State { cp, inflight: None, buf };
+    let consumed = consume(&ctx, p, &pc, end, redo, &mut state).await;
+    // Whatever happened, the commit under way finishes (or fails) before this returns: nothing of this partition is
+    // still being written when the sink exits.
+    let joined = finish_inflight(&mut state).await;
+    let redo_left = consumed?;
+    joined?;
+    // The end or a stop: store what is buffered. An unfinished redo stays recorded; the next run completes it.
+    if !redo_left && !state.buf.is_empty() {
+        commit(&ctx, &mut state).await?;
+        finish_inflight(&mut state).await?;
+    }
+    tracing::debug!(partition = p, next_offset = state.cp.next_offset, "partition done");
+    Ok(())
+}
 
+/// A partition's checkpoint, its buffer, and the one commit that may run while the next cut fills.
+struct State {
+    cp: Checkpoint,
+    inflight: Option<tokio::task::JoinHandle<Result<Checkpoint, SinkError>>>,
+    buf: PartitionBuffer,
+}
+
+/// Fetch → decode → buffer, cutting when a limit is reached, until the end or a stop. Returns whether an
+/// interrupted cut (redo) is still unfinished.
+async fn consume(
+    ctx: &Arc<Ctx>,
+    p: i32,
+    pc: &rskafka::client::partition::PartitionClient,
+    end: i64,
+    mut redo: Option<PendingCut>,
+    st: &mut State,
+) -> Result<bool, SinkError> {
+    let topic = &ctx.cfg.topic;
+    let what = format!("fetch from {topic}/{p}");
+    let mut next = st.cp.next_offset;
     loop {
         if ctx.cfg.exit_at_end && next >= end && redo.is_none() {
             break;
@@ -78,7 +111,7 @@ pub(crate) async fn run_partition(ctx: Arc<Ctx>, p: i32) -> Result<(), SinkError
                 if attempt > 0 {
                     crate::metrics::FETCH_RETRIES.fetch_add(1, Ordering::Relaxed);
                 }
-                ctx.kafka.deadline("fetch", &topic, p, pc.fetch_records(next, 1..FETCH_MAX_BYTES, FETCH_WAIT_MS))
+                ctx.kafka.deadline("fetch", topic, p, pc.fetch_records(next, 1..FETCH_MAX_BYTES, FETCH_WAIT_MS))
             });
         let (records, hw) = tokio::select! {
             r = fetch => r?,
@@ -92,46 +125,41 @@ pub(crate) async fn run_partition(ctx: Arc<Ctx>, p: i32) -> Result<(), SinkError
                 && rec.offset > r.last
             {
                 // The interrupted cut ended at r.last: redo exactly it, then go on.
-                buf.cover_to(r.last);
-                commit(&ctx, &mut cp, &mut buf).await?;
+                st.buf.cover_to(r.last);
+                commit(ctx, st).await?;
                 redo = None;
             }
             ctx.stats.records.fetch_add(1, Ordering::Relaxed);
-            let before = buf.bytes;
+            let before = st.buf.bytes;
             match ctx.decoder.decode(p, &rec) {
-                Ok(row) => buf.push_row(&ctx.spec, row),
+                Ok(row) => st.buf.push_row(&ctx.spec, row),
                 Err(reject) => {
                     tracing::debug!(partition = p, offset = rec.offset, reason = %reject.reason, "rejected");
-                    buf.push_reject(reject)
+                    st.buf.push_reject(reject)
                 }
             }
-            ctx.buffered.fetch_add(buf.bytes - before, Ordering::Relaxed);
+            ctx.buffered.fetch_add(st.buf.bytes - before, Ordering::Relaxed);
             next = rec.offset + 1;
             if let Some(r) = redo
                 && rec.offset == r.last
             {
-                commit(&ctx, &mut cp, &mut buf).await?;
+                commit(ctx, st).await?;
                 redo = None;
             }
             // Per record, not per fetch: one fetch can hold far more rows than --max-rows.
-            if redo.is_none() && should_flush(&ctx, &buf) {
-                commit(&ctx, &mut cp, &mut buf).await?;
+            if redo.is_none() {
+                flush_if_due(ctx, st).await?;
             }
         }
         if let Ok(mut lag) = ctx.stats.lag.lock() {
             lag.insert(p, (hw - next).max(0));
         }
         // A quiet partition still cuts at --max-age.
-        if redo.is_none() && should_flush(&ctx, &buf) {
-            commit(&ctx, &mut cp, &mut buf).await?;
+        if redo.is_none() {
+            flush_if_due(ctx, st).await?;
         }
     }
-    // The end or a stop: store what is buffered. An unfinished redo stays recorded; the next run completes it.
-    if redo.is_none() && !buf.is_empty() {
-        commit(&ctx, &mut cp, &mut buf).await?;
-    }
-    tracing::debug!(partition = p, next_offset = cp.next_offset, "partition done");
-    Ok(())
+    Ok(redo.is_some())
 }
 
 fn should_flush(ctx: &Ctx, buf: &PartitionBuffer) -> bool {
@@ -145,32 +173,65 @@ fn should_flush(ctx: &Ctx, buf: &PartitionBuffer) -> bool {
         || ctx.buffered.load(Ordering::Relaxed) > ctx.cfg.max_buffer
 }
 
-async fn commit(ctx: &Ctx, cp: &mut Checkpoint, buf: &mut PartitionBuffer) -> Result<(), SinkError> {
-    let bytes = buf.bytes;
-    let cut = buf.cut(&ctx.cfg.topic, &ctx.sort, ctx.cfg.max_rows);
+/// Cuts when a limit is reached. With a commit under way it first waits for it: that frees its share of the
+/// memory budget, which may be all the budget needed (cutting right away would make a tiny file).
+async fn flush_if_due(ctx: &Arc<Ctx>, st: &mut State) -> Result<(), SinkError> {
+    if !should_flush(ctx, &st.buf) {
+        return Ok(());
+    }
+    if st.inflight.is_some() {
+        finish_inflight(st).await?;
+        if !should_flush(ctx, &st.buf) {
+            return Ok(());
+        }
+    }
+    commit(ctx, st).await
+}
+
+/// Waits for the commit under way, if any, and takes its advanced checkpoint.
+async fn finish_inflight(st: &mut State) -> Result<(), SinkError> {
+    if let Some(h) = st.inflight.take() {
+        st.cp = h.await.map_err(|e| SinkError::Config(format!("commit task failed: {e}")))??;
+    }
+    Ok(())
+}
+
+/// Cuts the buffer and commits it in the background, so that fetching and decoding the next cut overlaps with
+/// encoding and uploading this one. One commit per partition at a time (the checkpoint holds one intent, and
+/// checkpoints only move forward): a second cut first waits for the first, which is also the back pressure.
+async fn commit(ctx: &Arc<Ctx>, st: &mut State) -> Result<(), SinkError> {
+    finish_inflight(st).await?;
+    let bytes = st.buf.bytes;
+    let cut = st.buf.cut(&ctx.cfg.topic, &ctx.sort, ctx.cfg.max_rows);
     let newest = ctx.event_time.map_or(i64::MIN, |i| {
         let rows = cut.files.iter().flat_map(|f| f.rows.iter());
         rows.filter_map(|r| r.values.get(i).and_then(|v| v.as_epoch_millis())).max().unwrap_or(i64::MIN)
     });
-    let t = std::time::Instant::now();
-    let done = ctx.committer.commit(cp, cut, bytes).await;
-    ctx.buffered.fetch_sub(bytes, Ordering::Relaxed);
-    let done = done?;
-    if done.buffered > 0 && done.bytes > 0 {
-        let ppm = (done.bytes.saturating_mul(1_000_000) / done.buffered as u64).clamp(1_000, 1_000_000);
-        ctx.ratio_ppm.store(ppm, Ordering::Relaxed);
-    }
-    ctx.stats.rows.fetch_add(done.rows as u64, Ordering::Relaxed);
-    ctx.stats.rejects.fetch_add(done.rejects as u64, Ordering::Relaxed);
-    ctx.stats.files.fetch_add(done.files as u64, Ordering::Relaxed);
-    ctx.stats.bytes.fetch_add(done.bytes, Ordering::Relaxed);
-    ctx.stats.newest_event_ms.fetch_max(newest, Ordering::Relaxed);
-    if let Ok(mut m) = ctx.stats.checkpoint.lock() {
-        m.insert(cp.partition, cp.next_offset);
-    }
-    tracing::debug!(
-        partition = cp.partition, next_offset = cp.next_offset, files = done.files, rows = done.rows,
-        took = ?t.elapsed(), "cut committed"
-    );
+    let (ctx, mut cp) = (ctx.clone(), st.cp.clone());
+    st.inflight = Some(tokio::spawn(async move {
+        let t = std::time::Instant::now();
+        let done = ctx.committer.commit(&mut cp, cut, bytes).await;
+        // The cut's rows are freed by now (moved into the encode tasks): release their share of the budget.
+        ctx.buffered.fetch_sub(bytes, Ordering::Relaxed);
+        let done = done?;
+        if done.buffered > 0 && done.bytes > 0 {
+            let ppm = (done.bytes.saturating_mul(1_000_000) / done.buffered as u64).clamp(1_000, 1_000_000);
+            ctx.ratio_ppm.store(ppm, Ordering::Relaxed);
+        }
+        ctx.stats.rows.fetch_add(done.rows as u64, Ordering::Relaxed);
+        ctx.stats.rejects.fetch_add(done.rejects as u64, Ordering::Relaxed);
+        ctx.stats.files.fetch_add(done.files as u64, Ordering::Relaxed);
+        ctx.stats.bytes.fetch_add(done.bytes, Ordering::Relaxed);
+        ctx.stats.newest_event_ms.fetch_max(newest, Ordering::Relaxed);
+        // The gauge moves when the checkpoint is stored, not when the worker next looks at this task.
+        if let Ok(mut m) = ctx.stats.checkpoint.lock() {
+            m.insert(cp.partition, cp.next_offset);
+        }
+        tracing::debug!(
+            partition = cp.partition, next_offset = cp.next_offset, files = done.files, rows = done.rows,
+            took = ?t.elapsed(), "cut committed"
+        );
+        Ok(cp)
+    }));
     Ok(())
 }
