@@ -28,3 +28,5 @@ mod broker_restart;
 mod security;
 // resource bounds: peak RSS under --max-buffer plus a fixed overhead, 10,000 hive partitions and a skewed stream.
 mod resources;
+// Kafka faults: a proxy corrupting fetched batches; the sink stops naming partition and offset, then resumes.
+mod kafka_faults;

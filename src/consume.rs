@@ -100,9 +100,8 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ConsumeConfig, shutdown: Shutdown)
                 continue;
             }
             all_done = false;
-            let fetch = c.client.fetch_records(c.next, 1..FETCH_MAX_BYTES, wait_ms);
             let (records, _hw) = tokio::select! {
-                r = kafka.deadline("fetch", &cfg.topic, c.client.partition(), fetch) => r?,
+                r = kafka.fetch(&c.client, c.next, FETCH_MAX_BYTES, wait_ms) => r?,
                 _ = shutdown.wait() => break,
             };
             for rec in records {

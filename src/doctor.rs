@@ -268,8 +268,7 @@ async fn write_test(cfg: &KafkaConfig, r: &mut Report) {
             let offsets = kafka
                 .deadline("produce", &topic, 0, pc.produce(vec![rec], crate::kafka::Compression::NoCompression))
                 .await?;
-            let (records, _) =
-                kafka.deadline("fetch", &topic, 0, pc.fetch_records(offsets[0], 1..1_000_000, 100)).await?;
+            let (records, _) = kafka.fetch(&pc, offsets[0], 1_000_000, 100).await?;
             Ok(records.iter().any(|r| r.record.value.as_deref() == Some(&payload[..])))
         }
         .await;

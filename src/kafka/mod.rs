@@ -93,6 +93,16 @@ pub enum Error {
         "{op} on {topic}/{partition} did not finish within {timeout:?} (broker {brokers}); the broker may be overloaded or unreachable, or advertise an address this machine cannot reach (`ticklake doctor` shows it)"
     )]
     Timeout { op: &'static str, topic: String, partition: i32, timeout: Duration, brokers: String },
+    #[error(
+        "fetching {topic}/{partition} at offset {offset} failed: {source}. (A CRC or decoding error means the broker returned a corrupt batch: check its logs and disks. A consumer restarted here reads from this offset again.)"
+    )]
+    Fetch {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        #[source]
+        source: Box<RsError>,
+    },
     #[error("{op} on {topic}/{partition} failed: {source}")]
     Request {
         op: &'static str,
@@ -107,7 +117,7 @@ impl Error {
     /// Worth retrying: the broker was unreachable, slow, or failed a request (a broker restart, a leader moving).
     /// Refused credentials, a missing topic and bad configuration are not.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Unreachable { .. } | Error::Timeout { .. } | Error::Request { .. })
+        matches!(self, Error::Unreachable { .. } | Error::Timeout { .. } | Error::Request { .. } | Error::Fetch { .. })
     }
 
     /// Process exit code for this error (see `crate::exit`).
@@ -117,7 +127,7 @@ impl Error {
             Error::Unreachable { .. } | Error::Timeout { .. } => crate::exit::UNREACHABLE,
             Error::AuthRefused { .. } | Error::Tls { .. } => crate::exit::AUTH,
             Error::TopicMissing { .. } => crate::exit::TOPIC_MISSING,
-            Error::TopicExists { .. } | Error::Request { .. } => crate::exit::FAILURE,
+            Error::TopicExists { .. } | Error::Request { .. } | Error::Fetch { .. } => crate::exit::FAILURE,
         }
     }
 }
@@ -306,8 +316,26 @@ impl Kafka {
     pub async fn offsets(&self, pc: &PartitionClient) -> Result<PartitionOffsets> {
         let (topic, p) = (pc.topic(), pc.partition());
         let earliest = self.deadline("list offsets", topic, p, pc.get_offset(OffsetAt::Earliest)).await?;
-        let (_, high_watermark) = self.deadline("fetch", topic, p, pc.fetch_records(earliest, 1..1024, 10)).await?;
+        let (_, high_watermark) = self.fetch(pc, earliest, 1024, 10).await?;
         Ok(PartitionOffsets { earliest, high_watermark })
+    }
+
+    /// Records from `offset` on (at most about `max_bytes`), and the high watermark, under the deadline. A failure
+    /// names the partition and the offset: a corrupt batch (CRC) is an error there, never a crash.
+    pub async fn fetch(
+        &self,
+        pc: &PartitionClient,
+        offset: i64,
+        max_bytes: i32,
+        max_wait_ms: i32,
+    ) -> Result<(Vec<RecordAndOffset>, i64)> {
+        let (topic, p) = (pc.topic(), pc.partition());
+        match self.deadline("fetch", topic, p, pc.fetch_records(offset, 1..max_bytes, max_wait_ms)).await {
+            Err(Error::Request { source, .. }) => {
+                Err(Error::Fetch { topic: topic.to_string(), partition: p, offset, source })
+            }
+            other => other,
+        }
     }
 }
 

@@ -411,8 +411,7 @@ async fn sample_records(
             if o.high_watermark <= o.earliest {
                 continue;
             }
-            let (records, _) =
-                kafka.deadline("fetch", &cfg.topic, p, pc.fetch_records(o.earliest, 1..4_000_000, 100)).await?;
+            let (records, _) = kafka.fetch(&pc, o.earliest, 4_000_000, 100).await?;
             let objects: Vec<_> = records
                 .iter()
                 .filter_map(|r| serde_json::from_slice::<serde_json::Value>(r.record.value.as_deref()?).ok())

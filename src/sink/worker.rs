@@ -111,7 +111,7 @@ async fn consume(
                 if attempt > 0 {
                     crate::metrics::FETCH_RETRIES.fetch_add(1, Ordering::Relaxed);
                 }
-                ctx.kafka.deadline("fetch", topic, p, pc.fetch_records(next, 1..FETCH_MAX_BYTES, FETCH_WAIT_MS))
+                ctx.kafka.fetch(pc, next, FETCH_MAX_BYTES, FETCH_WAIT_MS)
             });
         let (records, hw) = tokio::select! {
             r = fetch => r?,
