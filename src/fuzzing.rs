@@ -72,6 +72,8 @@ mod tests {
         b"a,b\n\"unclosed\n",
         b"HSI,2020-02-30,NaN,inf,1,1,1,1,1\n",
         b"\xff\xfe,2020-01-02,1,1,1,1,1,1,1\n",
+        // Found by `just fuzz`: a timestamp in the year 19574.
+        b"555555555555554,\t\x001,,\n",
     ];
     const JSON_SEEDS: &[&[u8]] = &[
         br#"{"symbol":"HSI","trade_date":"2020-01-02","close":1.5}"#,

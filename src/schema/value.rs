@@ -107,11 +107,33 @@ pub fn parse_date(text: &str) -> Result<i32, CellError> {
         NaiveDate::parse_from_str(text, "%Y/%m/%d").ok()
     };
     use chrono::Datelike;
-    date.map(|d| d.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE).ok_or_else(|| bad(text, "a date (YYYY-MM-DD)"))
+    date.filter(|d| (0..=9999).contains(&d.year()))
+        .map(|d| d.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE)
+        .ok_or_else(|| bad(text, "a date (YYYY-MM-DD) within the years 0000-9999"))
 }
 
-/// ISO-8601 / RFC 3339 (with or without offset; no offset means UTC, with `T` or a space) or epoch milliseconds.
+/// Earliest and latest epoch milliseconds accepted: years 0000 to 9999, what ISO-8601 writes with four digits and
+/// what Athena and Parquet readers expect. Outside it, replay would send `+19574-...`, which nothing reads back
+/// (found by `just fuzz`).
+pub const TIMESTAMP_RANGE: std::ops::RangeInclusive<i64> = -62_167_219_200_000..=253_402_300_799_999;
+
+/// Checks an epoch-milliseconds timestamp against `TIMESTAMP_RANGE`.
+pub fn timestamp_in_range(ms: i64) -> Result<i64, String> {
+    if TIMESTAMP_RANGE.contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(format!("timestamp {ms} ms is outside the years 0000-9999"))
+    }
+}
+
+/// ISO-8601 / RFC 3339 (with or without offset; no offset means UTC, with `T` or a space) or epoch milliseconds,
+/// within the years 0000-9999.
 pub fn parse_timestamp(text: &str) -> Result<i64, CellError> {
+    let ms = parse_timestamp_any(text)?;
+    timestamp_in_range(ms).map_err(|_| bad(text, "a timestamp within the years 0000-9999"))
+}
+
+fn parse_timestamp_any(text: &str) -> Result<i64, CellError> {
     if !text.is_empty() && text.bytes().all(|c| c.is_ascii_digit()) {
         return text.parse::<i64>().map_err(|_| bad(text, "epoch milliseconds"));
     }
@@ -168,6 +190,15 @@ pub fn format_timestamp(ms: i64) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn dates_and_timestamps_stay_within_four_digit_years() {
+        // Found by `just fuzz`: epoch milliseconds in the year 19574 were sent as "+19574-..." and not read back.
+        assert!(parse_cell("555555555555554", ColumnType::Timestamp).unwrap_err().reason.contains("0000-9999"));
+        assert_eq!(parse_cell("253402300799999", ColumnType::Timestamp), Ok(Value::Timestamp(253_402_300_799_999)));
+        assert!(parse_cell("19574/01/02", ColumnType::Date).is_err());
+        assert!(timestamp_in_range(i64::MAX).is_err());
+    }
 
     #[test]
     fn volumes_written_as_floats_are_bigints() {

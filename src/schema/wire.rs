@@ -261,7 +261,9 @@ impl<'de> serde::de::Visitor<'de> for CellSeed {
         match self.0 {
             ColumnType::Bigint => Ok(Value::Int(v)),
             ColumnType::Double => Ok(Value::Float(v as f64)),
-            ColumnType::Timestamp => Ok(Value::Timestamp(v)),
+            ColumnType::Timestamp => {
+                crate::schema::value::timestamp_in_range(v).map(Value::Timestamp).map_err(E::custom)
+            }
             ColumnType::String => Ok(Value::Str(v.to_string())),
             _ => Err(E::custom("type")),
         }
@@ -305,7 +307,9 @@ fn json_to_value(v: &Json, ty: ColumnType) -> Result<Value, String> {
         (ColumnType::Boolean, Json::Bool(b)) => Value::Bool(*b),
         (ColumnType::Date, Json::String(s)) => Value::Date(parse_date(s).map_err(|e| e.reason)?),
         (ColumnType::Timestamp, Json::String(s)) => Value::Timestamp(parse_timestamp(s).map_err(|e| e.reason)?),
-        (ColumnType::Timestamp, Json::Number(n)) => Value::Timestamp(n.as_i64().ok_or_else(wrong)?),
+        (ColumnType::Timestamp, Json::Number(n)) => {
+            Value::Timestamp(crate::schema::value::timestamp_in_range(n.as_i64().ok_or_else(wrong)?)?)
+        }
         _ => return Err(wrong()),
     })
 }
