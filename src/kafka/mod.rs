@@ -199,7 +199,12 @@ impl Kafka {
         }
         let build = builder.build();
         let unreachable = |reason: String| Error::Unreachable { brokers: cfg.addr(), timeout: cfg.timeout, reason };
-        match tokio::time::timeout(cfg.timeout + Duration::from_millis(500), build).await {
+        // rskafka's own deadline (above) ends its retries with the real reason (a refused SASL proof, say); this
+        // outer one only catches a connection that hangs. Its slack must outlast one last attempt in flight (a SCRAM
+        // handshake on a loaded machine took longer than the 0.5 s once used here, turning "credentials refused"
+        // into "no answer").
+        let slack = (cfg.timeout / 2).max(Duration::from_secs(2));
+        match tokio::time::timeout(cfg.timeout + slack, build).await {
             Err(_) => Err(unreachable(format!("no metadata answer within {:?}", cfg.timeout))),
             Ok(Err(e)) if is_auth_error(&e) => Err(Error::AuthRefused { brokers: cfg.addr(), reason: e.to_string() }),
             Ok(Err(e)) if is_tls_error(&e) => Err(Error::Tls { brokers: cfg.addr(), reason: root_cause(&e) }),
