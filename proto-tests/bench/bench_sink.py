@@ -33,7 +33,12 @@ PARTITIONS = 3
 
 
 def timed(cmd, env):
-    """Runs cmd; returns (seconds, peak RSS in MiB, stdout)."""
+    """Runs cmd; returns (seconds, peak RSS in MiB, stdout).
+
+    The peak RSS is the one the sink reports itself (VmHWM of its own address space). A child's ru_maxrss from
+    wait4 is not usable here: Linux carries the parent's high-water mark over the fork into the child's rusage, so
+    once this script holds the Python peer's data (about 800 MiB), every later child "peaks" at 800 MiB.
+    """
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out = p.stdout.read()
@@ -42,7 +47,8 @@ def timed(cmd, env):
     secs = time.perf_counter() - t0
     if status != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({status}):\n{err.decode()[-2000:]}")
-    return secs, usage.ru_maxrss / 1024, out.decode()
+    peak = [l.rsplit("peak RSS ", 1)[1].split()[0] for l in err.decode().splitlines() if "peak RSS " in l]
+    return secs, (float(peak[-1]) if peak else usage.ru_maxrss / 1024), out.decode()
 
 
 def python_peer(brokers, topic, total, s3, bucket):
