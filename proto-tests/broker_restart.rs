@@ -3,7 +3,6 @@
 //! from its checkpoint; the lake then holds every offset exactly once and every acknowledged row.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -12,13 +11,7 @@ use crate::support::*;
 
 /// A sample from a Prometheus scrape, or 0 when the endpoint is not answering.
 fn scrape(addr: &str, name: &str) -> f64 {
-    let Ok(mut c) = std::net::TcpStream::connect(addr) else { return 0.0 };
-    use std::io::Write;
-    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(c, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-    let mut text = String::new();
-    let _ = c.read_to_string(&mut text);
-    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
+    http_get(addr, "/metrics").ok().and_then(|(_, text)| metric(&text, name)).unwrap_or(0.0)
 }
 
 fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {

@@ -1,7 +1,7 @@
 //! Operations: `doctor` against a broker that advertises a wrong address, `/metrics` scraped while replay and
 //! sink run, JSON logs.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -84,27 +84,11 @@ fn doctor_passes_everything_on_a_healthy_setup() {
     assert!(out.contains("aws s3 mb"), "{out}");
 }
 
-/// `GET path` on a local HTTP server; (status line, body).
-fn http_get(addr: &str, path: &str) -> (String, String) {
-    let mut c = std::net::TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(c, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut text = String::new();
-    c.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_string(), body.to_string())
-}
-
-/// The value of an unlabelled or labelled sample, e.g. `ticklake_sink_lag_records{partition="0"}`.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
 /// Scrapes until `done` holds for the text, or fails after 30 s showing the last scrape.
 fn scrape_until(addr: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let text = std::net::TcpStream::connect(addr).map(|_| http_get(addr, "/metrics").1).unwrap_or_default();
+        let text = http_get(addr, "/metrics").map(|r| r.1).unwrap_or_default();
         if done(&text) {
             return text;
         }
@@ -131,11 +115,11 @@ fn metrics_are_scraped_while_replay_and_sink_run() {
         .spawn()
         .unwrap();
     let mid = scrape_until(&replay_addr, "replay rows acknowledged", |t| {
-        sample(t, "ticklake_replay_rows_sent_total").is_some_and(|n| n > 0.0)
+        metric(t, "ticklake_replay_rows_sent_total").is_some_and(|n| n > 0.0)
     });
     assert!(mid.contains("# TYPE ticklake_replay_rows_read_total counter"), "{mid}");
-    assert_eq!(http_get(&replay_addr, "/healthz").0, "HTTP/1.1 200 OK");
-    let sent_mid = sample(&mid, "ticklake_replay_rows_sent_total").unwrap();
+    assert_eq!(http_get(&replay_addr, "/healthz").unwrap().0, "HTTP/1.1 200 OK");
+    let sent_mid = metric(&mid, "ticklake_replay_rows_sent_total").unwrap();
     let out = replay.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(summary_count(&stderr(&out), "sent"), 4000);
@@ -151,31 +135,31 @@ fn metrics_are_scraped_while_replay_and_sink_run() {
             .unwrap(),
     );
     let text = scrape_until(&sink_addr, "4000 rows written, lag 0 on both partitions", |t| {
-        sample(t, "ticklake_sink_rows_written_total") == Some(4000.0)
-            && sample(t, "ticklake_sink_lag_records{partition=\"0\"}") == Some(0.0)
-            && sample(t, "ticklake_sink_lag_records{partition=\"1\"}") == Some(0.0)
+        metric(t, "ticklake_sink_rows_written_total") == Some(4000.0)
+            && metric(t, "ticklake_sink_lag_records{partition=\"0\"}") == Some(0.0)
+            && metric(t, "ticklake_sink_lag_records{partition=\"1\"}") == Some(0.0)
     });
     let cp: f64 =
-        (0..2).map(|p| sample(&text, &format!("ticklake_sink_checkpoint_offset{{partition=\"{p}\"}}")).unwrap()).sum();
+        (0..2).map(|p| metric(&text, &format!("ticklake_sink_checkpoint_offset{{partition=\"{p}\"}}")).unwrap()).sum();
     assert_eq!(cp, 4000.0, "checkpoints cover every record:\n{text}");
-    let files = sample(&text, "ticklake_sink_files_written_total").unwrap();
+    let files = metric(&text, "ticklake_sink_files_written_total").unwrap();
     let lake = env.read_lake(LakeAt::Local(&to));
     let distinct_files: std::collections::BTreeSet<&String> = lake.rows.iter().map(|(f, _, _)| f).collect();
     assert_eq!(files as usize, distinct_files.len(), "{text}");
-    assert_eq!(sample(&text, "ticklake_sink_upload_seconds_count"), Some(files), "one upload timing per file");
-    assert_eq!(sample(&text, "ticklake_sink_buffered_bytes"), Some(0.0), "{text}");
+    assert_eq!(metric(&text, "ticklake_sink_upload_seconds_count"), Some(files), "one upload timing per file");
+    assert_eq!(metric(&text, "ticklake_sink_buffered_bytes"), Some(0.0), "{text}");
     // Newest event time = the CSV's latest date, midnight UTC.
     let latest = csv_rows(&csv).iter().map(|r| r["Date"].clone()).max().unwrap();
     let midnight = chrono::NaiveDate::parse_from_str(&latest, "%Y-%m-%d").unwrap().and_hms_opt(0, 0, 0).unwrap();
     assert_eq!(
-        sample(&text, "ticklake_sink_newest_event_time_seconds"),
+        metric(&text, "ticklake_sink_newest_event_time_seconds"),
         Some(midnight.and_utc().timestamp() as f64),
         "{text}"
     );
-    let freshness = sample(&text, "ticklake_sink_freshness_seconds").unwrap();
+    let freshness = metric(&text, "ticklake_sink_freshness_seconds").unwrap();
     assert!(freshness > 0.0, "{text}");
-    assert_eq!(http_get(&sink_addr, "/healthz"), ("HTTP/1.1 200 OK".to_string(), "ok\n".to_string()));
-    assert!(http_get(&sink_addr, "/nope").0.contains("404"));
+    assert_eq!(http_get(&sink_addr, "/healthz").unwrap(), ("HTTP/1.1 200 OK".to_string(), "ok\n".to_string()));
+    assert!(http_get(&sink_addr, "/nope").unwrap().0.contains("404"));
 
     assert!(Command::new("kill").args(["-TERM", &sink.0.id().to_string()]).status().unwrap().success());
     let mut err = String::new();

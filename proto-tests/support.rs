@@ -381,3 +381,20 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// `GET path` on a local HTTP server (the metrics endpoint); (status line, body).
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(String, String)> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr)?;
+    c.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(c, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n")?;
+    let mut text = String::new();
+    c.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Ok((head.lines().next().unwrap_or_default().to_string(), body.to_string()))
+}
+
+/// The value of a Prometheus sample, unlabelled or labelled, e.g. `ticklake_sink_lag_records{partition="0"}`.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}

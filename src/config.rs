@@ -176,12 +176,13 @@ pub fn show(config: Option<&Path>, command_line: &[String]) -> Result<String, St
     } else {
         vec![command_line.to_vec()]
     };
+    // Built once: every listed command is parsed against the same relaxed tree, and shown in declared flag order
+    // (applying the file moves the args it touched to the end).
+    let relaxed = relax(configured.command.clone());
+    let plain = Cli::command();
     for argv in leaves {
-        let relaxed = relax(configured.command.clone());
         let full = std::iter::once("ticklake".to_string()).chain(argv.iter().cloned());
-        let m = relaxed.try_get_matches_from(full).map_err(|e| e.to_string())?;
-        // Flag order as declared (applying the file moves the args it touched to the end).
-        let plain = Cli::command();
+        let m = relaxed.clone().try_get_matches_from(full).map_err(|e| e.to_string())?;
         let (path, leaf_matches, leaf_cmd) = leaf(&plain, &m);
         let _ = writeln!(out, "\n[{path}]");
         for a in leaf_cmd.get_arguments() {

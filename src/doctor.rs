@@ -61,25 +61,6 @@ impl Report {
     }
 }
 
-/// Resolves `host:port` and opens a TCP connection; `Err` says which of the two failed.
-async fn tcp(addr: &str, timeout: Duration) -> Result<Duration, (bool, String)> {
-    let started = Instant::now();
-    let resolved: Vec<_> = match tokio::time::timeout(timeout, tokio::net::lookup_host(addr)).await {
-        Ok(Ok(a)) => a.collect(),
-        Ok(Err(e)) => return Err((false, format!("cannot resolve: {e}"))),
-        Err(_) => return Err((false, format!("name lookup took more than {timeout:?}"))),
-    };
-    let mut last = String::from("no address");
-    for a in resolved {
-        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(a)).await {
-            Ok(Ok(_)) => return Ok(started.elapsed()),
-            Ok(Err(e)) => last = format!("{a}: {e}"),
-            Err(_) => last = format!("{a}: no answer within {timeout:?} (a firewall or security group dropping it?)"),
-        }
-    }
-    Err((true, last))
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
@@ -91,17 +72,17 @@ pub async fn run(cfg: &DoctorConfig) -> Report {
     println!("Kafka ({})", cfg.kafka.brokers.join(","));
     let mut reachable = None;
     for b in &cfg.kafka.brokers {
-        match tcp(b, timeout).await {
+        match crate::kafka::tcp_probe(b, timeout).await {
             Ok(t) => {
                 r.pass(format!("bootstrap {b} resolves and accepts TCP ({})", ms(t)));
                 reachable.get_or_insert_with(|| b.clone());
             }
-            Err((false, e)) => r.fail(
-                format!("bootstrap {b}: {e}"),
+            Err(e) if !e.resolved => r.fail(
+                format!("bootstrap {b}: {}", e.reason),
                 "check the host name in --brokers / KAFKA_BROKERS (a typo? a name only the broker's network knows?)",
             ),
-            Err((true, e)) => r.fail(
-                format!("bootstrap {b} does not accept TCP: {e}"),
+            Err(e) => r.fail(
+                format!("bootstrap {b} does not accept TCP: {}", e.reason),
                 "start the broker, check its port and `listeners`, and on EC2 allow the port from this machine in \
                  the broker's security group",
             ),
@@ -186,11 +167,11 @@ async fn advertised_checks(meta: &Metadata, bootstrap: &str, timeout: Duration, 
     let mut all = true;
     for b in &meta.brokers {
         let addr = format!("{}:{}", b.host, b.port);
-        match tcp(&addr, timeout).await {
+        match crate::kafka::tcp_probe(&addr, timeout).await {
             Ok(t) => r.pass(format!("broker {} advertises {addr}, reachable from here ({})", b.node_id, ms(t))),
-            Err((resolved, e)) => {
+            Err(e) => {
                 all = false;
-                let fix = if resolved {
+                let fix = if e.resolved {
                     format!(
                         "the broker says clients should connect to {addr}, which this machine cannot reach. On the \
                          broker set advertised.listeners=PLAINTEXT://<address reachable from clients>:{port} (for \
@@ -208,7 +189,7 @@ async fn advertised_checks(meta: &Metadata, bootstrap: &str, timeout: Duration, 
                         b.host, b.port
                     )
                 };
-                r.fail(format!("broker {} advertises {addr}: {e}", b.node_id), fix);
+                r.fail(format!("broker {} advertises {addr}: {}", b.node_id, e.reason), fix);
             }
         }
     }

@@ -349,13 +349,46 @@ async fn probe_bootstrap(cfg: &KafkaConfig) -> Result<()> {
     let per_try = cfg.timeout.min(Duration::from_secs(5));
     let mut reasons = Vec::new();
     for addr in &cfg.brokers {
-        match tokio::time::timeout(per_try, tokio::net::TcpStream::connect(addr.as_str())).await {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e)) => reasons.push(format!("{addr}: {e}")),
-            Err(_) => reasons.push(format!("{addr}: no answer to TCP connect within {per_try:?}")),
+        match tcp_probe(addr, per_try).await {
+            Ok(_) => return Ok(()),
+            // A resolved failure names the socket address already; say the configured one once.
+            Err(e) if e.reason.starts_with(addr.as_str()) => reasons.push(e.reason),
+            Err(e) => reasons.push(format!("{addr}: {}", e.reason)),
         }
     }
     Err(Error::Unreachable { brokers: cfg.addr(), timeout: per_try, reason: reasons.join("; ") })
+}
+
+/// Why a TCP probe failed: the name did not resolve, or no resolved address took the connection.
+#[derive(Debug, Clone)]
+pub struct TcpFailure {
+    pub resolved: bool,
+    pub reason: String,
+}
+
+/// Resolves `host:port` and opens (then drops) a TCP connection to the first address that takes it, each step
+/// within `timeout`; returns how long it took. Shared by the connect pre-check and `doctor`.
+pub async fn tcp_probe(addr: &str, timeout: Duration) -> std::result::Result<Duration, TcpFailure> {
+    let started = std::time::Instant::now();
+    let fail = |resolved, reason| TcpFailure { resolved, reason };
+    let resolved: Vec<_> = match tokio::time::timeout(timeout, tokio::net::lookup_host(addr)).await {
+        Ok(Ok(a)) => a.collect(),
+        Ok(Err(e)) => return Err(fail(false, format!("cannot resolve: {e}"))),
+        Err(_) => return Err(fail(false, format!("name lookup took more than {timeout:?}"))),
+    };
+    let mut last = String::from("the name resolves to no address");
+    for a in resolved {
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(a)).await {
+            Ok(Ok(_)) => return Ok(started.elapsed()),
+            Ok(Err(e)) => last = format!("{a}: {e}"),
+            Err(_) => {
+                last = format!(
+                    "{a}: no answer to TCP connect within {timeout:?} (a firewall or security group dropping it?)"
+                )
+            }
+        }
+    }
+    Err(fail(true, last))
 }
 
 /// The innermost error message: rskafka wraps "connection refused" several levels deep.
