@@ -7,6 +7,9 @@
 4. Python peer: confluent-kafka (assign(), librdkafka) + json + pyarrow, writing the same year partitions, sorted,
    ZSTD, 4,096-row groups, with boto3 into another bucket.
 5. Peak RSS of the sink with 1,000 hive partitions open (1,000 symbols, --partition-by symbol).
+6. The same sink into a local folder: the sink without the S3 server's share of the two cores.
+Every run also reports CPU-seconds: the process's own, and the broker's and S3 server's while it ran (they share
+the machine's two cores, so a run can go no faster than all of that CPU divided by two).
 Run through `just bench-sink`.
 """
 
@@ -32,23 +35,40 @@ from common import replay_into, sample_indices
 PARTITIONS = 3
 
 
+def server_cpu():
+    """CPU-seconds used so far by the local broker and S3 server (pidfiles of proto-tests/scripts/servers.sh)."""
+    out = {}
+    for name in ("tansu", "moto"):
+        try:
+            pid = open(f".servers/{name}.pid").read().strip()
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            out[name] = float("nan")
+    return out
+
+
 def timed(cmd, env):
-    """Runs cmd; returns (seconds, peak RSS in MiB, stdout).
+    """Runs cmd; returns (seconds, peak RSS in MiB, stdout, CPU-seconds of cmd, of the broker, of the S3 server).
 
     The peak RSS is the one the sink reports itself (VmHWM of its own address space). A child's ru_maxrss from
     wait4 is not usable here: Linux carries the parent's high-water mark over the fork into the child's rusage, so
     once this script holds the Python peer's data (about 800 MiB), every later child "peaks" at 800 MiB.
     """
+    s0 = server_cpu()
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out = p.stdout.read()
     err = p.stderr.read()
     _, status, usage = os.wait4(p.pid, 0)
     secs = time.perf_counter() - t0
+    s1 = server_cpu()
     if status != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({status}):\n{err.decode()[-2000:]}")
     peak = [l.rsplit("peak RSS ", 1)[1].split()[0] for l in err.decode().splitlines() if "peak RSS " in l]
-    return secs, (float(peak[-1]) if peak else usage.ru_maxrss / 1024), out.decode()
+    rss = float(peak[-1]) if peak else usage.ru_maxrss / 1024
+    cpu = usage.ru_utime + usage.ru_stime
+    return secs, rss, out.decode(), cpu, s1["tansu"] - s0["tansu"], s1["moto"] - s0["moto"]
 
 
 def python_peer(brokers, topic, total, s3, bucket):
@@ -104,12 +124,13 @@ def main():
         topic = f"bench-sink-{tag}"
         replay_into(a.bin, csv, topic, PARTITIONS, env)
 
-        drain_s, _, out = timed([a.bin, "consume", "--topic", topic, "--exit-at-end", "--count"], env)
+        drain_s, _, out, drain_cpu, drain_broker, _ = timed([a.bin, "consume", "--topic", topic, "--exit-at-end", "--count"], env)
         assert int(out.strip()) == a.rows, f"drain read {out.strip()} records"
 
         bucket = f"bench-sink-{tag}"
         s3.create_bucket(Bucket=bucket)
-        sink_s, sink_rss, _ = timed([a.bin, "sink", "--topic", topic, "--to", f"s3://{bucket}/lake", "--exit-at-end"], env)
+        sink_s, sink_rss, _, sink_cpu, sink_broker, sink_s3 = timed(
+            [a.bin, "sink", "--topic", topic, "--to", f"s3://{bucket}/lake", "--exit-at-end"], env)
         verify = subprocess.run([a.bin, "lake", "verify", "--topic", topic, "--to", f"s3://{bucket}/lake"], env=env,
                                 capture_output=True, text=True)
         if verify.returncode != 0:
@@ -119,27 +140,39 @@ def main():
 
         peer_bucket = f"bench-peer-{tag}"
         s3.create_bucket(Bucket=peer_bucket)
-        t0 = time.perf_counter()
+        s0, c0, t0 = server_cpu(), time.process_time(), time.perf_counter()
         peer_files = python_peer(brokers, topic, a.rows, s3, peer_bucket)
-        peer_s = time.perf_counter() - t0
+        peer_s, peer_cpu, s1 = time.perf_counter() - t0, time.process_time() - c0, server_cpu()
+        peer_broker, peer_s3 = s1["tansu"] - s0["tansu"], s1["moto"] - s0["moto"]
+
+        local = os.path.join(tmp, "lake")
+        local_s, _, _, local_cpu, local_broker, _ = timed(
+            [a.bin, "sink", "--topic", topic, "--to", local, "--exit-at-end"], env)
 
         # Peak RSS with 1,000 hive partitions open.
         csv2 = os.path.join(tmp, "wide.csv")
         sample_indices(a.bin, csv2, a.rows, symbols=1000, start="2020-01-01")
         topic2 = f"bench-wide-{tag}"
         replay_into(a.bin, csv2, topic2, PARTITIONS, env)
-        wide_s, wide_rss, _ = timed([a.bin, "sink", "--topic", topic2, "--to", f"s3://{bucket}/wide", "--exit-at-end",
+        wide_s, wide_rss, *_ = timed([a.bin, "sink", "--topic", topic2, "--to", f"s3://{bucket}/wide", "--exit-at-end",
                                      "--partition-by", "symbol"], env)
         wide_parts = len({o["Key"].split("/")[1] for page in s3.get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix="wide/symbol=") for o in page.get("Contents", [])})
 
     rate = lambda s: a.rows / s
     print(f"\nsink benchmark: {a.rows:,} index records, {PARTITIONS} partitions, S3 server on loopback")
-    print(f"{'consumer':<58} {'records/s':>12} {'files':>6}")
-    print(f"{'rskafka drain, decodes nothing (ticklake consume --count)':<58} {rate(drain_s):>12,.0f} {'-':>6}")
-    print(f"{'ticklake sink (year partitions, sorted, ZSTD, verified)':<58} {rate(sink_s):>12,.0f} {sink_files:>6}")
-    print(f"{'Python peer (confluent-kafka + json + pyarrow + boto3)':<58} {rate(peer_s):>12,.0f} {peer_files:>6}")
-    print(f"ratio sink / drain: {drain_s / sink_s:.2f}x   sink / Python peer: {peer_s / sink_s:.1f}x")
+    print(f"{'consumer':<58} {'records/s':>10} {'files':>6} {'CPU-s':>6} {'broker':>7} {'S3':>6}")
+    row = lambda name, secs, files, cpu, broker, s3cpu: print(
+        f"{name:<58} {rate(secs):>10,.0f} {files:>6} {cpu:>6.2f} {broker:>7.2f} {s3cpu:>6.2f}")
+    row("rskafka drain, decodes nothing (ticklake consume --count)", drain_s, "-", drain_cpu, drain_broker, 0)
+    row("ticklake sink (year partitions, sorted, ZSTD, verified)", sink_s, sink_files, sink_cpu, sink_broker, sink_s3)
+    row("Python peer (confluent-kafka + json + pyarrow + boto3)", peer_s, peer_files, peer_cpu, peer_broker, peer_s3)
+    row("ticklake sink into a local folder (no S3 server)", local_s, sink_files, local_cpu, local_broker, 0)
+    print(f"ratio sink / drain: {drain_s / sink_s:.2f}x   sink / Python peer: {peer_s / sink_s:.1f}x   "
+          f"local-folder sink / drain: {drain_s / local_s:.2f}x")
+    total = sink_cpu + sink_broker + sink_s3
+    print(f"CPU budget: 0.8x the drain on 2 cores allows {2 * drain_s / 0.8:.2f} CPU-s for sink + broker + S3 "
+          f"server; they used {total:.2f} ({total / 2:.2f} s of wall at best, vs {sink_s:.2f} s taken)")
     print(f"peak RSS: {sink_rss:.0f} MiB (year partitions); {wide_rss:.0f} MiB with {wide_parts} hive partitions "
           f"open ({rate(wide_s):,.0f} records/s)")
 

@@ -3,6 +3,7 @@
 //! `store` (local folder or S3), `partition` (hive paths), `parquet` (file encoding), `state` (checkpoints and
 //! rejects under the hidden `_ticklake/` prefix, which Athena ignores because it starts with `_`).
 
+pub mod columns;
 pub mod parquet;
 pub mod partition;
 pub mod state;

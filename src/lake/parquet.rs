@@ -6,18 +6,16 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
-    TimestampMillisecondBuilder,
-};
+use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
+use super::columns::Columns;
 use super::partition::PartitionSpec;
-use crate::schema::{ColumnType, Row, Schema, Value};
+use crate::schema::{ColumnType, Schema};
 
 /// The columns every lake row carries besides the schema's.
 pub const KAFKA_COLUMNS: [&str; 3] = ["kafka_partition", "kafka_offset", "kafka_timestamp"];
@@ -25,25 +23,6 @@ pub const KAFKA_COLUMNS: [&str; 3] = ["kafka_partition", "kafka_offset", "kafka_
 pub const DEFAULT_ROW_GROUP_ROWS: usize = 4096;
 /// `created_by` in every footer: fixed, so the same rows give byte-identical files (exactly-once redo).
 const CREATED_BY: &str = concat!("ticklake ", env!("CARGO_PKG_VERSION"));
-
-/// One row bound for the lake: the schema's values plus where it came from in Kafka.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LakeRow {
-    pub values: Row,
-    pub kafka_partition: i32,
-    pub kafka_offset: i64,
-    /// Record timestamp, epoch ms.
-    pub kafka_timestamp: i64,
-}
-
-impl LakeRow {
-    /// In-memory size (the row, its values, their strings), for the `--max-buffer` budget.
-    pub fn approx_bytes(&self) -> usize {
-        std::mem::size_of::<LakeRow>()
-            + self.values.capacity() * std::mem::size_of::<Value>()
-            + self.values.iter().map(|v| if let Value::Str(s) = v { s.capacity() } else { 0 }).sum::<usize>()
-    }
-}
 
 pub fn arrow_type(ty: ColumnType) -> DataType {
     match ty {
@@ -114,48 +93,6 @@ pub fn writer_properties(layout: &FileLayout, row_group_rows: usize) -> WriterPr
     b.build()
 }
 
-fn column(layout: &FileLayout, rows: &[LakeRow], schema_index: usize) -> ArrayRef {
-    let ty = layout.schema.fields[schema_index].ty;
-    let vals = rows.iter().map(|r| &r.values[schema_index]);
-    match ty {
-        ColumnType::String => {
-            let mut b = StringBuilder::new();
-            for v in vals {
-                match v {
-                    Value::Str(s) => b.append_value(s),
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        ColumnType::Bigint => {
-            let mut b = Int64Builder::with_capacity(rows.len());
-            vals.for_each(|v| b.append_option(if let Value::Int(i) = v { Some(*i) } else { None }));
-            Arc::new(b.finish())
-        }
-        ColumnType::Double => {
-            let mut b = Float64Builder::with_capacity(rows.len());
-            vals.for_each(|v| b.append_option(if let Value::Float(f) = v { Some(*f) } else { None }));
-            Arc::new(b.finish())
-        }
-        ColumnType::Date => {
-            let mut b = Date32Builder::with_capacity(rows.len());
-            vals.for_each(|v| b.append_option(if let Value::Date(d) = v { Some(*d) } else { None }));
-            Arc::new(b.finish())
-        }
-        ColumnType::Timestamp => {
-            let mut b = TimestampMillisecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
-            vals.for_each(|v| b.append_option(if let Value::Timestamp(t) = v { Some(*t) } else { None }));
-            Arc::new(b.finish())
-        }
-        ColumnType::Boolean => {
-            let mut b = BooleanBuilder::with_capacity(rows.len());
-            vals.for_each(|v| b.append_option(if let Value::Bool(x) = v { Some(*x) } else { None }));
-            Arc::new(b.finish())
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ParquetError {
     #[error("encoding parquet: {0}")]
@@ -164,22 +101,15 @@ pub enum ParquetError {
     Read { key: String, reason: String },
 }
 
-/// Encodes rows (already in their final order) into one Parquet file in memory.
-pub fn encode(layout: &FileLayout, rows: &[LakeRow], props: WriterProperties) -> Result<Vec<u8>, ParquetError> {
+/// Encodes rows `rows` of `cols` (in that order) into one Parquet file in memory.
+pub fn encode(
+    layout: &FileLayout,
+    cols: &Columns,
+    rows: &[u32],
+    props: WriterProperties,
+) -> Result<Vec<u8>, ParquetError> {
     let enc = |e: &dyn std::fmt::Display| ParquetError::Encode(e.to_string());
-    let mut arrays: Vec<ArrayRef> = layout.columns.iter().map(|&i| column(layout, rows, i)).collect();
-    let mut p = Int32Builder::with_capacity(rows.len());
-    let mut o = Int64Builder::with_capacity(rows.len());
-    let mut t = TimestampMillisecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
-    for r in rows {
-        p.append_value(r.kafka_partition);
-        o.append_value(r.kafka_offset);
-        t.append_value(r.kafka_timestamp);
-    }
-    arrays.push(Arc::new(p.finish()));
-    arrays.push(Arc::new(o.finish()));
-    arrays.push(Arc::new(t.finish()));
-    let batch = RecordBatch::try_new(layout.arrow.clone(), arrays).map_err(|e| enc(&e))?;
+    let batch = RecordBatch::try_new(layout.arrow.clone(), cols.arrays(rows)).map_err(|e| enc(&e))?;
     let mut out = Vec::with_capacity(rows.len() * 16 + 4096);
     let mut w = ArrowWriter::try_new(&mut out, layout.arrow.clone(), Some(props)).map_err(|e| enc(&e))?;
     w.write(&batch).map_err(|e| enc(&e))?;
@@ -224,25 +154,26 @@ mod tests {
     use super::*;
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
-    fn rows() -> Vec<LakeRow> {
-        (0..10)
-            .map(|i| LakeRow {
-                values: vec![
-                    Value::Str(if i % 2 == 0 { "HSI".into() } else { "^GSPC".into() }),
-                    Value::Date(18_000 + i),
-                    Value::Float(1.5 + f64::from(i)),
-                    Value::Null,
-                    Value::Float(0.25),
-                    Value::Float(f64::from(i)),
-                    Value::Float(f64::from(i)),
-                    Value::Int(i64::from(i) * 1000),
-                    Value::Float(2.0),
-                ],
-                kafka_partition: 2,
-                kafka_offset: 100 + i64::from(i),
-                kafka_timestamp: 1_700_000_000_000 + i64::from(i),
-            })
-            .collect()
+    use crate::schema::Value;
+
+    /// Ten index rows in partition 2, offsets 100..110, with a null.
+    fn rows(layout: &FileLayout) -> (Columns, Vec<u32>) {
+        let mut cols = Columns::new(layout, 2);
+        for i in 0..10 {
+            let values = vec![
+                Value::Str(if i % 2 == 0 { "HSI".into() } else { "^GSPC".into() }),
+                Value::Date(18_000 + i),
+                Value::Float(1.5 + f64::from(i)),
+                Value::Null,
+                Value::Float(0.25),
+                Value::Float(f64::from(i)),
+                Value::Float(f64::from(i)),
+                Value::Int(i64::from(i) * 1000),
+                Value::Float(2.0),
+            ];
+            cols.push(&values, 100 + i64::from(i), 1_700_000_000_000 + i64::from(i));
+        }
+        (cols, (0..10).collect())
     }
 
     #[test]
@@ -250,8 +181,13 @@ mod tests {
         let schema = Schema::indices();
         let spec = PartitionSpec::parse("year(trade_date)", &schema).unwrap();
         let layout = FileLayout::new(&schema, &spec);
-        let bytes = encode(&layout, &rows(), writer_properties(&layout, 4)).unwrap();
-        assert_eq!(encode(&layout, &rows(), writer_properties(&layout, 4)).unwrap(), bytes, "deterministic bytes");
+        let (cols, order) = rows(&layout);
+        let bytes = encode(&layout, &cols, &order, writer_properties(&layout, 4)).unwrap();
+        assert_eq!(
+            encode(&layout, &cols, &order, writer_properties(&layout, 4)).unwrap(),
+            bytes,
+            "deterministic bytes"
+        );
 
         let reader = SerializedFileReader::new(bytes::Bytes::from(bytes.clone())).unwrap();
         let meta = reader.metadata();

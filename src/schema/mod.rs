@@ -8,6 +8,7 @@
 //! schema file reads like the table it will become.
 
 mod file;
+mod flat;
 mod infer;
 pub mod value;
 pub mod wire;

@@ -176,49 +176,74 @@ impl FieldIndex {
 
     /// The field `key` names; `hint` is the field tried first.
     fn find(&self, key: &str, hint: usize) -> Option<usize> {
-        if self.names.get(hint).is_some_and(|n| n == key) {
+        self.find_bytes(key.as_bytes(), hint)
+    }
+
+    /// `find` for a key's raw bytes (names are compared byte for byte, as UTF-8).
+    pub(crate) fn find_bytes(&self, key: &[u8], hint: usize) -> Option<usize> {
+        if self.names.get(hint).is_some_and(|n| n.as_bytes() == key) {
             return Some(hint);
         }
-        self.names.iter().position(|n| n == key).or_else(|| self.aliases.iter().find(|(a, _)| a == key).map(|a| a.1))
+        let named = self.names.iter().position(|n| n.as_bytes() == key);
+        named.or_else(|| self.aliases.iter().find(|(a, _)| a.as_bytes() == key).map(|a| a.1))
     }
 }
 
 /// Like `decode_record`, but streams the JSON straight into the row (no intermediate `serde_json::Value` map):
 /// the sink's hot path. On any error it defers to `decode_record`, whose messages are the documented ones.
 pub fn decode_record_fast(schema: &Schema, index: &FieldIndex, bytes: &[u8]) -> Result<Row, DecodeError> {
+    let mut row = Vec::new();
+    decode_record_into(schema, index, bytes, &mut row)?;
+    Ok(row)
+}
+
+/// `decode_record_fast` into `row`, reusing its allocation (the sink decodes every record into the same one).
+pub fn decode_record_into(schema: &Schema, index: &FieldIndex, bytes: &[u8], row: &mut Row) -> Result<(), DecodeError> {
     use serde::de::DeserializeSeed;
+    let required_present =
+        |row: &Row| schema.fields.iter().zip(row.iter()).all(|(f, v)| !f.required || *v != Value::Null);
+    row.clear();
+    row.resize(schema.fields.len(), Value::Null);
+    if super::flat::decode(schema, index, bytes, row).is_some() && required_present(row) {
+        return Ok(());
+    }
+    row.clear();
+    row.resize(schema.fields.len(), Value::Null);
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let fast = RowSeed { schema, index }.deserialize(&mut de).and_then(|row| de.end().map(|_| row));
+    let fast = RowSeed { schema, index, row: &mut *row }.deserialize(&mut de).and_then(|()| de.end());
     match fast {
-        Ok(row) if schema.fields.iter().zip(&row).all(|(f, v)| !f.required || *v != Value::Null) => Ok(row),
-        _ => decode_record(schema, bytes),
+        Ok(()) if required_present(row) => Ok(()),
+        _ => {
+            *row = decode_record(schema, bytes)?;
+            Ok(())
+        }
     }
 }
 
 struct RowSeed<'a> {
     schema: &'a Schema,
     index: &'a FieldIndex,
+    row: &'a mut Row,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for RowSeed<'_> {
-    type Value = Row;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Row, D::Error> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for RowSeed<'_> {
-    type Value = Row;
+    type Value = ();
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Row, A::Error> {
-        let mut row = vec![Value::Null; self.schema.fields.len()];
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut hint = 0;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match self.index.find(key.as_ref(), hint) {
                 Some(i) => {
-                    row[i] = map.next_value_seed(CellSeed(self.schema.fields[i].ty))?;
+                    self.row[i] = map.next_value_seed(CellSeed(self.schema.fields[i].ty))?;
                     hint = i + 1;
                 }
                 None => {
@@ -229,7 +254,7 @@ impl<'de> serde::de::Visitor<'de> for RowSeed<'_> {
                 }
             }
         }
-        Ok(row)
+        Ok(())
     }
 }
 

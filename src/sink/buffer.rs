@@ -5,13 +5,15 @@
 //! depends only on the records in `first..=last`, so redoing a cut after a crash yields the same files.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::decode::Reject;
-use crate::lake::parquet::LakeRow;
+use crate::lake::columns::Columns;
+use crate::lake::parquet::FileLayout;
 use crate::lake::partition::PartitionSpec;
 use crate::lake::state::data_key;
-use crate::schema::Value;
+use crate::schema::Row;
 
 #[derive(Debug)]
 pub struct PartitionBuffer {
@@ -20,23 +22,29 @@ pub struct PartitionBuffer {
     pub first: i64,
     /// Last offset taken (row or reject); `first - 1` when empty.
     pub last: i64,
+    layout: Arc<FileLayout>,
+    /// Schema column of the event time, if any (for `newest_event_ms`).
+    event_time: Option<usize>,
     /// Rows per hive partition: (path, rows), in order of first appearance.
-    groups: Vec<(String, Vec<LakeRow>)>,
+    groups: Vec<(String, Columns)>,
     /// Partition key (`PartitionSpec::write_key`) → index in `groups`.
     index: HashMap<Vec<u8>, usize>,
     key: Vec<u8>,
     pub rejects: Vec<Reject>,
     pub rows: usize,
-    /// Approximate in-memory bytes (for the flush thresholds and the shared budget).
+    /// In-memory bytes (allocated), for the flush thresholds and the shared budget.
     pub bytes: usize,
     pub started: Option<Instant>,
+    /// Newest event time among the rows (epoch ms); `i64::MIN` when there is none.
+    pub newest_event_ms: i64,
 }
 
-/// One file of a cut, ready to encode.
+/// One file of a cut, ready to encode: rows `rows` of `cols`, in that order.
 #[derive(Debug)]
 pub struct CutFile {
     pub key: String,
-    pub rows: Vec<LakeRow>,
+    pub cols: Arc<Columns>,
+    pub rows: Vec<u32>,
 }
 
 #[derive(Debug)]
@@ -47,14 +55,17 @@ pub struct Cut {
     pub files: Vec<CutFile>,
     pub rejects: Vec<Reject>,
     pub rows: usize,
+    pub newest_event_ms: i64,
 }
 
 impl PartitionBuffer {
-    pub fn new(partition: i32, first: i64) -> Self {
+    pub fn new(partition: i32, first: i64, layout: Arc<FileLayout>) -> Self {
         PartitionBuffer {
             partition,
             first,
             last: first - 1,
+            event_time: layout.schema.event_time_index(),
+            layout,
             groups: Vec::new(),
             index: HashMap::new(),
             key: Vec::new(),
@@ -62,6 +73,7 @@ impl PartitionBuffer {
             rows: 0,
             bytes: 0,
             started: None,
+            newest_event_ms: i64::MIN,
         }
     }
 
@@ -75,20 +87,28 @@ impl PartitionBuffer {
         self.started.get_or_insert_with(Instant::now);
     }
 
-    pub fn push_row(&mut self, spec: &PartitionSpec, row: LakeRow) {
-        self.touch(row.kafka_offset);
+    /// Adds a row (`values` in schema order) read at `offset` with record timestamp `timestamp_ms`.
+    pub fn push_row(&mut self, spec: &PartitionSpec, values: &Row, offset: i64, timestamp_ms: i64) {
+        self.touch(offset);
         self.rows += 1;
-        self.bytes += row.approx_bytes();
-        spec.write_key(&row.values, &mut self.key);
-        match self.index.get(&self.key[..]) {
-            Some(&g) => self.groups[g].1.push(row),
-            None => {
-                let path = spec.hive_path(&row.values);
-                self.bytes += path.len() + self.key.len() + 64;
-                self.index.insert(self.key.clone(), self.groups.len());
-                self.groups.push((path, vec![row]));
-            }
+        if let Some(t) = self.event_time.and_then(|i| values[i].as_epoch_millis()) {
+            self.newest_event_ms = self.newest_event_ms.max(t);
         }
+        spec.write_key(values, &mut self.key);
+        let g = match self.index.get(&self.key[..]) {
+            Some(&g) => g,
+            None => {
+                let path = spec.hive_path(values);
+                self.bytes += path.len() + self.key.len() * 2 + 64;
+                self.index.insert(self.key.clone(), self.groups.len());
+                self.groups.push((path, Columns::new(&self.layout, self.partition)));
+                self.groups.len() - 1
+            }
+        };
+        let cols = &mut self.groups[g].1;
+        let before = cols.heap_bytes();
+        cols.push(values, offset, timestamp_ms);
+        self.bytes += cols.heap_bytes() - before;
     }
 
     pub fn push_reject(&mut self, r: Reject) {
@@ -111,24 +131,19 @@ impl PartitionBuffer {
         let mut groups = std::mem::take(&mut self.groups);
         groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut files = Vec::new();
-        for (path, mut rows) in groups {
-            // Offsets are unique, so the order is total and an unstable sort (no merge buffer) is deterministic.
-            rows.sort_unstable_by(|a, b| {
-                for &i in sort {
-                    let o = cmp_values(&a.values[i], &b.values[i]);
-                    if o != std::cmp::Ordering::Equal {
-                        return o;
-                    }
-                }
-                a.kafka_offset.cmp(&b.kafka_offset)
-            });
-            // Split by moving rows, not copying them: a cut may hold most of the memory budget.
-            let per_file = max_rows_per_file.max(1);
-            while !rows.is_empty() {
-                let rest = rows.split_off(rows.len().min(per_file));
-                let chunk = std::mem::replace(&mut rows, rest);
-                let first_offset = chunk.iter().map(|r| r.kafka_offset).min().expect("chunks are never empty");
-                files.push(CutFile { key: data_key(&path, topic, self.partition, first_offset), rows: chunk });
+        for (path, cols) in groups {
+            // Ordered by the sort columns, then offset: offsets are unique, so the order is total and the same rows
+            // always give the same files.
+            let order = cols.order(sort);
+            let cols = Arc::new(cols);
+            for chunk in order.chunks(max_rows_per_file.max(1)) {
+                let first_offset =
+                    chunk.iter().map(|&i| cols.kafka_offset[i as usize]).min().expect("chunks are never empty");
+                files.push(CutFile {
+                    key: data_key(&path, topic, self.partition, first_offset),
+                    cols: cols.clone(),
+                    rows: chunk.to_vec(),
+                });
             }
         }
         let cut = Cut {
@@ -138,47 +153,31 @@ impl PartitionBuffer {
             files,
             rejects: std::mem::take(&mut self.rejects),
             rows: self.rows,
+            newest_event_ms: self.newest_event_ms,
         };
-        *self = PartitionBuffer::new(self.partition, next_first);
+        *self = PartitionBuffer::new(self.partition, next_first, self.layout.clone());
         cut
-    }
-}
-
-/// Total order for sorting rows: nulls last, then by value.
-fn cmp_values(a: &Value, b: &Value) -> std::cmp::Ordering {
-    use std::cmp::Ordering::*;
-    match (a, b) {
-        (Value::Null, Value::Null) => Equal,
-        (Value::Null, _) => Greater,
-        (_, Value::Null) => Less,
-        (Value::Str(x), Value::Str(y)) => x.cmp(y),
-        (Value::Int(x), Value::Int(y)) => x.cmp(y),
-        (Value::Float(x), Value::Float(y)) => x.total_cmp(y),
-        (Value::Date(x), Value::Date(y)) => x.cmp(y),
-        (Value::Timestamp(x), Value::Timestamp(y)) => x.cmp(y),
-        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
-        _ => Equal,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::Schema;
+    use crate::schema::{Schema, Value};
 
-    fn row(sym: &str, day: i32, offset: i64) -> LakeRow {
+    fn row(sym: &str, day: i32) -> Row {
         let mut values = vec![Value::Str(sym.into()), Value::Date(day)];
         values.extend(std::iter::repeat_n(Value::Null, 7));
-        LakeRow { values, kafka_partition: 0, kafka_offset: offset, kafka_timestamp: 0 }
+        values
     }
 
     #[test]
     fn cut_groups_sorts_splits_and_names_deterministically() {
         let schema = Schema::indices();
         let spec = PartitionSpec::parse("year(trade_date)", &schema).unwrap();
-        let mut b = PartitionBuffer::new(0, 100);
-        b.push_row(&spec, row("B", 1, 100));
-        b.push_row(&spec, row("A", 1, 101));
+        let mut b = PartitionBuffer::new(0, 100, Arc::new(FileLayout::new(&schema, &spec)));
+        b.push_row(&spec, &row("B", 1), 100, 0);
+        b.push_row(&spec, &row("A", 1), 101, 0);
         b.push_reject(Reject {
             topic: "t".into(),
             partition: 0,
@@ -187,8 +186,8 @@ mod tests {
             reason: "x".into(),
             raw_base64: String::new(),
         });
-        b.push_row(&spec, row("A", 0, 103));
-        b.push_row(&spec, row("C", 400, 104));
+        b.push_row(&spec, &row("A", 0), 103, 0);
+        b.push_row(&spec, &row("C", 400), 104, 86_400_000);
         let cut = b.cut("t", &[1, 0], 2);
         assert_eq!((cut.first, cut.last, cut.rows, cut.rejects.len()), (100, 104, 4, 1));
         let names: Vec<_> = cut.files.iter().map(|f| f.key.as_str()).collect();
@@ -200,8 +199,12 @@ mod tests {
                 "year=1971/t-0-00000000000000000104.parquet"
             ]
         );
-        let order: Vec<i64> = cut.files.iter().flat_map(|f| f.rows.iter().map(|r| r.kafka_offset)).collect();
+        let order: Vec<i64> =
+            cut.files.iter().flat_map(|f| f.rows.iter().map(|&r| f.cols.kafka_offset[r as usize])).collect();
         assert_eq!(order, [103, 101, 100, 104], "sorted by date, then symbol, split at 2 rows");
+        assert_eq!(cut.newest_event_ms, 400 * 86_400_000);
+        let f = &cut.files[0];
+        assert_eq!(f.cols.value(f.rows[1] as usize, 0), Some(Value::Str("A".into())));
         assert!(b.is_empty());
         assert_eq!(b.first, 105);
     }

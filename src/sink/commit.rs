@@ -120,9 +120,9 @@ impl Committer {
                     self.retry_for,
                 );
                 tasks.spawn(async move {
-                    let rows = file.rows;
+                    let (cols, rows) = (file.cols, file.rows);
                     let slot = ENCODE_SLOTS.acquire().await.expect("the encode semaphore is never closed");
-                    let bytes = tokio::task::spawn_blocking(move || encode(&layout, &rows, props))
+                    let bytes = tokio::task::spawn_blocking(move || encode(&layout, &cols, &rows, props))
                         .await
                         .map_err(|e| SinkError::Config(format!("encoder panicked: {e}")))??;
                     drop(slot);
@@ -176,7 +176,6 @@ impl Committer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lake::parquet::LakeRow;
     use crate::lake::partition::PartitionSpec;
     use crate::lake::{LakeUrl, S3Options};
     use crate::schema::{Schema, Value};
@@ -191,11 +190,11 @@ mod tests {
     fn cut_split(partition_by: &str, max_rows_per_file: usize) -> (Cut, usize) {
         let schema = Schema::indices();
         let spec = PartitionSpec::parse(partition_by, &schema).unwrap();
-        let mut b = PartitionBuffer::new(0, 10);
+        let mut b = PartitionBuffer::new(0, 10, Arc::new(FileLayout::new(&schema, &spec)));
         for (i, day) in [0, 400, 800, 1, 401, 2].into_iter().enumerate() {
             let mut values = vec![Value::Str("HSI".into()), Value::Date(day), Value::Float(1.5)];
             values.extend(std::iter::repeat_n(Value::Null, 6));
-            b.push_row(&spec, LakeRow { values, kafka_partition: 0, kafka_offset: 10 + i as i64, kafka_timestamp: 0 });
+            b.push_row(&spec, &values, 10 + i as i64, 0);
         }
         b.push_reject(Reject {
             topic: "t".into(),

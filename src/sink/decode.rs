@@ -3,8 +3,7 @@
 use base64::Engine;
 
 use crate::kafka::RecordAndOffset;
-use crate::lake::parquet::LakeRow;
-use crate::schema::{Schema, wire};
+use crate::schema::{Row, Schema, wire};
 
 /// Records larger than this are rejected rather than decoded (a bound on what one record can cost).
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
@@ -34,7 +33,8 @@ impl Decoder {
         Decoder { index: wire::FieldIndex::new(&schema), schema, topic: topic.into(), max_record_bytes }
     }
 
-    pub fn decode(&self, partition: i32, rec: &RecordAndOffset) -> Result<LakeRow, Reject> {
+    /// Decodes `rec` into `row` (reused from record to record), or says why it is a reject.
+    pub fn decode(&self, partition: i32, rec: &RecordAndOffset, row: &mut Row) -> Result<(), Reject> {
         let ts = rec.record.timestamp.timestamp_millis();
         let bytes = rec.record.value.as_deref().unwrap_or_default();
         let reject = |reason: String| Reject {
@@ -57,12 +57,7 @@ impl Decoder {
                 self.max_record_bytes
             )));
         }
-        match wire::decode_record_fast(&self.schema, &self.index, bytes) {
-            Ok(values) => {
-                Ok(LakeRow { values, kafka_partition: partition, kafka_offset: rec.offset, kafka_timestamp: ts })
-            }
-            Err(e) => Err(reject(e.to_string())),
-        }
+        wire::decode_record_into(&self.schema, &self.index, bytes, row).map_err(|e| reject(e.to_string()))
     }
 }
 
@@ -70,6 +65,7 @@ impl Decoder {
 mod tests {
     use super::*;
     use crate::kafka::Record;
+    use crate::schema::Value;
 
     fn rec(offset: i64, value: &[u8]) -> RecordAndOffset {
         RecordAndOffset {
@@ -86,15 +82,16 @@ mod tests {
     #[test]
     fn rows_and_rejects() {
         let d = Decoder::new(Schema::indices(), "t", 200);
-        let ok = d.decode(1, &rec(9, br#"{"symbol":"HSI","trade_date":"2020-01-02","close":1.5}"#)).unwrap();
-        assert_eq!((ok.kafka_partition, ok.kafka_offset, ok.kafka_timestamp), (1, 9, 5));
+        let mut row = Vec::new();
+        d.decode(1, &rec(9, br#"{"symbol":"HSI","trade_date":"2020-01-02","close":1.5}"#), &mut row).unwrap();
+        assert_eq!((row.len(), &row[0], &row[5]), (9, &Value::Str("HSI".into()), &Value::Float(1.5)));
         for (bytes, why) in [
             (&b"junk{"[..], "not JSON"),
             (br#""HSI""#, "not an object"),
             (br#"{"symbol":"HSI","trade_date":"2020-01-02","close":"high"}"#, "column 'close'"),
             (&[b'x'; 300][..], "over the 200-byte limit"),
         ] {
-            let r = d.decode(1, &rec(10, bytes)).unwrap_err();
+            let r = d.decode(1, &rec(10, bytes), &mut row).unwrap_err();
             assert!(r.reason.contains(why), "{} vs {why}", r.reason);
             assert_eq!((r.partition, r.offset), (1, 10));
         }

@@ -205,8 +205,6 @@ pub(crate) struct Ctx {
     pub decoder: decode::Decoder,
     pub spec: PartitionSpec,
     pub sort: Vec<usize>,
-    /// Column of the schema's event time (for the freshness metric).
-    pub event_time: Option<usize>,
     pub stats: Arc<SinkStats>,
     /// Bytes buffered across all partitions (the `--max-buffer` budget).
     pub buffered: AtomicUsize,
@@ -289,7 +287,6 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
         decoder: decode::Decoder::new(schema.clone(), &cfg.topic, cfg.max_record_bytes),
         spec,
         sort,
-        event_time: schema.event_time_index(),
         stats: stats.clone(),
         buffered: AtomicUsize::new(0),
         ratio_ppm: AtomicU64::new(150_000),

@@ -60,7 +60,7 @@ pub(crate) async fn run_partition(ctx: Arc<Ctx>, p: i32) -> Result<(), SinkError
         m.insert(p, cp.next_offset);
     }
     let end = offsets.high_watermark;
-    let buf = PartitionBuffer::new(p, cp.next_offset);
+    let buf = PartitionBuffer::new(p, cp.next_offset, ctx.committer.layout.clone());
     let mut state = State { cp, inflight: None, buf };
     let consumed = consume(&ctx, p, &pc, end, redo, &mut state).await;
     // Whatever happened, the commit under way finishes (or fails) before this returns: nothing of this partition is
@@ -97,6 +97,7 @@ async fn consume(
     let topic = &ctx.cfg.topic;
     let what = format!("fetch from {topic}/{p}");
     let mut next = st.cp.next_offset;
+    let mut row = Vec::new();
     loop {
         if ctx.cfg.exit_at_end && next >= end && redo.is_none() {
             break;
@@ -131,8 +132,8 @@ async fn consume(
             }
             ctx.stats.records.fetch_add(1, Ordering::Relaxed);
             let before = st.buf.bytes;
-            match ctx.decoder.decode(p, &rec) {
-                Ok(row) => st.buf.push_row(&ctx.spec, row),
+            match ctx.decoder.decode(p, &rec, &mut row) {
+                Ok(()) => st.buf.push_row(&ctx.spec, &row, rec.offset, rec.record.timestamp.timestamp_millis()),
                 Err(reject) => {
                     tracing::debug!(partition = p, offset = rec.offset, reason = %reject.reason, "rejected");
                     st.buf.push_reject(reject)
@@ -203,10 +204,7 @@ async fn commit(ctx: &Arc<Ctx>, st: &mut State) -> Result<(), SinkError> {
     finish_inflight(st).await?;
     let bytes = st.buf.bytes;
     let cut = st.buf.cut(&ctx.cfg.topic, &ctx.sort, ctx.cfg.max_rows);
-    let newest = ctx.event_time.map_or(i64::MIN, |i| {
-        let rows = cut.files.iter().flat_map(|f| f.rows.iter());
-        rows.filter_map(|r| r.values.get(i).and_then(|v| v.as_epoch_millis())).max().unwrap_or(i64::MIN)
-    });
+    let newest = cut.newest_event_ms;
     let (ctx, mut cp) = (ctx.clone(), st.cp.clone());
     st.inflight = Some(tokio::spawn(async move {
         let t = std::time::Instant::now();
