@@ -163,8 +163,8 @@ impl<'a> Scan<'a> {
                 return None;
             }
         }
-        // ASCII digits, signs, '.', 'e' by construction.
-        let text = std::str::from_utf8(&self.b[start..self.i]).ok()?;
+        // ASCII digits, signs, '.', 'e' by construction; only the slow paths need it as text.
+        let text = || std::str::from_utf8(&self.b[start..self.i]).ok();
         if frac_digits == 0 && !exponent {
             // "-0", and integers beyond i64, take serde_json's path: it has its own rules for both.
             if neg && mantissa == 0 {
@@ -174,14 +174,14 @@ impl<'a> Scan<'a> {
                 let v = mantissa as i64;
                 Some(Number::Int(if neg { -v } else { v }))
             } else {
-                text.parse().ok().map(Number::Int)
+                text()?.parse().ok().map(Number::Int)
             };
         }
         let v = if !exponent && digits <= 19 && mantissa < (1 << 53) && frac_digits < POW10.len() {
             let v = mantissa as f64 / POW10[frac_digits];
             if neg { -v } else { v }
         } else {
-            text.parse::<f64>().ok()?
+            text()?.parse::<f64>().ok()?
         };
         v.is_finite().then_some(Number::Float(v))
     }
