@@ -119,8 +119,18 @@ fn sigkill_at_random_moments_never_loses_or_duplicates() {
     while kills < 12 {
         rng_state = rng_state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let wait = Duration::from_millis(100 + (rng_state >> 33) % 600);
-        let log = std::fs::File::create(dir.path().join(format!("sink-{kills}.log"))).unwrap();
+        let log_path = dir.path().join(format!("sink-{kills}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
         let mut child = sink(&env).stderr(log).spawn().unwrap();
+        // The random wait starts once the sink is consuming, not at spawn: on a loaded machine the debug build can
+        // take longer than the whole window to start, and then no kill would land inside a commit.
+        let started = std::time::Instant::now();
+        while !std::fs::read_to_string(&log_path).unwrap_or_default().contains("sink starting")
+            && child.try_wait().unwrap().is_none()
+            && started.elapsed() < Duration::from_secs(60)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         std::thread::sleep(wait);
         if child.try_wait().unwrap().is_some() {
             break; // finished before the kill: the assertion below says whether enough kills happened
