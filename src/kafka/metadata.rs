@@ -186,20 +186,18 @@ async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     mut conn: S,
     topics: Option<&[&str]>,
 ) -> Result<Metadata, String> {
-    {
-        let correlation_id = 1;
-        let req = encode_request(correlation_id, &format!("ticklake-doctor/{}", env!("CARGO_PKG_VERSION")), topics);
-        conn.write_all(&req).await.map_err(|e| format!("send: {e}"))?;
-        let mut len = [0u8; 4];
-        conn.read_exact(&mut len).await.map_err(|e| format!("no answer (the port may not be Kafka): {e}"))?;
-        let len = i32::from_be_bytes(len);
-        if len < 0 || len as usize > MAX_RESPONSE {
-            return Err(format!("answer of {len} bytes: this does not look like a Kafka broker (TLS port?)"));
-        }
-        let mut body = vec![0u8; len as usize];
-        conn.read_exact(&mut body).await.map_err(|e| format!("reading the answer: {e}"))?;
-        decode_response(&body, correlation_id)
+    let correlation_id = 1;
+    let req = encode_request(correlation_id, &format!("ticklake-doctor/{}", env!("CARGO_PKG_VERSION")), topics);
+    conn.write_all(&req).await.map_err(|e| format!("send: {e}"))?;
+    let mut len = [0u8; 4];
+    conn.read_exact(&mut len).await.map_err(|e| format!("no answer (the port may not be Kafka): {e}"))?;
+    let len = i32::from_be_bytes(len);
+    if len < 0 || len as usize > MAX_RESPONSE {
+        return Err(format!("answer of {len} bytes: this does not look like a Kafka broker (TLS port?)"));
     }
+    let mut body = vec![0u8; len as usize];
+    conn.read_exact(&mut body).await.map_err(|e| format!("reading the answer: {e}"))?;
+    decode_response(&body, correlation_id)
 }
 
 #[cfg(test)]

@@ -30,6 +30,19 @@ enum Data {
     Bool(Vec<bool>),
 }
 
+impl Data {
+    /// The placeholder under a null: an empty string, zero, false.
+    fn push_default(&mut self) {
+        match self {
+            Data::Str { ends, bytes } => ends.push(bytes.len()),
+            Data::Int(x) | Data::Timestamp(x) => x.push(0),
+            Data::Float(x) => x.push(0.0),
+            Data::Date(x) => x.push(0),
+            Data::Bool(x) => x.push(false),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Column {
     data: Data,
@@ -50,18 +63,15 @@ impl Column {
         Column { data, valid: Vec::new() }
     }
 
-    /// Appends `v` as row `n`. A value of another type is stored as null (the decoder only produces values of the
-    /// column's type, or null).
-    fn push(&mut self, n: usize, v: &Value) {
+    /// Appends `v` as row `n`; returns how many heap bytes the column grew by. A value of another type is stored
+    /// as null (the decoder only produces values of the column's type, or null).
+    fn push(&mut self, n: usize, v: &Value) -> usize {
+        let before = self.heap_bytes();
         let valid = match (&mut self.data, v) {
             (Data::Str { ends, bytes }, Value::Str(s)) => {
                 bytes.extend_from_slice(s.as_bytes());
                 ends.push(bytes.len());
                 true
-            }
-            (Data::Str { ends, bytes }, _) => {
-                ends.push(bytes.len());
-                false
             }
             (Data::Int(x), Value::Int(i)) | (Data::Timestamp(x), Value::Timestamp(i)) => {
                 x.push(*i);
@@ -79,24 +89,13 @@ impl Column {
                 x.push(*b);
                 true
             }
-            (Data::Int(x) | Data::Timestamp(x), _) => {
-                x.push(0);
-                false
-            }
-            (Data::Float(x), _) => {
-                x.push(0.0);
-                false
-            }
-            (Data::Date(x), _) => {
-                x.push(0);
-                false
-            }
-            (Data::Bool(x), _) => {
-                x.push(false);
+            (data, _) => {
+                data.push_default();
                 false
             }
         };
         self.mark(n, valid);
+        self.heap_bytes() - before
     }
 
     /// Heap bytes allocated (capacity, not length: what the memory budget must count).
@@ -204,8 +203,8 @@ fn pick<T: ArrowNativeType>(x: &[T], rows: &[u32]) -> ScalarBuffer<T> {
 pub struct Columns {
     /// One per `FileLayout::columns` entry, same order.
     cols: Vec<Column>,
-    /// Schema field index → position in `cols` (`None` for columns that live in the path).
-    position: Vec<Option<usize>>,
+    /// The schema field of each of `cols` (`FileLayout::columns`: columns that live in the path are not here).
+    fields: Vec<usize>,
     pub kafka_partition: i32,
     pub kafka_offset: Vec<i64>,
     /// Record timestamps, epoch ms.
@@ -214,13 +213,9 @@ pub struct Columns {
 
 impl Columns {
     pub fn new(layout: &FileLayout, kafka_partition: i32) -> Columns {
-        let mut position = vec![None; layout.schema.fields.len()];
-        for (k, &i) in layout.columns.iter().enumerate() {
-            position[i] = Some(k);
-        }
         Columns {
             cols: layout.columns.iter().map(|&i| Column::new(layout.schema.fields[i].ty)).collect(),
-            position,
+            fields: layout.columns.clone(),
             kafka_partition,
             kafka_offset: Vec::new(),
             kafka_timestamp: Vec::new(),
@@ -235,31 +230,30 @@ impl Columns {
         self.kafka_offset.is_empty()
     }
 
-    /// Appends a row (`values` in schema order; path columns are skipped).
-    pub fn push(&mut self, values: &[Value], kafka_offset: i64, kafka_timestamp: i64) {
+    /// Appends a row (`values` in schema order; path columns are skipped). Returns how many heap bytes the
+    /// columns grew by: vector capacities, up to twice what the rows need as vectors grow by doubling. This is what
+    /// `--max-buffer` counts.
+    pub fn push(&mut self, values: &[Value], kafka_offset: i64, kafka_timestamp: i64) -> usize {
         let n = self.len();
-        for (i, slot) in self.position.iter().enumerate() {
-            if let Some(k) = *slot {
-                self.cols[k].push(n, &values[i]);
-            }
+        let mut grew = 0;
+        for (col, &field) in self.cols.iter_mut().zip(&self.fields) {
+            grew += col.push(n, &values[field]);
         }
+        let kafka_cap = self.kafka_offset.capacity() + self.kafka_timestamp.capacity();
         self.kafka_offset.push(kafka_offset);
         self.kafka_timestamp.push(kafka_timestamp);
+        grew + (self.kafka_offset.capacity() + self.kafka_timestamp.capacity() - kafka_cap) * 8
     }
 
-    /// Heap bytes allocated for the rows (vector capacities: up to twice what the rows need, as vectors grow by
-    /// doubling). This is what `--max-buffer` counts.
-    pub fn heap_bytes(&self) -> usize {
-        self.cols.iter().map(Column::heap_bytes).sum::<usize>()
-            + (self.kafka_offset.capacity() + self.kafka_timestamp.capacity()) * 8
-            + self.position.capacity() * 16
+    /// The column of schema field `field` (`None` for a path column).
+    fn col(&self, field: usize) -> Option<&Column> {
+        self.fields.iter().position(|&f| f == field).map(|k| &self.cols[k])
     }
 
     /// Row indices ordered by the schema columns `sort` (nulls last), then by offset: a total order, so the same
     /// rows always give the same order. Path columns are constant here and skipped.
     pub fn order(&self, sort: &[usize]) -> Vec<u32> {
-        let keys: Vec<&Column> =
-            sort.iter().filter_map(|&i| self.position.get(i).copied().flatten()).map(|k| &self.cols[k]).collect();
+        let keys: Vec<&Column> = sort.iter().filter_map(|&i| self.col(i)).collect();
         let mut rows: Vec<u32> = (0..u32::try_from(self.len()).expect("under 4G rows per cut")).collect();
         rows.sort_unstable_by(|&a, &b| {
             let (a, b) = (a as usize, b as usize);
@@ -287,7 +281,7 @@ impl Columns {
 
     /// The value of schema field `field` in row `row` (`None` for a path column); for tests and inspection.
     pub fn value(&self, row: usize, field: usize) -> Option<Value> {
-        self.position.get(field).copied().flatten().map(|k| self.cols[k].value(row))
+        self.col(field).map(|c| c.value(row))
     }
 }
 
@@ -316,11 +310,12 @@ mod tests {
         let l = layout("year(trade_date)");
         let mut c = Columns::new(&l, 3);
         let input = [(Some("B"), 2, Some(1.0)), (None, 1, None), (Some("A"), 2, Some(2.0)), (Some("A"), 2, None)];
+        let mut grew = 0;
         for (i, (s, d, x)) in input.into_iter().enumerate() {
-            c.push(&row(s, d, x), 10 + i as i64, 100 + i as i64);
+            grew += c.push(&row(s, d, x), 10 + i as i64, 100 + i as i64);
         }
         assert_eq!(c.len(), 4);
-        assert!(c.heap_bytes() >= 4 * (8 + 4 + 8 + 8 + 8), "every column's values are counted");
+        assert!(grew >= 4 * (8 + 4 + 8 + 8 + 8), "every column's values are counted");
         // trade_date, then symbol (null last), then offset.
         assert_eq!(c.order(&[1, 0]), [1, 2, 3, 0]);
         // close (null last), then offset.

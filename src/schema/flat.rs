@@ -6,8 +6,7 @@
 //! anything else (an escape, an unknown key, an error of any kind) it answers `None` and the caller decodes the
 //! record with serde_json, which also words the error. Property tests and `just fuzz` hold the two paths equal.
 
-use super::value::{parse_date, parse_timestamp, timestamp_in_range};
-use super::wire::FieldIndex;
+use super::wire::{FieldIndex, bool_cell, float_cell, int_cell, str_cell};
 use super::{ColumnType, Row, Schema, Value};
 
 /// Decodes `bytes` into `row` (already `schema.fields.len()` nulls), or `None` when serde_json must decide.
@@ -23,7 +22,7 @@ pub(crate) fn decode(schema: &Schema, index: &FieldIndex, bytes: &[u8], row: &mu
         loop {
             s.eat(b'"')?;
             let key = s.plain_string()?;
-            let f = index.find_bytes(key, hint)?;
+            let f = index.find(key, hint)?;
             hint = f + 1;
             s.ws();
             s.eat(b':')?;
@@ -84,33 +83,19 @@ impl<'a> Scan<'a> {
         (self.b.get(self.i..end)? == word).then(|| self.i = end)
     }
 
-    /// One value for a column of type `ty`, as `CellSeed` in `wire` would decode it; `None` for anything else.
+    /// One value for a column of type `ty`, by the same rules as `CellSeed` in `wire`; `None` for anything else.
     fn value(&mut self, ty: ColumnType) -> Option<Value> {
         match self.peek()? {
             b'"' => {
                 self.i += 1;
-                let text = std::str::from_utf8(self.plain_string()?).ok()?;
-                match ty {
-                    ColumnType::String => Some(Value::Str(text.to_owned())),
-                    ColumnType::Date => parse_date(text).ok().map(Value::Date),
-                    ColumnType::Timestamp => parse_timestamp(text).ok().map(Value::Timestamp),
-                    _ => None,
-                }
+                str_cell(ty, std::str::from_utf8(self.plain_string()?).ok()?)
             }
             b'n' => self.literal(b"null").map(|()| Value::Null),
-            b't' if ty == ColumnType::Boolean => self.literal(b"true").map(|()| Value::Bool(true)),
-            b'f' if ty == ColumnType::Boolean => self.literal(b"false").map(|()| Value::Bool(false)),
-            b'-' | b'0'..=b'9' => match (self.number()?, ty) {
-                (Number::Int(v), ColumnType::Bigint) => Some(Value::Int(v)),
-                (Number::Int(v), ColumnType::Double) => Some(Value::Float(v as f64)),
-                (Number::Int(v), ColumnType::Timestamp) => timestamp_in_range(v).ok().map(Value::Timestamp),
-                (Number::Int(v), ColumnType::String) => Some(Value::Str(v.to_string())),
-                (Number::Float(v), ColumnType::Double) => Some(Value::Float(v)),
-                // Whole floats (`0.0`, how pandas writes volumes) are bigints, as in `wire`.
-                (Number::Float(v), ColumnType::Bigint) if v.fract() == 0.0 && v.abs() < 9.2e18 => {
-                    Some(Value::Int(v as i64))
-                }
-                _ => None,
+            b't' => self.literal(b"true").and_then(|()| bool_cell(ty, true)),
+            b'f' => self.literal(b"false").and_then(|()| bool_cell(ty, false)),
+            b'-' | b'0'..=b'9' => match self.number()? {
+                Number::Int(v) => int_cell(ty, v),
+                Number::Float(v) => float_cell(ty, v),
             },
             _ => None,
         }
@@ -185,9 +170,7 @@ impl<'a> Scan<'a> {
         };
         v.is_finite().then_some(Number::Float(v))
     }
-}
 
-impl Scan<'_> {
     /// Takes up to `max` decimal digits into `mantissa` (wrapping: only used when 19 digits or fewer); returns how many.
     fn digits(&mut self, mantissa: &mut u64, max: usize) -> usize {
         let mut n = 0;

@@ -9,7 +9,7 @@ use std::io::Write;
 
 use serde_json::Value as Json;
 
-use super::value::{format_timestamp, parse_bigint, parse_date, parse_timestamp, push_date};
+use super::value::{format_timestamp, parse_bigint, parse_date, parse_timestamp, push_date, timestamp_in_range};
 use super::{ColumnType, Row, Schema, Value};
 
 /// Appends the JSON object for `row` to `out`.
@@ -174,13 +174,8 @@ impl FieldIndex {
         FieldIndex { names, aliases }
     }
 
-    /// The field `key` names; `hint` is the field tried first.
-    fn find(&self, key: &str, hint: usize) -> Option<usize> {
-        self.find_bytes(key.as_bytes(), hint)
-    }
-
-    /// `find` for a key's raw bytes (names are compared byte for byte, as UTF-8).
-    pub(crate) fn find_bytes(&self, key: &[u8], hint: usize) -> Option<usize> {
+    /// The field `key` names (compared byte for byte, as UTF-8); `hint` is the field tried first.
+    pub(crate) fn find(&self, key: &[u8], hint: usize) -> Option<usize> {
         if self.names.get(hint).is_some_and(|n| n.as_bytes() == key) {
             return Some(hint);
         }
@@ -202,13 +197,17 @@ pub fn decode_record_into(schema: &Schema, index: &FieldIndex, bytes: &[u8], row
     use serde::de::DeserializeSeed;
     let required_present =
         |row: &Row| schema.fields.iter().zip(row.iter()).all(|(f, v)| !f.required || *v != Value::Null);
-    row.clear();
-    row.resize(schema.fields.len(), Value::Null);
+    let reset = |row: &mut Row| {
+        row.clear();
+        row.resize(schema.fields.len(), Value::Null);
+    };
+    // Three tiers: the hand-written scanner for plain records; serde_json streaming for escapes and unknown keys;
+    // the reference decoder for everything else and for the wording of errors.
+    reset(row);
     if super::flat::decode(schema, index, bytes, row).is_some() && required_present(row) {
         return Ok(());
     }
-    row.clear();
-    row.resize(schema.fields.len(), Value::Null);
+    reset(row);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let fast = RowSeed { schema, index, row: &mut *row }.deserialize(&mut de).and_then(|()| de.end());
     match fast {
@@ -241,7 +240,7 @@ impl<'de> serde::de::Visitor<'de> for RowSeed<'_> {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut hint = 0;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match self.index.find(key.as_ref(), hint) {
+            match self.index.find(key.as_bytes(), hint) {
                 Some(i) => {
                     self.row[i] = map.next_value_seed(CellSeed(self.schema.fields[i].ty))?;
                     hint = i + 1;
@@ -258,6 +257,44 @@ impl<'de> serde::de::Visitor<'de> for RowSeed<'_> {
     }
 }
 
+/// The value a column of type `ty` takes from a JSON integer, float, string or boolean; `None` where the token
+/// does not fit (the reference decoder, `decode_record`, then says why). Shared by the two streaming decoders
+/// (`CellSeed` here, `flat`) so that they cannot drift apart.
+pub(crate) fn int_cell(ty: ColumnType, v: i64) -> Option<Value> {
+    match ty {
+        ColumnType::Bigint => Some(Value::Int(v)),
+        ColumnType::Double => Some(Value::Float(v as f64)),
+        ColumnType::Timestamp => timestamp_in_range(v).ok().map(Value::Timestamp),
+        ColumnType::String => Some(Value::Str(v.to_string())),
+        _ => None,
+    }
+}
+
+/// See `int_cell`.
+pub(crate) fn float_cell(ty: ColumnType, v: f64) -> Option<Value> {
+    match ty {
+        ColumnType::Double => Some(Value::Float(v)),
+        // Whole floats (`0.0`, how pandas writes volumes) are bigints; anything else is refused.
+        ColumnType::Bigint if v.fract() == 0.0 && v.abs() < 9.2e18 => Some(Value::Int(v as i64)),
+        _ => None,
+    }
+}
+
+/// See `int_cell`.
+pub(crate) fn str_cell(ty: ColumnType, v: &str) -> Option<Value> {
+    match ty {
+        ColumnType::String => Some(Value::Str(v.to_string())),
+        ColumnType::Date => parse_date(v).ok().map(Value::Date),
+        ColumnType::Timestamp => parse_timestamp(v).ok().map(Value::Timestamp),
+        _ => None,
+    }
+}
+
+/// See `int_cell`.
+pub(crate) fn bool_cell(ty: ColumnType, v: bool) -> Option<Value> {
+    (ty == ColumnType::Boolean).then_some(Value::Bool(v))
+}
+
 /// One cell of a known type, straight from the JSON token.
 struct CellSeed(ColumnType);
 
@@ -268,6 +305,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for CellSeed {
     }
 }
 
+// The error texts are never shown: any failure here sends the record to `decode_record`, which words it.
 impl<'de> serde::de::Visitor<'de> for CellSeed {
     type Value = Value;
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -277,21 +315,10 @@ impl<'de> serde::de::Visitor<'de> for CellSeed {
         Ok(Value::Null)
     }
     fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
-        match self.0 {
-            ColumnType::Boolean => Ok(Value::Bool(v)),
-            _ => Err(E::custom("type")),
-        }
+        bool_cell(self.0, v).ok_or_else(|| E::custom("type"))
     }
     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
-        match self.0 {
-            ColumnType::Bigint => Ok(Value::Int(v)),
-            ColumnType::Double => Ok(Value::Float(v as f64)),
-            ColumnType::Timestamp => {
-                crate::schema::value::timestamp_in_range(v).map(Value::Timestamp).map_err(E::custom)
-            }
-            ColumnType::String => Ok(Value::Str(v.to_string())),
-            _ => Err(E::custom("type")),
-        }
+        int_cell(self.0, v).ok_or_else(|| E::custom("type"))
     }
     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
         match i64::try_from(v) {
@@ -301,20 +328,10 @@ impl<'de> serde::de::Visitor<'de> for CellSeed {
         }
     }
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
-        match self.0 {
-            ColumnType::Double => Ok(Value::Float(v)),
-            // Whole floats (`0.0`, how pandas writes volumes) are bigints; anything else is refused.
-            ColumnType::Bigint if v.fract() == 0.0 && v.abs() < 9.2e18 => Ok(Value::Int(v as i64)),
-            _ => Err(E::custom("type")),
-        }
+        float_cell(self.0, v).ok_or_else(|| E::custom("type"))
     }
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
-        match self.0 {
-            ColumnType::String => Ok(Value::Str(v.to_string())),
-            ColumnType::Date => parse_date(v).map(Value::Date).map_err(|_| E::custom("date")),
-            ColumnType::Timestamp => parse_timestamp(v).map(Value::Timestamp).map_err(|_| E::custom("timestamp")),
-            _ => Err(E::custom("type")),
-        }
+        str_cell(self.0, v).ok_or_else(|| E::custom("type"))
     }
 }
 
@@ -333,7 +350,7 @@ fn json_to_value(v: &Json, ty: ColumnType) -> Result<Value, String> {
         (ColumnType::Date, Json::String(s)) => Value::Date(parse_date(s).map_err(|e| e.reason)?),
         (ColumnType::Timestamp, Json::String(s)) => Value::Timestamp(parse_timestamp(s).map_err(|e| e.reason)?),
         (ColumnType::Timestamp, Json::Number(n)) => {
-            Value::Timestamp(crate::schema::value::timestamp_in_range(n.as_i64().ok_or_else(wrong)?)?)
+            Value::Timestamp(timestamp_in_range(n.as_i64().ok_or_else(wrong)?)?)
         }
         _ => return Err(wrong()),
     })

@@ -105,10 +105,7 @@ impl PartitionBuffer {
                 self.groups.len() - 1
             }
         };
-        let cols = &mut self.groups[g].1;
-        let before = cols.heap_bytes();
-        cols.push(values, offset, timestamp_ms);
-        self.bytes += cols.heap_bytes() - before;
+        self.bytes += self.groups[g].1.push(values, offset, timestamp_ms);
     }
 
     pub fn push_reject(&mut self, r: Reject) {

@@ -61,7 +61,7 @@ pub(crate) async fn run_partition(ctx: Arc<Ctx>, p: i32) -> Result<(), SinkError
     }
     let end = offsets.high_watermark;
     let buf = PartitionBuffer::new(p, cp.next_offset, ctx.committer.layout.clone());
-    let mut state = State { cp, inflight: None, buf, unpublished_bytes: 0, unpublished_records: 0 };
+    let mut state = State { cp, inflight: None, buf, published_bytes: 0, unpublished_records: 0 };
     let consumed = consume(&ctx, p, &pc, end, redo, &mut state).await;
     // Whatever happened, the commit under way finishes (or fails) before this returns: nothing of this partition is
     // still being written when the sink exits.
@@ -82,10 +82,10 @@ struct State {
     cp: Checkpoint,
     inflight: Option<tokio::task::JoinHandle<Result<Checkpoint, SinkError>>>,
     buf: PartitionBuffer,
-    /// Buffered bytes and records not yet added to the shared counters. Every worker updating the same atomics for
-    /// every record made two cores fight over one cache line; they are published every `PUBLISH_EVERY` records,
-    /// at the end of each fetch, and before a cut.
-    unpublished_bytes: usize,
+    /// How much of `buf.bytes` is on the shared budget (`Ctx::buffered`), and the records not yet counted in the
+    /// stats. Every worker updating the same atomics for every record made two cores fight over one cache line;
+    /// they are published every `PUBLISH_EVERY` records, at the end of each fetch, and before a cut.
+    published_bytes: usize,
     unpublished_records: u64,
 }
 
@@ -94,8 +94,13 @@ struct State {
 const PUBLISH_EVERY: u64 = 1024;
 
 impl State {
+    fn unpublished_bytes(&self) -> usize {
+        self.buf.bytes - self.published_bytes
+    }
+
     fn publish(&mut self, ctx: &Ctx) {
-        ctx.buffered.fetch_add(std::mem::take(&mut self.unpublished_bytes), Ordering::Relaxed);
+        ctx.buffered.fetch_add(self.unpublished_bytes(), Ordering::Relaxed);
+        self.published_bytes = self.buf.bytes;
         ctx.stats.records.fetch_add(std::mem::take(&mut self.unpublished_records), Ordering::Relaxed);
     }
 }
@@ -146,7 +151,6 @@ async fn consume(
                 commit(ctx, st).await?;
                 redo = None;
             }
-            let before = st.buf.bytes;
             match ctx.decoder.decode(p, &rec, &mut row) {
                 Ok(()) => st.buf.push_row(&ctx.spec, &row, rec.offset, rec.record.timestamp.timestamp_millis()),
                 Err(reject) => {
@@ -154,7 +158,6 @@ async fn consume(
                     st.buf.push_reject(reject)
                 }
             }
-            st.unpublished_bytes += st.buf.bytes - before;
             st.unpublished_records += 1;
             if st.unpublished_records >= PUBLISH_EVERY {
                 st.publish(ctx);
@@ -194,7 +197,7 @@ fn should_flush(ctx: &Ctx, st: &State, check_age: bool) -> bool {
     buf.rows >= ctx.cfg.max_rows
         || est_file >= ctx.cfg.max_bytes
         || (check_age && buf.started.is_some_and(|s| s.elapsed() >= ctx.cfg.max_age))
-        || ctx.buffered.load(Ordering::Relaxed) + st.unpublished_bytes > ctx.cfg.max_buffer
+        || ctx.buffered.load(Ordering::Relaxed) + st.unpublished_bytes() > ctx.cfg.max_buffer
 }
 
 /// Cuts when a limit is reached. With a commit under way it first waits for it: that frees its share of the
@@ -229,6 +232,7 @@ async fn commit(ctx: &Arc<Ctx>, st: &mut State) -> Result<(), SinkError> {
     st.publish(ctx);
     let bytes = st.buf.bytes;
     let cut = st.buf.cut(&ctx.cfg.topic, &ctx.sort, ctx.cfg.max_rows);
+    st.published_bytes = 0; // a fresh buffer: none of it is on the budget yet
     let newest = cut.newest_event_ms;
     let (ctx, mut cp) = (ctx.clone(), st.cp.clone());
     st.inflight = Some(tokio::spawn(async move {
