@@ -148,6 +148,7 @@ def main():
         local = os.path.join(tmp, "lake")
         local_s, _, _, local_cpu, local_broker, _ = timed(
             [a.bin, "sink", "--topic", topic, "--to", local, "--exit-at-end"], env)
+        local_files = sum(f.endswith(".parquet") for _, _, fs in os.walk(local) for f in fs)
 
         # Peak RSS with 1,000 hive partitions open.
         csv2 = os.path.join(tmp, "wide.csv")
@@ -167,7 +168,7 @@ def main():
     row("rskafka drain, decodes nothing (ticklake consume --count)", drain_s, "-", drain_cpu, drain_broker, 0)
     row("ticklake sink (year partitions, sorted, ZSTD, verified)", sink_s, sink_files, sink_cpu, sink_broker, sink_s3)
     row("Python peer (confluent-kafka + json + pyarrow + boto3)", peer_s, peer_files, peer_cpu, peer_broker, peer_s3)
-    row("ticklake sink into a local folder (no S3 server)", local_s, sink_files, local_cpu, local_broker, 0)
+    row("ticklake sink into a local folder (no S3 server)", local_s, local_files, local_cpu, local_broker, 0)
     print(f"ratio sink / drain: {drain_s / sink_s:.2f}x   sink / Python peer: {peer_s / sink_s:.1f}x   "
           f"local-folder sink / drain: {drain_s / local_s:.2f}x")
     total = sink_cpu + sink_broker + sink_s3
