@@ -136,11 +136,12 @@ fn metrics_are_scraped_while_replay_and_sink_run() {
     );
     let text = scrape_until(&sink_addr, "4000 rows written, lag 0 on both partitions", |t| {
         metric(t, "ticklake_sink_rows_written_total") == Some(4000.0)
-            && metric(t, "ticklake_sink_lag_records{partition=\"0\"}") == Some(0.0)
-            && metric(t, "ticklake_sink_lag_records{partition=\"1\"}") == Some(0.0)
+            && metric(t, "ticklake_sink_lag_records{kafka_partition=\"0\"}") == Some(0.0)
+            && metric(t, "ticklake_sink_lag_records{kafka_partition=\"1\"}") == Some(0.0)
     });
-    let cp: f64 =
-        (0..2).map(|p| metric(&text, &format!("ticklake_sink_checkpoint_offset{{partition=\"{p}\"}}")).unwrap()).sum();
+    let cp: f64 = (0..2)
+        .map(|p| metric(&text, &format!("ticklake_sink_checkpoint_offset{{kafka_partition=\"{p}\"}}")).unwrap())
+        .sum();
     assert_eq!(cp, 4000.0, "checkpoints cover every record:\n{text}");
     let files = metric(&text, "ticklake_sink_files_written_total").unwrap();
     let lake = env.read_lake(LakeAt::Local(&to));

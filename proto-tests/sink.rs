@@ -295,7 +295,9 @@ fn two_sinks_split_a_topic_by_partition_into_one_lake() {
     let verify = ok(run(env.ticklake().args(["lake", "verify", "--topic", &topic, "--to", to])));
     let report = String::from_utf8_lossy(&verify.stdout).into_owned();
     assert!(
-        report.contains("partition 0:") && report.contains("partition 2:") && report.contains("exactly once: yes"),
+        report.contains("kafka partition 0:")
+            && report.contains("kafka partition 2:")
+            && report.contains("exactly once: yes"),
         "{report}"
     );
     assert_eq!(env.read_lake(LakeAt::Local(std::path::Path::new(to))).rows.len(), 4000);

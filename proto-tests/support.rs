@@ -394,7 +394,7 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<(String, String)> {
     Ok((head.lines().next().unwrap_or_default().to_string(), body.to_string()))
 }
 
-/// The value of a Prometheus sample, unlabelled or labelled, e.g. `ticklake_sink_lag_records{partition="0"}`.
+/// The value of a Prometheus sample, unlabelled or labelled, e.g. `ticklake_sink_lag_records{kafka_partition="0"}`.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }

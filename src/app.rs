@@ -147,66 +147,19 @@ pub async fn run(cli: Cli) -> Result<u8> {
             Ok(if report.ok() { 0 } else { crate::exit::VERIFY_FAILED })
         }
         Command::Athena(a) => {
-            let url = a.lake.url()?;
-            let schema = match (crate::cli::resolve_schema_arg(a.schema.as_deref())?, &a.topic) {
-                (Some(s), _) => s,
-                (None, Some(topic)) => {
-                    let store =
-                        crate::lake::Store::open(&url, &a.lake.s3()).await.map_err(crate::sink::SinkError::from)?;
-                    let key = crate::lake::state::schema_key(topic);
-                    let bytes = store.get(&key).await.map_err(crate::sink::SinkError::from)?.ok_or_else(|| {
-                        Error::Usage(format!(
-                            "no schema for topic '{topic}' in {} ({key}): run the sink first, or pass --schema",
-                            url.display()
-                        ))
-                    })?;
-                    toml::from_str(&String::from_utf8_lossy(&bytes)).map_err(|e| Error::Usage(format!("{key}: {e}")))?
-                }
-                (None, None) => return Err(Error::Usage("pass --topic or --schema".into())),
-            };
-            let (default_spec, _) = crate::sink::default_layout(&schema);
-            let spec = crate::lake::PartitionSpec::parse(a.partition_by.as_deref().unwrap_or(&default_spec), &schema)
-                .map_err(|e| Error::Usage(e.to_string()))?;
-            let has_identity = spec.fields.iter().any(|f| f.transform == crate::lake::partition::Transform::Identity);
-            // With --topic the lake is read anyway: list it for enum projection values.
-            let enum_values = if a.topic.is_some() && has_identity && !a.no_projection {
-                let store = crate::lake::Store::open(&url, &a.lake.s3()).await.map_err(crate::sink::SinkError::from)?;
-                let keys: Vec<String> =
-                    store.list("").await.map_err(crate::sink::SinkError::from)?.into_iter().map(|o| o.key).collect();
-                crate::athena::identity_values(&spec, &keys)
-            } else {
-                vec![]
-            };
-            for f in spec.fields.iter().filter(|f| f.transform == crate::lake::partition::Transform::Identity) {
-                if !enum_values.iter().any(|(k, _)| k == &f.name) {
-                    tracing::warn!(
-                        key = %f.name,
-                        "projection type 'injected': every query must filter {} with = (pass --topic to list the lake's values for an enum)",
-                        f.name
-                    );
-                }
-            }
-            let opts = crate::athena::TableOptions {
+            let req = crate::athena::Request {
                 table: a.table.clone(),
-                location: url,
+                lake: a.lake.url()?,
+                s3: a.lake.s3(),
+                topic: a.topic.clone(),
+                schema: crate::cli::resolve_schema_arg(a.schema.as_deref())?,
+                partition_by: a.partition_by.clone(),
                 projection: !a.no_projection,
-                enum_values,
                 first_year: a.first_year,
+                queries: a.print_queries.then(|| (a.query_symbol.clone(), a.query_year)),
+                since_version: a.since_version,
             };
-            let ddl = crate::athena::create_table(&schema, &spec, &opts).map_err(|e| Error::Usage(e.to_string()))?;
-            print(ddl.trim_end())?;
-            if a.print_queries {
-                let queries = crate::athena::reference_queries(&schema, &spec, &a.table, &a.query_symbol, a.query_year)
-                    .ok_or_else(|| {
-                        Error::Usage(format!(
-                            "no reference queries for schema '{}' (they need a key, a date and a close column)",
-                            schema.name
-                        ))
-                    })?;
-                for (title, sql) in queries {
-                    print(&format!("\n-- {title}\n{sql};"))?;
-                }
-            }
+            print(&crate::athena::run(&req).await?)?;
             Ok(0)
         }
         Command::Doctor(a) => {

@@ -5,9 +5,10 @@
 //! `integer` for `year()`, `date` for `month()`/`day()`/`hour()`, `enum` for identity keys whose values are known,
 //! else `injected` (queries must then filter the key with `=`).
 
-use crate::lake::LakeUrl;
 use crate::lake::parquet::FileLayout;
 use crate::lake::partition::{PartitionSpec, Transform};
+use crate::lake::table::{TableSpec, table_key};
+use crate::lake::{LakeUrl, S3Options, Store, StoreError};
 use crate::schema::{RESERVED_WORDS, Schema};
 
 /// What the DDL needs beyond the schema and spec.
@@ -27,10 +28,162 @@ pub struct TableOptions {
 pub enum DdlError {
     #[error("--table '{0}' must be database.table, lower-case letters, digits and _")]
     TableName(String),
-    #[error("Athena reads tables from S3 only; --to must be s3://bucket/prefix, not '{0}'")]
-    NotS3(String),
     #[error("column '{0}' is an Athena reserved word")]
     Reserved(String),
+}
+
+/// What `ticklake athena` was asked for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub table: String,
+    pub lake: LakeUrl,
+    pub s3: S3Options,
+    /// A lake from before the table spec: read this topic's schema.
+    pub topic: Option<String>,
+    /// Print for this schema instead of reading the lake.
+    pub schema: Option<Schema>,
+    pub partition_by: Option<String>,
+    pub projection: bool,
+    pub first_year: i32,
+    /// `--print-queries`: (symbol, year).
+    pub queries: Option<(String, i32)>,
+    /// Print `ALTER TABLE ... ADD COLUMNS` for the columns added after this schema version, instead of the DDL.
+    pub since_version: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AthenaError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Ddl(#[from] DdlError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The lake's table spec, `None` if it has none (nothing committed yet, or a lake from before the spec).
+pub async fn read_table(store: &Store) -> Result<Option<TableSpec>, AthenaError> {
+    let Some(bytes) = store.get(&table_key()).await? else { return Ok(None) };
+    let spec = toml::from_str(&String::from_utf8_lossy(&bytes))
+        .map_err(|e| AthenaError::Usage(format!("{} is not a valid table spec: {e}", table_key())))?;
+    Ok(Some(spec))
+}
+
+/// The text `ticklake athena` prints: the schema and layout come from the lake's stored table spec (so the DDL
+/// cannot drift from the files), else from `--schema`/`--partition-by`, else from a legacy per-topic schema.
+pub async fn run(req: &Request) -> Result<String, AthenaError> {
+    let usage = AthenaError::Usage;
+    let lake = req.lake.display();
+    let mut store = None;
+    let (schema, spec_text, table) = match &req.schema {
+        Some(s) => {
+            let (default_spec, _) = crate::lake::table::default_layout(s);
+            (s.clone(), req.partition_by.clone().unwrap_or(default_spec), None)
+        }
+        None => {
+            let st = Store::open(&req.lake, &req.s3).await?;
+            let found = read_table(&st).await?;
+            let out = match found {
+                Some(t) => {
+                    if let Some(topic) = req.topic.as_ref().filter(|topic| !t.topics.contains(topic)) {
+                        return Err(usage(format!(
+                            "the lake at {lake} holds topic(s) {}, not '{topic}' (in {}); drop --topic",
+                            t.topics.join(", "),
+                            table_key()
+                        )));
+                    }
+                    let stored = t.partition_by.clone();
+                    if let Some(p) = &req.partition_by {
+                        let given = PartitionSpec::parse(p, &t.schema).map_err(|e| usage(e.to_string()))?;
+                        if given.describe(&t.schema) != stored {
+                            return Err(usage(format!(
+                                "--partition-by '{p}' differs from the lake's stored spec '{stored}' (in {}): drop --partition-by",
+                                table_key()
+                            )));
+                        }
+                    }
+                    (t.schema.clone(), stored, Some(t))
+                }
+                None => {
+                    let Some(topic) = &req.topic else {
+                        return Err(usage(format!(
+                            "no table spec in {lake} ({}): run the sink into it first, or pass --schema",
+                            table_key()
+                        )));
+                    };
+                    let key = crate::lake::state::schema_key(topic);
+                    let bytes = st.get(&key).await?.ok_or_else(|| {
+                        usage(format!(
+                            "no schema for topic '{topic}' in {lake} ({key}): run the sink first, or pass --schema"
+                        ))
+                    })?;
+                    let s: Schema =
+                        toml::from_str(&String::from_utf8_lossy(&bytes)).map_err(|e| usage(format!("{key}: {e}")))?;
+                    let (default_spec, _) = crate::lake::table::default_layout(&s);
+                    (s, req.partition_by.clone().unwrap_or(default_spec), None)
+                }
+            };
+            store = Some(st);
+            out
+        }
+    };
+    if let Some(v) = req.since_version {
+        let t = table.as_ref().ok_or_else(|| {
+            usage(format!("--since-version needs the lake's table spec ({} in {lake}); drop --schema", table_key()))
+        })?;
+        let added = t.added_since(v);
+        if added.is_empty() {
+            return Ok(format!(
+                "-- no columns added after schema version {v} (the table is at version {})",
+                t.version()
+            ));
+        }
+        return Ok(add_columns(&req.table, &added)?.trim_end().to_string());
+    }
+    let spec = PartitionSpec::parse(&spec_text, &schema).map_err(|e| usage(e.to_string()))?;
+    let identity: Vec<&str> =
+        spec.fields.iter().filter(|f| f.transform == Transform::Identity).map(|f| f.name.as_str()).collect();
+    // With the lake at hand, list it for enum projection values.
+    let enum_values = match &store {
+        Some(st) if !identity.is_empty() && req.projection => {
+            let keys: Vec<String> = st.list("").await?.into_iter().map(|o| o.key).collect();
+            identity_values(&spec, &keys)
+        }
+        _ => vec![],
+    };
+    for key in identity.iter().filter(|k| !enum_values.iter().any(|(e, _)| e == *k)) {
+        tracing::warn!(
+            key,
+            "projection type 'injected': every query must filter {key} with = (run against the lake to list its values for an enum)"
+        );
+    }
+    if let Some(t) = &table {
+        tracing::info!(
+            version = t.version(),
+            "the lake's table is at schema version {0}; after a schema change, `--since-version {0}` prints the ALTER TABLE",
+            t.version()
+        );
+    }
+    let opts = TableOptions {
+        table: req.table.clone(),
+        location: req.lake.clone(),
+        projection: req.projection,
+        enum_values,
+        first_year: req.first_year,
+    };
+    let mut out = create_table(&schema, &spec, &opts)?.trim_end().to_string();
+    if let Some((symbol, year)) = &req.queries {
+        let queries = reference_queries(&schema, &spec, &req.table, symbol, *year).ok_or_else(|| {
+            usage(format!(
+                "no reference queries for schema '{}' (they need a key, a date and a close column)",
+                schema.name
+            ))
+        })?;
+        for (title, sql) in queries {
+            out.push_str(&format!("\n\n-- {title}\n{sql};"));
+        }
+    }
+    Ok(out)
 }
 
 fn quote(name: &str) -> String {
@@ -67,15 +220,18 @@ pub fn identity_values(spec: &PartitionSpec, object_keys: &[String]) -> Vec<(Str
 
 /// `CREATE EXTERNAL TABLE` (plus `MSCK REPAIR TABLE` without projection).
 pub fn create_table(schema: &Schema, spec: &PartitionSpec, opts: &TableOptions) -> Result<String, DdlError> {
-    let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    match opts.table.split_once('.') {
-        Some((db, t)) if valid(db) && valid(t) => {}
-        _ => return Err(DdlError::TableName(opts.table.clone())),
-    }
-    let LakeUrl::S3 { .. } = &opts.location else {
-        return Err(DdlError::NotS3(opts.location.display()));
+    // Athena reads S3 only: a local lake gets a placeholder to replace once the folder is copied to S3.
+    let (location, note) = match &opts.location {
+        LakeUrl::S3 { .. } => (format!("{}/", opts.location.display().trim_end_matches('/')), String::new()),
+        local => (
+            LOCAL_PLACEHOLDER.to_string(),
+            format!(
+                "-- {} is a local folder and Athena reads S3 only: copy it (aws s3 sync {} {LOCAL_PLACEHOLDER})\n-- and replace {LOCAL_PLACEHOLDER} below with where it went.\n",
+                local.display(),
+                local.display()
+            ),
+        ),
     };
-    let location = format!("{}/", opts.location.display().trim_end_matches('/'));
     let layout = FileLayout::new(schema, spec);
     let columns = layout.file_columns();
     for (name, _) in &columns {
@@ -83,7 +239,9 @@ pub fn create_table(schema: &Schema, spec: &PartitionSpec, opts: &TableOptions) 
             return Err(DdlError::Reserved(name.clone()));
         }
     }
-    let mut ddl = format!("CREATE EXTERNAL TABLE IF NOT EXISTS {} (\n", opts.table);
+    check_table_name(&opts.table)?;
+    let mut ddl = note;
+    ddl.push_str(&format!("CREATE EXTERNAL TABLE IF NOT EXISTS {} (\n", opts.table));
     let cols: Vec<String> = columns.iter().map(|(n, t)| format!("  {} {t}", quote(n))).collect();
     ddl.push_str(&cols.join(",\n"));
     ddl.push_str("\n)\n");
@@ -138,6 +296,28 @@ pub fn create_table(schema: &Schema, spec: &PartitionSpec, opts: &TableOptions) 
         ddl.push_str(&format!("MSCK REPAIR TABLE {};\n", opts.table));
     }
     Ok(ddl)
+}
+
+/// The LOCATION printed for a lake in a local folder.
+pub const LOCAL_PLACEHOLDER: &str = "s3://YOUR-BUCKET/YOUR-PREFIX/";
+
+fn check_table_name(table: &str) -> Result<(), DdlError> {
+    let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    match table.split_once('.') {
+        Some((db, t)) if valid(db) && valid(t) => Ok(()),
+        _ => Err(DdlError::TableName(table.into())),
+    }
+}
+
+/// `ALTER TABLE ... ADD COLUMNS` for columns a schema change added (Athena matches Parquet columns by name, so the
+/// older files read them as NULL). Path columns never change, so these are always file columns.
+pub fn add_columns(table: &str, fields: &[&crate::schema::Field]) -> Result<String, DdlError> {
+    check_table_name(table)?;
+    if let Some(f) = fields.iter().find(|f| RESERVED_WORDS.contains(&f.name.as_str())) {
+        return Err(DdlError::Reserved(f.name.clone()));
+    }
+    let cols: Vec<String> = fields.iter().map(|f| format!("{} {}", quote(&f.name), f.ty.athena_name())).collect();
+    Ok(format!("ALTER TABLE {} ADD COLUMNS ({});\n", table, cols.join(", ")))
 }
 
 /// Ready-to-run queries for a lake of daily bars: `(title, SQL)`. They filter on the partition keys (so Athena
@@ -361,6 +541,19 @@ MSCK REPAIR TABLE markets.bars;
         assert!(matches!(create_table(&s, &spec, &o), Err(DdlError::TableName(_))));
         let mut o = opts(true);
         o.location = LakeUrl::parse("./lake").unwrap();
-        assert!(matches!(create_table(&s, &spec, &o), Err(DdlError::NotS3(_))));
+        let ddl = create_table(&s, &spec, &o).unwrap();
+        assert!(ddl.starts_with("-- ./lake is a local folder"), "{ddl}");
+        assert!(ddl.contains(&format!("LOCATION '{LOCAL_PLACEHOLDER}'")), "{ddl}");
+    }
+
+    #[test]
+    fn added_columns_become_one_alter_table() {
+        let f = crate::schema::Field::new("exchange_value", "Exchange", crate::schema::ColumnType::String);
+        let g = crate::schema::Field::new("bid", "bid", crate::schema::ColumnType::Double);
+        assert_eq!(
+            add_columns("m.t", &[&f, &g]).unwrap(),
+            "ALTER TABLE m.t ADD COLUMNS (`exchange_value` string, `bid` double);\n"
+        );
+        assert!(matches!(add_columns("T", &[&f]), Err(DdlError::TableName(_))));
     }
 }

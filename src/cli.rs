@@ -171,15 +171,21 @@ pub struct AthenaArgs {
     pub table: String,
     #[command(flatten)]
     pub lake: LakeArgs,
-    /// Read the schema the lake was started with for this topic (from `_ticklake/schemas/`).
+    /// Only for a lake written before the stored table spec: read this topic's schema (`_ticklake/schemas/`).
+    /// A lake with a table spec (`_ticklake/table.toml`) needs neither this nor --partition-by.
     #[arg(long, short)]
     pub topic: Option<String>,
-    /// Schema: a preset or a schema file (instead of --topic).
+    /// Print for this schema (a preset or a schema file) instead of reading the lake.
     #[arg(long)]
     pub schema: Option<String>,
-    /// The sink's --partition-by (default: the schema's default, as the sink).
+    /// With --schema: the sink's --partition-by (default: the schema's default, as the sink). Read from the lake
+    /// otherwise.
     #[arg(long)]
     pub partition_by: Option<String>,
+    /// Print `ALTER TABLE ... ADD COLUMNS` for the columns added after this schema version (the version the
+    /// Athena table was created at; `lake stats` and this command's log show the current one) instead of the DDL.
+    #[arg(long, value_name = "VERSION")]
+    pub since_version: Option<u32>,
     /// A plain partitioned table plus MSCK REPAIR TABLE instead of partition projection.
     #[arg(long)]
     pub no_projection: bool,

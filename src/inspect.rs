@@ -59,7 +59,7 @@ impl VerifyReport {
                 "FAIL"
             };
             out.push_str(&format!(
-                "partition {p}: offsets {}..{} covered by {} row(s) + {} reject(s): {status}\n",
+                "kafka partition {p}: offsets {}..{} covered by {} row(s) + {} reject(s): {status}\n",
                 r.start,
                 r.next - 1,
                 r.rows,
@@ -211,9 +211,18 @@ pub async fn stats(url: &LakeUrl, s3: &S3Options, topic: &str) -> Result<String,
         hive.len(),
         crate::replay::progress::human_bytes(bytes)
     );
+    match store.get(&crate::lake::table::table_key()).await? {
+        Some(b) => match toml::from_str::<crate::lake::table::TableSpec>(&String::from_utf8_lossy(&b)) {
+            Ok(t) => out.push_str(&t.describe()),
+            Err(e) => {
+                out.push_str(&format!("table: {} is not a valid table spec: {e}\n", crate::lake::table::table_key()))
+            }
+        },
+        None => out.push_str("table: no stored table spec (nothing committed yet, or a lake from before the spec)\n"),
+    }
     for (p, cp) in checkpoints(&store, topic, &objects).await? {
         out.push_str(&format!(
-            "partition {p}: checkpoint {} (started at {}){}\n",
+            "kafka partition {p}: checkpoint {} (started at {}){}\n",
             cp.next_offset,
             cp.start_offset,
             if cp.pending.is_some() { ", a cut is pending" } else { "" }

@@ -42,6 +42,8 @@ pub enum Error {
     Sink(#[from] sink::SinkError),
     #[error(transparent)]
     Inspect(#[from] inspect::InspectError),
+    #[error(transparent)]
+    Athena(#[from] athena::AthenaError),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
 }
@@ -54,13 +56,21 @@ impl Error {
             Error::Replay(e) => e.exit_code(),
             Error::SchemaFile(_) | Error::Source(_) => exit::BAD_INPUT,
             Error::Sink(e) => e.exit_code(),
-            Error::Inspect(inspect::InspectError::Store(lake::StoreError::BucketMissing { .. })) => {
-                exit::STORAGE_MISSING
-            }
-            Error::Inspect(inspect::InspectError::Store(lake::StoreError::Denied { .. })) => exit::AUTH,
+            Error::Inspect(inspect::InspectError::Store(e)) => store_exit_code(e),
             Error::Inspect(_) => exit::FAILURE,
+            Error::Athena(athena::AthenaError::Usage(_) | athena::AthenaError::Ddl(_)) => exit::USAGE,
+            Error::Athena(athena::AthenaError::Store(e)) => store_exit_code(e),
             Error::Io { .. } => exit::FAILURE,
         }
+    }
+}
+
+/// The exit code of a lake (S3 or folder) failure, the same for every command.
+pub fn store_exit_code(e: &lake::StoreError) -> u8 {
+    match e {
+        lake::StoreError::Denied { .. } | lake::StoreError::NoCredentials => exit::AUTH,
+        lake::StoreError::BucketMissing { .. } => exit::STORAGE_MISSING,
+        _ => exit::FAILURE,
     }
 }
 

@@ -89,11 +89,11 @@ impl Text {
         let _ = writeln!(self.0, "{name} {v}");
     }
 
-    /// One gauge per partition: `name{partition="3"} v`.
+    /// One gauge per partition: `name{kafka_partition="3"} v`.
     pub fn partition_gauges(&mut self, name: &str, help: &str, values: impl IntoIterator<Item = (i32, i64)>) {
         self.header(name, help, "gauge");
         for (p, v) in values {
-            let _ = writeln!(self.0, "{name}{{partition=\"{p}\"}} {v}");
+            let _ = writeln!(self.0, "{name}{{kafka_partition=\"{p}\"}} {v}");
         }
     }
 
@@ -206,7 +206,7 @@ mod tests {
         assert_eq!(
             t.finish(),
             "# HELP a_total things\n# TYPE a_total counter\na_total 7\n\
-             # HELP lag behind\n# TYPE lag gauge\nlag{partition=\"0\"} 5\nlag{partition=\"2\"} 0\n"
+             # HELP lag behind\n# TYPE lag gauge\nlag{kafka_partition=\"0\"} 5\nlag{kafka_partition=\"2\"} 0\n"
         );
     }
 

@@ -245,6 +245,25 @@ impl Columns {
         grew + (self.kafka_offset.capacity() + self.kafka_timestamp.capacity() - kafka_cap) * 8
     }
 
+    /// Takes the columns a newer `layout` adds (schema evolution appends fields): each starts NULL for the rows
+    /// already held. Returns how many heap bytes that took.
+    pub fn adopt(&mut self, layout: &FileLayout) -> usize {
+        let n = self.len();
+        let mut grew = 0;
+        let new: Vec<usize> = layout.columns.iter().copied().filter(|f| !self.fields.contains(f)).collect();
+        for field in new {
+            let mut col = Column::new(layout.schema.fields[field].ty);
+            for i in 0..n {
+                col.data.push_default();
+                col.mark(i, false);
+            }
+            grew += col.heap_bytes();
+            self.cols.push(col);
+            self.fields.push(field);
+        }
+        grew
+    }
+
     /// The column of schema field `field` (`None` for a path column).
     fn col(&self, field: usize) -> Option<&Column> {
         self.fields.iter().position(|&f| f == field).map(|k| &self.cols[k])
@@ -345,5 +364,25 @@ mod tests {
         assert_eq!(c.value(0, 1), Some(Value::Date(5)));
         assert_eq!(c.order(&[0]), [0], "sorting by a path column is a no-op");
         assert_eq!(c.arrays(&[0]).len(), l.arrow.fields().len());
+    }
+
+    #[test]
+    fn a_column_added_later_is_null_for_the_rows_before() {
+        let l = layout("year(trade_date)");
+        let mut c = Columns::new(&l, 0);
+        c.push(&row(Some("HSI"), 5, Some(1.5)), 7, 0);
+        let mut schema = l.schema.clone();
+        schema.fields.push(crate::schema::Field::new("venue", "venue", crate::schema::ColumnType::String));
+        let wider = FileLayout::new(&schema, &PartitionSpec::parse("year(trade_date)", &schema).unwrap());
+        assert!(c.adopt(&wider) > 0);
+        assert_eq!(c.adopt(&wider), 0, "adopting twice adds nothing");
+        let mut r = row(Some("N225"), 6, None);
+        r.push(Value::Str("XTKS".into()));
+        c.push(&r, 8, 0);
+        assert_eq!(c.value(0, 9), Some(Value::Null));
+        assert_eq!(c.value(1, 9), Some(Value::Str("XTKS".into())));
+        let arrays = c.arrays(&[0, 1]);
+        assert_eq!(arrays.len(), wider.arrow.fields().len());
+        assert_eq!(arrays[9].null_count(), 1);
     }
 }

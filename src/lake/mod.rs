@@ -8,6 +8,7 @@ pub mod parquet;
 pub mod partition;
 pub mod state;
 pub mod store;
+pub mod table;
 
 pub use partition::{PartitionSpec, SpecError};
 pub use store::{LakeUrl, ObjectInfo, S3Options, Store, StoreError, retry};

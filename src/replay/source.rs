@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use csv::ByteRecord;
 
-use crate::schema::{InferOptions, Schema, infer_schema};
+use crate::schema::Schema;
+pub use crate::schema::resolve::SchemaChoice;
 
 /// Rows looked at to infer a schema.
 pub const INFER_SAMPLE_ROWS: usize = 1000;
@@ -172,14 +173,6 @@ pub struct CsvSource {
     peeked: VecDeque<(u64, ByteRecord)>,
 }
 
-/// How the schema was chosen, for the log line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SchemaChoice {
-    Given,
-    Preset { extras: Vec<String> },
-    Inferred,
-}
-
 impl CsvSource {
     pub fn new(input: &Input, consumed: Arc<AtomicU64>) -> Result<CsvSource, SourceError> {
         let name = input.display();
@@ -255,40 +248,12 @@ impl CsvSource {
         }
         let header = self.header.clone();
         let sample = self.sample()?;
-        if let Some(preset) = Schema::presets().into_iter().find(|p| p.matches_header(&header)) {
-            let (schema, extras) = with_extra_columns(preset, &header, &sample);
-            return Ok((schema, SchemaChoice::Preset { extras }));
-        }
         let stem = match self.name.rsplit('/').next() {
             Some(n) if n != "<stdin>" => n.split('.').next().unwrap_or("inferred").to_string(),
             _ => "inferred".into(),
         };
-        let opts = InferOptions { name: crate::schema::normalize_column_name(&stem) };
-        Ok((infer_schema(&header, &sample, &opts), SchemaChoice::Inferred))
+        Ok(crate::schema::resolve::from_header(&header, &sample, &crate::schema::normalize_column_name(&stem)))
     }
-}
-
-/// Appends, typed by inference, the header columns that `schema` does not read.
-pub fn with_extra_columns(mut schema: Schema, header: &[String], sample: &[Vec<String>]) -> (Schema, Vec<String>) {
-    let unbound: Vec<usize> =
-        (0..header.len()).filter(|&i| !schema.fields.iter().any(|f| f.source_name() == header[i].trim())).collect();
-    if unbound.is_empty() {
-        return (schema, vec![]);
-    }
-    let sub_header: Vec<String> = unbound.iter().map(|&i| header[i].clone()).collect();
-    let sub_rows: Vec<Vec<String>> =
-        sample.iter().map(|r| unbound.iter().map(|&i| r.get(i).cloned().unwrap_or_default()).collect()).collect();
-    let extra = infer_schema(&sub_header, &sub_rows, &InferOptions::default());
-    let mut names = vec![];
-    for mut f in extra.fields {
-        f.required = false;
-        while schema.fields.iter().any(|g| g.name == f.name) {
-            f.name.push_str("_extra");
-        }
-        names.push(f.name.clone());
-        schema.fields.push(f);
-    }
-    (schema, names)
 }
 
 #[cfg(test)]

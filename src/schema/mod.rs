@@ -10,6 +10,7 @@
 mod file;
 mod flat;
 mod infer;
+pub mod resolve;
 pub mod value;
 pub mod wire;
 

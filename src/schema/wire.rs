@@ -129,10 +129,24 @@ fn json_kind(v: &Json) -> &'static str {
 /// Decodes one record value into a row of `schema`. Unknown keys are ignored; a key is looked up by its
 /// snake_case name first, then by its CSV header name.
 pub fn decode_record(schema: &Schema, bytes: &[u8]) -> Result<Row, DecodeError> {
+    decode_record_with(schema, bytes, &mut Vec::new())
+}
+
+/// A key the schema does not name, with its (non-null) value: a new column for the sink's schema evolution.
+pub type UnknownField = (String, Json);
+
+/// `decode_record`, also collecting the non-null fields the schema does not name into `unknown`.
+fn decode_record_with(schema: &Schema, bytes: &[u8], unknown: &mut Vec<UnknownField>) -> Result<Row, DecodeError> {
     let json: Json = serde_json::from_slice(bytes).map_err(|e| DecodeError::NotJson(e.to_string()))?;
     let Json::Object(map) = json else {
         return Err(DecodeError::NotAnObject(json_kind(&json)));
     };
+    unknown.clear();
+    for (k, v) in &map {
+        if !v.is_null() && !schema.fields.iter().any(|f| &f.name == k || f.source_name() == k) {
+            unknown.push((k.clone(), v.clone()));
+        }
+    }
     schema
         .fields
         .iter()
@@ -188,12 +202,20 @@ impl FieldIndex {
 /// the sink's hot path. On any error it defers to `decode_record`, whose messages are the documented ones.
 pub fn decode_record_fast(schema: &Schema, index: &FieldIndex, bytes: &[u8]) -> Result<Row, DecodeError> {
     let mut row = Vec::new();
-    decode_record_into(schema, index, bytes, &mut row)?;
+    decode_record_into(schema, index, bytes, &mut row, &mut Vec::new())?;
     Ok(row)
 }
 
 /// `decode_record_fast` into `row`, reusing its allocation (the sink decodes every record into the same one).
-pub fn decode_record_into(schema: &Schema, index: &FieldIndex, bytes: &[u8], row: &mut Row) -> Result<(), DecodeError> {
+/// Non-null fields the schema does not name are collected into `unknown` (cleared first): the row is still
+/// decoded, and the caller decides whether they become columns.
+pub fn decode_record_into(
+    schema: &Schema,
+    index: &FieldIndex,
+    bytes: &[u8],
+    row: &mut Row,
+    unknown: &mut Vec<UnknownField>,
+) -> Result<(), DecodeError> {
     use serde::de::DeserializeSeed;
     let required_present =
         |row: &Row| schema.fields.iter().zip(row.iter()).all(|(f, v)| !f.required || *v != Value::Null);
@@ -204,16 +226,19 @@ pub fn decode_record_into(schema: &Schema, index: &FieldIndex, bytes: &[u8], row
     // Three tiers: the hand-written scanner for plain records; serde_json streaming for escapes and unknown keys;
     // the reference decoder for everything else and for the wording of errors.
     reset(row);
+    unknown.clear();
+    // The flat scanner refuses any key it does not know, so a record it takes has no unknown field.
     if super::flat::decode(schema, index, bytes, row).is_some() && required_present(row) {
         return Ok(());
     }
     reset(row);
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let fast = RowSeed { schema, index, row: &mut *row }.deserialize(&mut de).and_then(|()| de.end());
+    let fast =
+        RowSeed { schema, index, row: &mut *row, unknown: &mut *unknown }.deserialize(&mut de).and_then(|()| de.end());
     match fast {
         Ok(()) if required_present(row) => Ok(()),
         _ => {
-            *row = decode_record(schema, bytes)?;
+            *row = decode_record_with(schema, bytes, unknown)?;
             Ok(())
         }
     }
@@ -223,6 +248,7 @@ struct RowSeed<'a> {
     schema: &'a Schema,
     index: &'a FieldIndex,
     row: &'a mut Row,
+    unknown: &'a mut Vec<UnknownField>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for RowSeed<'_> {
@@ -249,7 +275,10 @@ impl<'de> serde::de::Visitor<'de> for RowSeed<'_> {
                     // Not `IgnoredAny`: serde_json skips an ignored string without checking its UTF-8, so a record
                     // with invalid UTF-8 in a field we do not read would pass here but fail as JSON (found by
                     // `just fuzz`). Unknown fields are rare; parsing them fully keeps the two decoders in step.
-                    map.next_value::<serde_json::Value>()?;
+                    let v = map.next_value::<serde_json::Value>()?;
+                    if !v.is_null() {
+                        self.unknown.push((key.into_owned(), v));
+                    }
                 }
             }
         }

@@ -49,6 +49,8 @@ pub struct CutFile {
 
 #[derive(Debug)]
 pub struct Cut {
+    /// The file layout the cut's columns follow (the schema version it was buffered under).
+    pub layout: Arc<FileLayout>,
     pub partition: i32,
     pub first: i64,
     pub last: i64,
@@ -108,6 +110,19 @@ impl PartitionBuffer {
         self.bytes += self.groups[g].1.push(values, offset, timestamp_ms);
     }
 
+    /// Moves to a newer schema version's layout: every open hive partition gains the new columns, NULL for the
+    /// rows it already holds.
+    pub fn adopt(&mut self, layout: Arc<FileLayout>) {
+        for (_, cols) in &mut self.groups {
+            self.bytes += cols.adopt(&layout);
+        }
+        self.layout = layout;
+    }
+
+    pub fn layout(&self) -> &Arc<FileLayout> {
+        &self.layout
+    }
+
     pub fn push_reject(&mut self, r: Reject) {
         self.touch(r.offset);
         self.bytes += r.raw_base64.len() + r.reason.len() + 64;
@@ -144,6 +159,7 @@ impl PartitionBuffer {
             }
         }
         let cut = Cut {
+            layout: self.layout.clone(),
             partition: self.partition,
             first: self.first,
             last: self.last,

@@ -1,6 +1,7 @@
 //! Sink stages 4-6: encode a cut's files, store them, then checkpoint. The exactly-once protocol.
 //!
 //! ```text
+//!  0 table       the table spec, if it changed (first commit, new column)  PUT _ticklake/table.toml
 //!  1 intent      checkpoint.pending = {first, last}   PUT _ticklake/checkpoints/<topic>/<p>.json
 //!  2 files       PUT <hive path>/<topic>-<p>-<first offset>.parquet   (one per hive partition / --max-rows)
 //!  3 rejects     PUT _ticklake/rejects/<topic>/<topic>-<p>-<first>.jsonl  (if any)
@@ -18,7 +19,7 @@ use tokio::task::JoinSet;
 
 use super::SinkError;
 use super::buffer::Cut;
-use crate::lake::parquet::{FileLayout, encode, writer_properties};
+use crate::lake::parquet::{encode, writer_properties};
 use crate::lake::state::{Checkpoint, PendingCut, checkpoint_key, rejects_key};
 use crate::lake::{Store, StoreError};
 
@@ -43,7 +44,8 @@ static ENCODE_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(
 pub struct Committer {
     pub store: Store,
     pub topic: String,
-    pub layout: Arc<FileLayout>,
+    /// The table spec, stored before the first intent and again before any file with a new column.
+    pub table: Arc<super::evolve::Table>,
     pub row_group_rows: usize,
     /// How long a failing PUT is retried (jittered exponential backoff) before the sink stops.
     pub retry_for: Duration,
@@ -91,6 +93,7 @@ impl Committer {
             keys.push(rejects_key(&self.topic, cut.partition, cut.first));
         }
         keys.sort();
+        self.table.save_if_changed(&self.store, self.retry_for).await?;
         if cp.pending == Some(intent) {
             // A redo: objects the interrupted attempt planned but this one will not rewrite must go.
             for old in cp.pending_keys.iter().filter(|k| keys.binary_search(k).is_err()) {
@@ -109,14 +112,15 @@ impl Committer {
         let mut tasks: JoinSet<Result<(usize, u64), SinkError>> = JoinSet::new();
         let total = cut.files.len();
         let mut files = cut.files.into_iter().enumerate();
+        let layout = cut.layout;
         let mut stored = 0usize;
         loop {
             while tasks.len() < UPLOAD_CONCURRENCY {
                 let Some((i, file)) = files.next() else { break };
                 let (store, layout, props, retry) = (
                     self.store.clone(),
-                    self.layout.clone(),
-                    writer_properties(&self.layout, self.row_group_rows),
+                    layout.clone(),
+                    writer_properties(&layout, self.row_group_rows),
                     self.retry_for,
                 );
                 tasks.spawn(async move {
@@ -176,7 +180,9 @@ impl Committer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lake::parquet::FileLayout;
     use crate::lake::partition::PartitionSpec;
+    use crate::lake::table::TableSpec;
     use crate::lake::{LakeUrl, S3Options};
     use crate::schema::{Schema, Value};
     use crate::sink::buffer::PartitionBuffer;
@@ -209,12 +215,14 @@ mod tests {
     }
 
     async fn committer(dir: &std::path::Path, crash_after: Option<Step>) -> Committer {
+        let stored = dir.join("_ticklake/table.toml").exists();
         let schema = Schema::indices();
         let spec = PartitionSpec::parse("year(trade_date)", &schema).unwrap();
+        let table = TableSpec::new("t", schema.clone(), spec.describe(&schema), vec![], 4096);
         Committer {
             store: Store::open(&LakeUrl::Local(dir.into()), &S3Options::default()).await.unwrap(),
             topic: "t".into(),
-            layout: Arc::new(FileLayout::new(&schema, &spec)),
+            table: Arc::new(super::super::evolve::Table::new(table, stored, vec![])),
             row_group_rows: 4096,
             retry_for: Duration::from_secs(1),
             crash_after,
@@ -224,7 +232,9 @@ mod tests {
     async fn snapshot(store: &Store) -> Vec<(String, Vec<u8>)> {
         let mut out = Vec::new();
         for o in store.list("").await.unwrap() {
-            out.push((o.key.clone(), store.get(&o.key).await.unwrap().unwrap()));
+            // The table spec holds the time it was made: compared by presence (the crash test checks it parses).
+            let bytes = if o.key.ends_with("table.toml") { vec![] } else { store.get(&o.key).await.unwrap().unwrap() };
+            out.push((o.key.clone(), bytes));
         }
         out
     }
@@ -239,7 +249,7 @@ mod tests {
         assert_eq!((done.files, done.rows, done.rejects), (3, 6, 1));
         assert_eq!((cp.next_offset, cp.pending), (17, None));
         let want = snapshot(&clean.store).await;
-        assert_eq!(want.len(), 3 + 1 + 1, "3 data files, rejects, checkpoint");
+        assert_eq!(want.len(), 3 + 1 + 1 + 1, "3 data files, rejects, checkpoint, table spec");
 
         for step in [Step::Intent, Step::File(0), Step::File(1), Step::File(2), Step::Rejects, Step::Checkpoint] {
             let dir = tempfile::tempdir().unwrap();
@@ -252,6 +262,11 @@ mod tests {
             let restarted = committer(dir.path(), None).await;
             let raw = restarted.store.get("_ticklake/checkpoints/t/0.json").await.unwrap().unwrap();
             let mut cp: Checkpoint = serde_json::from_slice(&raw).unwrap();
+            let spec = restarted.store.get("_ticklake/table.toml").await.unwrap();
+            assert!(
+                spec.is_some_and(|b| toml::from_str::<TableSpec>(&String::from_utf8_lossy(&b)).is_ok()),
+                "{step:?}"
+            );
             if step == Step::Checkpoint {
                 assert_eq!((cp.next_offset, cp.pending), (17, None), "committed before the crash");
             } else {

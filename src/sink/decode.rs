@@ -33,19 +33,31 @@ impl Decoder {
         Decoder { index: wire::FieldIndex::new(&schema), schema, topic: topic.into(), max_record_bytes }
     }
 
-    /// Decodes `rec` into `row` (reused from record to record), or says why it is a reject.
-    pub fn decode(&self, partition: i32, rec: &RecordAndOffset, row: &mut Row) -> Result<(), Reject> {
-        let ts = rec.record.timestamp.timestamp_millis();
+    /// A reject of `rec` for `reason`.
+    pub fn reject(&self, partition: i32, rec: &RecordAndOffset, reason: String) -> Reject {
         let bytes = rec.record.value.as_deref().unwrap_or_default();
-        let reject = |reason: String| Reject {
+        Reject {
             topic: self.topic.clone(),
             partition,
             offset: rec.offset,
-            timestamp_ms: ts,
+            timestamp_ms: rec.record.timestamp.timestamp_millis(),
             reason,
             raw_base64: base64::engine::general_purpose::STANDARD
                 .encode(&bytes[..bytes.len().min(self.max_record_bytes)]),
-        };
+        }
+    }
+
+    /// Decodes `rec` into `row` (reused from record to record), or says why it is a reject. Non-null fields the
+    /// schema lacks land in `unknown` (the row is decoded without them): the caller makes them columns.
+    pub fn decode(
+        &self,
+        partition: i32,
+        rec: &RecordAndOffset,
+        row: &mut Row,
+        unknown: &mut Vec<wire::UnknownField>,
+    ) -> Result<(), Reject> {
+        let bytes = rec.record.value.as_deref().unwrap_or_default();
+        let reject = |reason: String| self.reject(partition, rec, reason);
         if rec.record.value.is_none() {
             return Err(reject("record has no value (a tombstone)".into()));
         }
@@ -57,7 +69,7 @@ impl Decoder {
                 self.max_record_bytes
             )));
         }
-        wire::decode_record_into(&self.schema, &self.index, bytes, row).map_err(|e| reject(e.to_string()))
+        wire::decode_record_into(&self.schema, &self.index, bytes, row, unknown).map_err(|e| reject(e.to_string()))
     }
 }
 
@@ -82,16 +94,21 @@ mod tests {
     #[test]
     fn rows_and_rejects() {
         let d = Decoder::new(Schema::indices(), "t", 200);
-        let mut row = Vec::new();
-        d.decode(1, &rec(9, br#"{"symbol":"HSI","trade_date":"2020-01-02","close":1.5}"#), &mut row).unwrap();
+        let (mut row, mut unknown) = (Vec::new(), Vec::new());
+        d.decode(1, &rec(9, br#"{"symbol":"HSI","trade_date":"2020-01-02","close":1.5}"#), &mut row, &mut unknown)
+            .unwrap();
         assert_eq!((row.len(), &row[0], &row[5]), (9, &Value::Str("HSI".into()), &Value::Float(1.5)));
+        assert!(unknown.is_empty());
+        let extra = br#"{"symbol":"HSI","trade_date":"2020-01-02","close":1.5,"venue":"X","gone":null}"#;
+        d.decode(1, &rec(9, extra), &mut row, &mut unknown).unwrap();
+        assert_eq!(unknown, [("venue".to_string(), serde_json::json!("X"))], "a new field is reported, a null is not");
         for (bytes, why) in [
             (&b"junk{"[..], "not JSON"),
             (br#""HSI""#, "not an object"),
             (br#"{"symbol":"HSI","trade_date":"2020-01-02","close":"high"}"#, "column 'close'"),
             (&[b'x'; 300][..], "over the 200-byte limit"),
         ] {
-            let r = d.decode(1, &rec(10, bytes), &mut row).unwrap_err();
+            let r = d.decode(1, &rec(10, bytes), &mut row, &mut unknown).unwrap_err();
             assert!(r.reason.contains(why), "{} vs {why}", r.reason);
             assert_eq!((r.partition, r.offset), (1, 10));
         }

@@ -8,6 +8,7 @@
 pub mod buffer;
 pub mod commit;
 pub mod decode;
+pub mod evolve;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -16,10 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::kafka::{self, Kafka, KafkaConfig};
-use crate::lake::parquet::FileLayout;
 use crate::lake::state::schema_key;
+use crate::lake::table::{TableSpec, default_layout, table_key};
 use crate::lake::{LakeUrl, PartitionSpec, S3Options, SpecError, Store, StoreError};
-use crate::schema::{InferOptions, Schema, infer_schema};
+use crate::schema::Schema;
 use crate::shutdown::Shutdown;
 
 pub const DEFAULT_MAX_ROWS: usize = 1_000_000;
@@ -82,9 +83,7 @@ impl SinkError {
     pub fn exit_code(&self) -> u8 {
         match self {
             SinkError::Kafka(e) => e.exit_code(),
-            SinkError::Store(StoreError::Denied { .. } | StoreError::NoCredentials) => crate::exit::AUTH,
-            SinkError::Store(StoreError::BucketMissing { .. }) => crate::exit::STORAGE_MISSING,
-            SinkError::Store(_) => crate::exit::FAILURE,
+            SinkError::Store(e) => crate::store_exit_code(e),
             SinkError::Spec(_) | SinkError::Config(_) => crate::exit::USAGE,
             SinkError::Parquet(_) | SinkError::Injected(_) => crate::exit::FAILURE,
             SinkError::RetentionGap { .. } => crate::exit::DATA_LOST,
@@ -100,6 +99,8 @@ pub struct SinkStats {
     pub rejects: AtomicU64,
     pub files: AtomicU64,
     pub bytes: AtomicU64,
+    /// Schema versions this run made (new fields that became columns).
+    pub schema_changes: AtomicU64,
     /// Per partition: high watermark minus next offset.
     pub lag: Mutex<BTreeMap<i32, i64>>,
     /// Per partition: the checkpoint's next offset (everything before it is in the lake).
@@ -116,6 +117,7 @@ impl Default for SinkStats {
             rejects: AtomicU64::new(0),
             files: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            schema_changes: AtomicU64::new(0),
             lag: Mutex::default(),
             checkpoint: Mutex::default(),
             newest_event_ms: AtomicI64::new(i64::MIN),
@@ -134,6 +136,11 @@ impl SinkStats {
         t.counter("ticklake_sink_bytes_written_total", "Parquet bytes stored in the lake.", n(&self.bytes));
         t.counter("ticklake_sink_files_written_total", "Parquet files stored in the lake.", n(&self.files));
         t.counter("ticklake_sink_rejects_total", "Records stored under _ticklake/rejects/.", n(&self.rejects));
+        t.counter(
+            "ticklake_sink_schema_changes_total",
+            "Schema versions made by this run: record fields that became new columns.",
+            n(&self.schema_changes),
+        );
         t.counter(
             "ticklake_sink_retries_total",
             "Lake requests retried after a transient failure.",
@@ -184,8 +191,12 @@ impl SinkStats {
     pub fn line(&self, elapsed: Duration, prev_records: u64, window: Duration) -> String {
         let records = self.records.load(Ordering::Relaxed);
         let lag = self.lag.lock().map(|l| l.iter().map(|(p, v)| format!("{p}:{v}")).collect::<Vec<_>>().join(" "));
+        let changes = match self.schema_changes.load(Ordering::Relaxed) {
+            0 => String::new(),
+            n => format!(", {n} schema change(s)"),
+        };
         format!(
-            "sink: {records} records ({:.0}/s), {} rows, {} files, {}, {} rejects, lag {} ({:.0} s)",
+            "sink: {records} records ({:.0}/s), {} rows, {} files, {}, {} rejects{changes}, lag {} ({:.0} s)",
             (records - prev_records) as f64 / window.as_secs_f64().max(1e-9),
             self.rows.load(Ordering::Relaxed),
             self.files.load(Ordering::Relaxed),
@@ -202,7 +213,6 @@ pub(crate) struct Ctx {
     pub cfg: SinkConfig,
     pub kafka: Kafka,
     pub committer: commit::Committer,
-    pub decoder: decode::Decoder,
     pub spec: PartitionSpec,
     pub sort: Vec<usize>,
     pub stats: Arc<SinkStats>,
@@ -211,19 +221,6 @@ pub(crate) struct Ctx {
     /// Parquet bytes per buffered byte, ×1e6, learned from each cut (to aim at `--max-bytes`).
     pub ratio_ppm: AtomicU64,
     pub shutdown: Shutdown,
-}
-
-/// Default partitioning and row order for a schema, chosen with the scan benchmark (see README).
-pub fn default_layout(schema: &Schema) -> (String, Vec<String>) {
-    match schema.name.as_str() {
-        "indices" => ("year(trade_date)".into(), vec!["trade_date".into(), "symbol".into()]),
-        "ticks" => ("day(ts),symbol".into(), vec!["ts".into()]),
-        _ => match (schema.event_time.as_deref(), schema.field(schema.event_time.as_deref().unwrap_or(""))) {
-            (Some(t), Some(f)) if f.ty == crate::schema::ColumnType::Date => (format!("year({t})"), vec![t.into()]),
-            (Some(t), Some(_)) => (format!("day({t})"), vec![t.into()]),
-            _ => (String::new(), vec![]),
-        },
-    }
 }
 
 /// The outcome of a sink run.
@@ -251,40 +248,30 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
             ps.clone()
         }
     };
-    let schema = resolve_schema(&store, &kafka, &cfg, &partitions, &shutdown).await?;
-    let Some(schema) = schema else {
+    let Some((table, stored)) = resolve_table(&store, &kafka, &cfg, &partitions, &shutdown).await? else {
         return Ok(SinkReport {
             summary: "sink: the topic is empty; nothing to do".into(),
             stopped: shutdown.reason(),
         });
     };
-    let (default_spec, default_sort) = default_layout(&schema);
-    let spec = PartitionSpec::parse(cfg.partition_by.as_deref().unwrap_or(&default_spec), &schema)?;
-    let sort_names = cfg.sort_by.clone().unwrap_or(default_sort);
-    let sort = sort_names
-        .iter()
-        .map(|n| {
-            schema
-                .index_of(n)
-                .ok_or_else(|| SinkError::Config(format!("--sort-by: no column '{n}' in schema '{}'", schema.name)))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let schema = table.schema.clone();
+    let spec = PartitionSpec::parse(&table.partition_by, &schema)?;
+    let sort = sort_indices(&schema, &table.sort_by)?;
     tracing::info!(
-        topic = %cfg.topic, lake = %cfg.lake.display(), schema = %schema.name, partition_by = %spec.describe(&schema),
-        sort_by = ?sort_names, partitions = ?partitions, "sink starting"
+        topic = %cfg.topic, lake = %cfg.lake.display(), schema = %schema.name, schema_version = table.version(),
+        partition_by = %table.partition_by, sort_by = ?table.sort_by, partitions = ?partitions, "sink starting"
     );
-    let layout = Arc::new(FileLayout::new(&schema, &spec));
+    let taken = spec.fields.iter().map(|f| f.name.clone()).collect();
     let stats = Arc::new(SinkStats::default());
     let ctx = Arc::new(Ctx {
         committer: commit::Committer {
             store,
             topic: cfg.topic.clone(),
-            layout,
+            table: Arc::new(evolve::Table::new(table, stored, taken)),
             row_group_rows: cfg.row_group_rows,
             retry_for: cfg.retry_for,
             crash_after: None,
         },
-        decoder: decode::Decoder::new(schema.clone(), &cfg.topic, cfg.max_record_bytes),
         spec,
         sort,
         stats: stats.clone(),
@@ -355,42 +342,116 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
     Ok(SinkReport { summary, stopped: shutdown.reason() })
 }
 
-/// The lake's schema: the one stored at first start (reused for ever after, so files never drift), else the
-/// given one, else the preset whose fields the first record carries, else inferred from the first records.
-async fn resolve_schema(
+/// Schema column indices of the sort columns.
+fn sort_indices(schema: &Schema, names: &[String]) -> Result<Vec<usize>, SinkError> {
+    names
+        .iter()
+        .map(|n| {
+            schema
+                .index_of(n)
+                .ok_or_else(|| SinkError::Config(format!("--sort-by: no column '{n}' in schema '{}'", schema.name)))
+        })
+        .collect()
+}
+
+/// The lake's table spec, and whether it is stored as it is. A lake that has one keeps it: flags that conflict stop
+/// the sink before any data moves, a `--schema` or a new topic may only add columns. A new lake takes `--schema`,
+/// else the schema of the first records (`schema::resolve`), with `--partition-by`/`--sort-by` or their defaults;
+/// its spec is stored at the first commit. `None`: the topic is empty and `--exit-at-end` was given.
+async fn resolve_table(
     store: &Store,
     kafka: &Kafka,
     cfg: &SinkConfig,
     partitions: &[i32],
     shutdown: &Shutdown,
-) -> Result<Option<Schema>, SinkError> {
-    let key = schema_key(&cfg.topic);
-    if let Some(bytes) = commit::get_with_retry(store, &key, cfg.retry_for).await? {
-        let text = String::from_utf8_lossy(&bytes);
-        let stored: Schema = toml::from_str(&text)
-            .map_err(|e| SinkError::Config(format!("{}/{key} is not a valid schema: {e}", cfg.lake.display())))?;
-        if let Some(given) = &cfg.schema
-            && given != &stored
-        {
-            return Err(SinkError::Config(format!(
-                "the lake at {} was started with schema '{}' (stored in {key}); --schema '{}' differs. Use a new --to prefix for a new schema",
-                cfg.lake.display(),
-                stored.name,
-                given.name
-            )));
+) -> Result<Option<(TableSpec, bool)>, SinkError> {
+    let lake = cfg.lake.display();
+    let read = |key: String, bytes: Vec<u8>| -> Result<String, SinkError> {
+        String::from_utf8(bytes).map_err(|_| SinkError::Config(format!("{lake}/{key} is not UTF-8 text")))
+    };
+    if let Some(bytes) = commit::get_with_retry(store, &table_key(), cfg.retry_for).await? {
+        let text = read(table_key(), bytes)?;
+        let mut table: TableSpec = toml::from_str(&text).map_err(|e| {
+            SinkError::Config(format!(
+                "{lake}/{} is not a valid table spec: {e}; it must not be edited by hand",
+                table_key()
+            ))
+        })?;
+        let given_spec = match &cfg.partition_by {
+            Some(p) => Some(PartitionSpec::parse(p, &table.schema)?.describe(&table.schema)),
+            None => None,
+        };
+        table
+            .check_layout(given_spec.as_deref(), cfg.sort_by.as_deref())
+            .map_err(|e| SinkError::Config(e.to_string()))?;
+        let mut stored = table.row_group_rows == cfg.row_group_rows;
+        table.row_group_rows = cfg.row_group_rows;
+        let admit = |table: &mut TableSpec, candidate: &Schema, what: &str, reason: &str| {
+            let added = table.admit(&cfg.topic, candidate, what).map_err(|e| SinkError::Config(e.to_string()))?;
+            if !added.is_empty() {
+                tracing::warn!(columns = ?added.iter().map(|f| &f.name).collect::<Vec<_>>(), "{what} adds columns to the lake's table");
+                table.evolve(added, reason, &cfg.topic, None);
+            }
+            Ok::<_, SinkError>(())
+        };
+        if !table.topics.contains(&cfg.topic) {
+            let candidate = match &cfg.schema {
+                Some(s) => s.clone(),
+                None => match sample_records(kafka, cfg, partitions, shutdown).await? {
+                    None => return Ok(None),
+                    Some(sample) => crate::schema::resolve::from_records(&sample).0,
+                },
+            };
+            admit(&mut table, &candidate, &format!("the records of topic '{}'", cfg.topic), "new topic")?;
+            table.topics.push(cfg.topic.clone());
+            stored = false;
+        } else if let Some(given) = &cfg.schema {
+            let version = table.version();
+            admit(&mut table, given, "--schema", "--schema")?;
+            stored &= table.version() == version;
         }
-        return Ok(Some(stored));
+        return Ok(Some((table, stored)));
     }
-    let schema = match &cfg.schema {
-        Some(s) => s.clone(),
-        None => match sample_records(kafka, cfg, partitions, shutdown).await? {
+    // A lake from before the table spec: its schema per topic, reused as it was.
+    let legacy =
+        match commit::get_with_retry(store, &schema_key(&cfg.topic), cfg.retry_for).await? {
+            Some(bytes) => Some(toml::from_str::<Schema>(&read(schema_key(&cfg.topic), bytes)?).map_err(|e| {
+                SinkError::Config(format!("{lake}/{} is not a valid schema: {e}", schema_key(&cfg.topic)))
+            })?),
+            None => None,
+        };
+    let schema = match (legacy, &cfg.schema) {
+        (Some(stored), Some(given)) if &stored != given => {
+            let t = TableSpec::new(&cfg.topic, stored, String::new(), vec![], 0);
+            let added = t.admit(&cfg.topic, given, "--schema").map_err(|e| SinkError::Config(e.to_string()))?;
+            let mut schema = t.schema;
+            schema.fields.extend(added);
+            schema
+        }
+        (Some(stored), _) => stored,
+        (None, Some(given)) => given.clone(),
+        (None, None) => match sample_records(kafka, cfg, partitions, shutdown).await? {
             None => return Ok(None),
-            Some(sample) => schema_from_records(&sample),
+            Some(sample) => {
+                let (schema, choice) = crate::schema::resolve::from_records(&sample);
+                match choice {
+                    crate::schema::resolve::SchemaChoice::Preset { extras } => tracing::info!(
+                        schema = %schema.name, extra_columns = ?extras,
+                        "the records carry the fields of a preset (extra fields kept as columns)"
+                    ),
+                    _ => tracing::info!("no preset matches the records; inferred this schema:\n{}", schema.to_toml()),
+                }
+                schema
+            }
         },
     };
     schema.validate().map_err(|e| SinkError::Config(e.to_string()))?;
-    crate::sink::commit::put_with_retry(store, &key, schema.to_toml().into_bytes(), cfg.retry_for).await?;
-    Ok(Some(schema))
+    let (default_spec, default_sort) = default_layout(&schema);
+    let spec = PartitionSpec::parse(cfg.partition_by.as_deref().unwrap_or(&default_spec), &schema)?;
+    let sort = cfg.sort_by.clone().unwrap_or(default_sort);
+    sort_indices(&schema, &sort)?;
+    let describe = spec.describe(&schema);
+    Ok(Some((TableSpec::new(&cfg.topic, schema, describe, sort, cfg.row_group_rows), false)))
 }
 
 /// Up to 1,000 JSON objects from the start of the first non-empty partition; waits for data unless
@@ -430,52 +491,18 @@ async fn sample_records(
     }
 }
 
-/// The preset whose fields (by snake_case or CSV header name) the first record carries, else an inferred schema.
-pub fn schema_from_records(sample: &[serde_json::Map<String, serde_json::Value>]) -> Schema {
-    let first = &sample[0];
-    for preset in Schema::presets() {
-        if preset.fields.iter().all(|f| first.contains_key(&f.name) || first.contains_key(f.source_name())) {
-            tracing::info!(schema = %preset.name, "records carry the fields of a preset");
-            return preset;
-        }
-    }
-    let header: Vec<String> = first.keys().cloned().collect();
-    let rows: Vec<Vec<String>> = sample
-        .iter()
-        .map(|m| {
-            header
-                .iter()
-                .map(|h| match m.get(h) {
-                    Some(serde_json::Value::String(s)) => s.clone(),
-                    Some(serde_json::Value::Null) | None => String::new(),
-                    Some(v) => v.to_string(),
-                })
-                .collect()
-        })
-        .collect();
-    let mut schema = infer_schema(&header, &rows, &InferOptions { name: "inferred".into() });
-    // Records are decoded by field name: keep the record's own key names as the source names.
-    for (f, h) in schema.fields.iter_mut().zip(&header) {
-        f.source = (&f.name != h).then(|| h.clone());
-    }
-    tracing::info!("no preset matches the records; inferred this schema:\n{}", schema.to_toml());
-    schema
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn records_pick_presets_or_get_inferred() {
-        let m = |v: serde_json::Value| v.as_object().unwrap().clone();
-        let by_header = m(serde_json::json!({"Index":"HSI","Date":"1987-01-02","Open":1.0,"High":1.0,"Low":1.0,
-            "Close":1.0,"Adj Close":1.0,"Volume":0.0,"CloseUSD":2.0}));
-        assert_eq!(schema_from_records(&[by_header]).name, "indices");
-        let other = m(serde_json::json!({"Ticker":"A","When":"2024-01-02T00:00:00Z","Px":1.5,"Qty":3}));
-        let s = schema_from_records(&[other]);
-        assert_eq!(s.name, "inferred");
-        assert_eq!(s.field("px").unwrap().source.as_deref(), Some("Px"));
+    fn default_layouts() {
+        let other = serde_json::json!({"Ticker":"A","When":"2024-01-02T00:00:00Z","Px":1.5,"Qty":3});
+        let (s, _) = crate::schema::resolve::from_records(&[other.as_object().unwrap().clone()]);
         assert_eq!(default_layout(&s).0, "day(when_value)");
+        assert_eq!(
+            default_layout(&Schema::indices()),
+            ("year(trade_date)".into(), vec!["trade_date".into(), "symbol".into()])
+        );
     }
 }

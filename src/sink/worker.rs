@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::buffer::PartitionBuffer;
+use super::decode::Decoder;
 use super::{Ctx, SinkError};
 use crate::kafka::Error;
+use crate::lake::parquet::FileLayout;
 use crate::lake::state::{Checkpoint, PendingCut, checkpoint_key};
 
 /// Bytes asked for per fetch (compressed; zstd batches of JSON decompress to about 6x this in memory).
@@ -60,7 +62,8 @@ pub(crate) async fn run_partition(ctx: Arc<Ctx>, p: i32) -> Result<(), SinkError
         m.insert(p, cp.next_offset);
     }
     let end = offsets.high_watermark;
-    let buf = PartitionBuffer::new(p, cp.next_offset, ctx.committer.layout.clone());
+    let schema = ctx.committer.table.schema().await;
+    let buf = PartitionBuffer::new(p, cp.next_offset, Arc::new(FileLayout::new(&schema, &ctx.spec)));
     let mut state = State { cp, inflight: None, buf, published_bytes: 0, unpublished_records: 0 };
     let consumed = consume(&ctx, p, &pc, end, redo, &mut state).await;
     // Whatever happened, the commit under way finishes (or fails) before this returns: nothing of this partition is
@@ -119,6 +122,8 @@ async fn consume(
     let what = format!("fetch from {topic}/{p}");
     let mut next = st.cp.next_offset;
     let mut row = Vec::new();
+    let mut unknown = Vec::new();
+    let mut decoder = Decoder::new(st.buf.layout().schema.clone(), topic, ctx.cfg.max_record_bytes);
     loop {
         if ctx.cfg.exit_at_end && next >= end && redo.is_none() {
             break;
@@ -151,7 +156,11 @@ async fn consume(
                 commit(ctx, st).await?;
                 redo = None;
             }
-            match ctx.decoder.decode(p, &rec, &mut row) {
+            let mut decoded = decoder.decode(p, &rec, &mut row, &mut unknown);
+            if decoded.is_ok() && !unknown.is_empty() {
+                decoded = evolve(ctx, st, &mut decoder, p, &rec, &mut row, &mut unknown).await;
+            }
+            match decoded {
                 Ok(()) => st.buf.push_row(&ctx.spec, &row, rec.offset, rec.record.timestamp.timestamp_millis()),
                 Err(reject) => {
                     tracing::debug!(partition = p, offset = rec.offset, reason = %reject.reason, "rejected");
@@ -184,6 +193,38 @@ async fn consume(
         }
     }
     Ok(redo.is_some())
+}
+
+/// A record carries fields the schema lacks: they become columns (a new schema version, shared by every partition),
+/// the buffer gains them, and the record is decoded again. A field that cannot be a column makes it a reject.
+async fn evolve(
+    ctx: &Ctx,
+    st: &mut State,
+    decoder: &mut Decoder,
+    p: i32,
+    rec: &crate::kafka::RecordAndOffset,
+    row: &mut crate::schema::Row,
+    unknown: &mut Vec<crate::schema::wire::UnknownField>,
+) -> Result<(), super::decode::Reject> {
+    let schema = match ctx.committer.table.evolve(&ctx.cfg.topic, unknown, p, rec.offset).await {
+        Ok((s, new_version)) => {
+            if new_version {
+                ctx.stats.schema_changes.fetch_add(1, Ordering::Relaxed);
+            }
+            s
+        }
+        Err(reason) => return Err(decoder.reject(p, rec, reason)),
+    };
+    if schema.fields.len() != decoder.schema.fields.len() {
+        st.buf.adopt(Arc::new(FileLayout::new(&schema, &ctx.spec)));
+        *decoder = Decoder::new(schema, &ctx.cfg.topic, ctx.cfg.max_record_bytes);
+    }
+    decoder.decode(p, rec, row, unknown)?;
+    if !unknown.is_empty() {
+        let names: Vec<&str> = unknown.iter().map(|(k, _)| k.as_str()).collect();
+        return Err(decoder.reject(p, rec, format!("field(s) {} could not become columns", names.join(", "))));
+    }
+    Ok(())
 }
 
 /// Whether a limit is reached; `--max-age` only with `check_age` (reading the clock for every record was 1% of the
