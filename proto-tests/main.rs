@@ -16,6 +16,8 @@ mod admin;
 mod sink;
 // S3 faults through a fault-injecting proxy: retries, exactly once, refused credentials.
 mod s3_faults;
+// schema changes: extra columns kept, columns that grow, type conflicts as rejects, the stored table spec.
+mod schema_changes;
 // athena: the DDL parses with sqlglot and names the columns the sink writes.
 mod athena;
 // operations: doctor against a broker advertising a wrong address, /metrics scraped mid-run, JSON logs.

@@ -155,16 +155,22 @@ pub struct DoctorArgs {
     /// a local folder.
     #[arg(long, env = "TICKLAKE_TO")]
     pub to: Option<String>,
-    #[arg(long = "s3-endpoint", env = "AWS_ENDPOINT_URL")]
+    /// S3 endpoint for MinIO or a test server [default: $AWS_ENDPOINT_URL].
+    #[arg(long = "s3-endpoint")]
     pub s3_endpoint: Option<String>,
-    #[arg(long, env = "AWS_REGION")]
+    /// AWS region of the bucket [default: $AWS_REGION, then $AWS_DEFAULT_REGION].
+    #[arg(long)]
     pub region: Option<String>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }
 
+/// A non-empty environment variable.
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("schema_source").required(true).args(["topic", "schema"]).multiple(true)))]
 pub struct AthenaArgs {
     /// `database.table`.
     #[arg(long)]
@@ -204,14 +210,16 @@ pub struct AthenaArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct LakeArgs {
-    /// The lake: s3://bucket/prefix, or a local folder.
+    /// The lake: s3://bucket/prefix, or a local folder (`athena` prints a local lake's DDL with a placeholder LOCATION).
     #[arg(long, env = "TICKLAKE_TO", default_value = "./lake")]
     pub to: String,
-    /// S3 endpoint for MinIO or a test server (path-style addressing); unset for AWS.
-    #[arg(long = "s3-endpoint", env = "AWS_ENDPOINT_URL")]
+    /// S3 endpoint for MinIO or a test server (path-style addressing); unset for AWS [default: $AWS_ENDPOINT_URL].
+    // Read from the environment in `s3()`, not by clap: clap's usage line in an error would list an argument the
+    // environment set as if the user had to pass it.
+    #[arg(long = "s3-endpoint")]
     pub s3_endpoint: Option<String>,
-    /// AWS region of the bucket.
-    #[arg(long, env = "AWS_REGION")]
+    /// AWS region of the bucket [default: $AWS_REGION, then $AWS_DEFAULT_REGION].
+    #[arg(long)]
     pub region: Option<String>,
 }
 
@@ -221,8 +229,8 @@ impl LakeArgs {
     }
     pub fn s3(&self) -> crate::lake::S3Options {
         crate::lake::S3Options {
-            region: self.region.clone().or_else(|| std::env::var("AWS_DEFAULT_REGION").ok()),
-            endpoint: self.s3_endpoint.clone(),
+            region: self.region.clone().or_else(|| env_value("AWS_REGION")).or_else(|| env_value("AWS_DEFAULT_REGION")),
+            endpoint: self.s3_endpoint.clone().or_else(|| env_value("AWS_ENDPOINT_URL")),
             request_timeout: Some(Duration::from_secs(30)),
             retry_for: Duration::from_secs(30),
         }
