@@ -21,11 +21,11 @@ test: lint unit proto
 unit:
     cargo test --lib --bins
 
-# Proto-tests against the real servers; starts them if they are not running and stops what it started.
+# Proto-tests against the real servers; starts them if they are not running and stops only what it started.
 proto:
     {{servers}} install
-    {{servers}} start
-    trap '{{servers}} stop' EXIT; source .servers/env && cargo test --test proto -- --test-threads 2
+    {{servers}} install-sqlite
+    owner="proto-$$"; {{servers}} start "$owner"; trap '{{servers}} stop "$owner"' EXIT; source .servers/env && cargo test --test proto -- --test-threads 2
 
 # rustfmt and clippy, warnings are errors.
 lint:
@@ -45,12 +45,20 @@ fuzz seconds="30":
 # Start the test servers and leave them running (`just servers-down` stops them).
 servers-up:
     {{servers}} install
-    {{servers}} start
+    {{servers}} start up
     @echo "source .servers/env  # to point ticklake at them"
 
-# Stop the servers that servers-up started.
+# Stop the servers that servers-up (or demo, or live) started.
 servers-down:
-    {{servers}} stop
+    {{servers}} stop up
+
+# Create a bucket on the local S3 test server (`just servers-up` first). A production sink never creates buckets.
+bucket name:
+    source .servers/env && "$TICKLAKE_PYTHON" -c "import boto3, os; boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL']).create_bucket(Bucket='{{name}}'); print('created s3://{{name}} on', os.environ['AWS_ENDPOINT_URL'])"
+
+# Install the ticklake binary into ~/.cargo/bin (then `ticklake ...` works as the README writes it).
+install:
+    cargo install --path . --locked
 
 # Regenerate the sample CSVs in data/ (deterministic: same bytes every time).
 sample-data:
@@ -58,23 +66,73 @@ sample-data:
     cargo run --quiet -- sample ticks --rows 3000 --symbols 8 --start 2024-03-04 --seed 7 -o data/ticks.csv
 
 # The main job on the embedded defaults: local broker, sample data into a topic, the topic into ./lake (a local
-# folder instead of S3), then proof that the lake holds every record exactly once.
+# folder instead of S3), proof that the lake holds every record exactly once, then a query over it.
 demo:
+    #!/usr/bin/env bash
+    set -euo pipefail
     {{servers}} install
-    {{servers}} start
-    cargo build --release --quiet
-    source .servers/env && {{target_dir}}/release/ticklake replay data/indices.csv --topic demo-indices --partitions 3
-    source .servers/env && {{target_dir}}/release/ticklake consume --topic demo-indices --limit 2 --meta
-    source .servers/env && {{target_dir}}/release/ticklake sink --topic demo-indices --to ./lake --exit-at-end
-    source .servers/env && {{target_dir}}/release/ticklake lake verify --topic demo-indices --to ./lake
-    @echo "the lake is in ./lake (hive partitions year=YYYY/); 'just servers-down' stops the local servers"
+    {{servers}} start up
+    echo "demo: building the release binary (cargo's progress follows; about 9 min on 2 cores the first time)"
+    cargo build --release
+    source .servers/env
+    bin={{target_dir}}/release/ticklake
+    topic="demo-indices-$(date +%s)"  # a topic of its own: a rerun does not count the last run's rows again
+    rm -rf ./lake                     # the demo's own folder: each run starts from an empty lake
+    set -x
+    $bin replay data/indices.csv --topic "$topic" --partitions 3
+    $bin consume --topic "$topic" --limit 2 --meta
+    $bin sink --topic "$topic" --to ./lake --exit-at-end
+    $bin lake verify --topic "$topic" --to ./lake
+    { set +x; } 2>/dev/null
+    echo
+    echo "Rows per symbol and the last close, as you would ask Athena, here with DuckDB over ./lake:"
+    "$TICKLAKE_PYTHON" proto-tests/scripts/query_lake.py ./lake
+    echo
+    echo "The Athena table for the same data:  $bin athena --to ./lake --table market.indices"
+    echo "Stop the local servers:              just servers-down"
+
+# The seed's real-time scenario for a minute: a sampled feed stamped now (5 rows/s), a sink cutting every 10 s,
+# and `lake stats` showing today's partitions filling.
+live seconds="60":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    {{servers}} install
+    {{servers}} start up
+    cargo build --release
+    source .servers/env
+    bin={{target_dir}}/release/ticklake
+    topic="live-$(date +%s)"
+    lake=./lake-live
+    rm -rf "$lake"
+    rows=$(( {{seconds}} * 5 ))
+    $bin replay data/indices.csv --topic "$topic" --sample --stamp-now --rate 5 --limit "$rows" &
+    replay=$!
+    # The topic exists once replay has sent its first row.
+    until $bin topic describe "$topic" >/dev/null 2>&1; do sleep 0.2; done
+    $bin sink --topic "$topic" --to "$lake" --max-age 10s --stats-every 20s &
+    sink=$!
+    trap 'kill $replay $sink 2>/dev/null || true' EXIT
+    for i in $(seq 1 $(( {{seconds}} / 20 ))); do
+      sleep 20
+      echo "--- lake stats after ${i}x20 s:"
+      $bin lake stats --topic "$topic" --to "$lake" | head -n 4
+    done
+    wait $replay
+    kill -TERM $sink; wait $sink || true
+    echo "--- at the end:"
+    $bin lake stats --topic "$topic" --to "$lake"
+    $bin lake verify --topic "$topic" --to "$lake"
 
 # Fully static release binary for x86_64 Linux (Amazon Linux 2 and anything else): target/<musl>/release/ticklake.
 dist:
     rustup target list --installed | grep -q {{musl}} || rustup target add {{musl}}
     command -v musl-gcc >/dev/null || (apt-get update -qq && apt-get install -y -qq musl-tools)
     CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --locked --target {{musl}}
-    @ls -l {{target_dir}}/{{musl}}/release/ticklake
+    # Ship it stripped (111 MB with line tables, about 21 MB without); the debug info stays beside it for profiling
+    # (`ticklake.debug`, found by gdb and perf through the debug link).
+    cd {{target_dir}}/{{musl}}/release && objcopy --only-keep-debug ticklake ticklake.debug && \
+      objcopy --strip-debug --strip-unneeded --add-gnu-debuglink=ticklake.debug ticklake
+    @ls -l {{target_dir}}/{{musl}}/release/ticklake {{target_dir}}/{{musl}}/release/ticklake.debug
 
 # Check that the dist binary is static and runs with no libc at all (inside an empty chroot).
 dist-check: dist

@@ -264,8 +264,9 @@ async fn local_folder_lake_from_records_with_csv_header_names() {
         dump.rows.iter().all(|(_, _, row)| !row.contains_key("symbol")),
         "identity partition columns live in the path only"
     );
-    let schema = std::fs::read_to_string(to.join(format!("_ticklake/schemas/{topic}.toml"))).unwrap();
-    assert!(schema.contains("name = \"indices\""), "the preset was recognised from the header names:\n{schema}");
+    let table = std::fs::read_to_string(to.join("_ticklake/table.toml")).unwrap();
+    assert!(table.contains("name = \"indices\""), "the preset was recognised from the header names:\n{table}");
+    assert!(table.contains("partition_by = \"symbol\""), "{table}");
 }
 
 #[test]

@@ -30,6 +30,11 @@ pub fn report_error(text: &str) {
     }
 }
 
+/// Colour only on a terminal, and never with `NO_COLOR` set (no-color.org): a file or journald gets plain text.
+pub fn colour_on_stderr() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
 /// Logs go to stderr (stdout carries data only). `RUST_LOG` overrides the level flags.
 pub fn init_logging(g: &GlobalArgs) {
     JSON_LOGS.store(g.log_format == LogFormat::Json, std::sync::atomic::Ordering::Relaxed);
@@ -42,7 +47,8 @@ pub fn init_logging(g: &GlobalArgs) {
     // rskafka logs every connection retry as a warning; our own errors say what failed, so keep it quiet.
     let default = format!("{level},rskafka=error");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour_on_stderr());
     let _ = match g.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.with_target(false).try_init(),

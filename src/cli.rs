@@ -414,6 +414,10 @@ pub struct ReplayArgs {
     /// Send random rows (with replacement) forever, like a live feed; 1 row/s unless --rate says otherwise.
     #[arg(long, conflicts_with = "loop_input")]
     pub sample: bool,
+    /// Stamp each row's event time with the moment it is sent (a date column gets today's date, UTC), so a replayed
+    /// feed lands in today's partitions, like a live one. The record timestamp follows (with --timestamp event).
+    #[arg(long)]
+    pub stamp_now: bool,
     /// Start again at the top of the file when it ends.
     #[arg(long = "loop")]
     pub loop_input: bool,
@@ -512,6 +516,7 @@ impl TryFrom<&ReplayArgs> for ReplayConfig {
             create_partitions: a.partitions,
             pace,
             sample: a.sample,
+            stamp_now: a.stamp_now,
             loop_input: a.loop_input,
             limit: a.limit,
             timestamp: a.timestamp,

@@ -277,14 +277,21 @@ async fn lake_checks(cfg: &DoctorConfig, mut r: Report) -> Report {
         Ok(s) => {
             r.pass(match url {
                 LakeUrl::S3 { .. } => "bucket reachable and credentials accepted (list under the prefix)".to_string(),
-                LakeUrl::Local(p) => format!("folder {} exists", p.display()),
+                LakeUrl::Local(p) if p.is_dir() => format!("folder {} exists", p.display()),
+                LakeUrl::Local(p) => format!("folder {} will be created at the sink's first commit", p.display()),
             });
             s
         }
         Err(e) => {
             let fix = match &e {
+                // A local test server (an endpoint set): the repository's recipe; AWS: the console or the AWS CLI.
+                crate::lake::StoreError::BucketMissing { .. } if s3.endpoint.is_some() => {
+                    "create the bucket (`just bucket NAME` for the local test server; `aws s3 mb s3://NAME \
+                     --endpoint-url ...` or your server's console otherwise), or correct --to"
+                }
                 crate::lake::StoreError::BucketMissing { .. } => {
-                    "create the bucket (`aws s3 mb s3://NAME`), or correct --to and --region"
+                    "create the bucket (AWS console, or `aws s3 mb s3://NAME --region REGION`), or correct --to and \
+                     --region; the sink never creates buckets itself"
                 }
                 crate::lake::StoreError::Request { .. } => {
                     "check --s3-endpoint / AWS_ENDPOINT_URL and the network path to S3 (a VPC endpoint or NAT?)"

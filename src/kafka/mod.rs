@@ -83,10 +83,9 @@ pub enum Error {
         "TLS with Kafka at {brokers} failed: {reason}. If the broker's certificate is signed by a private CA, pass it with --ca-file; check that the broker's address matches its certificate, and that the port is a TLS listener"
     )]
     Tls { brokers: String, reason: String },
-    #[error(
-        "topic '{topic}' does not exist on {brokers}. Create it with `ticklake topic create {topic} --partitions N`, or pass --partitions N to create it on the fly"
-    )]
-    TopicMissing { topic: String, brokers: String },
+    /// `hint` is the command's own advice (its flags), set with `with_topic_hint`.
+    #[error("topic '{topic}' does not exist on {brokers}. {hint}")]
+    TopicMissing { topic: String, brokers: String, hint: String },
     #[error("topic '{topic}' already exists on {brokers}")]
     TopicExists { topic: String, brokers: String },
     #[error(
@@ -113,7 +112,19 @@ pub enum Error {
     },
 }
 
+fn default_topic_hint(topic: &str) -> String {
+    format!("Check the name (`ticklake topic list`), or create it: `ticklake topic create {topic} --partitions N`")
+}
+
 impl Error {
+    /// A missing topic's advice in the words of the command that met it (each command has its own flags).
+    pub fn with_topic_hint(self, hint: &str) -> Error {
+        match self {
+            Error::TopicMissing { topic, brokers, .. } => Error::TopicMissing { topic, brokers, hint: hint.into() },
+            e => e,
+        }
+    }
+
     /// Worth retrying: the broker was unreachable, slow, or failed a request (a broker restart, a leader moving).
     /// Refused credentials, a missing topic and bad configuration are not.
     pub fn is_transient(&self) -> bool {
@@ -250,7 +261,7 @@ impl Kafka {
     fn classify(&self, op: &'static str, topic: &str, partition: i32, e: RsError) -> Error {
         match &e {
             RsError::ServerError { protocol_error: ProtocolError::UnknownTopicOrPartition, .. } => {
-                Error::TopicMissing { topic: topic.into(), brokers: self.cfg.addr() }
+                Error::TopicMissing { topic: topic.into(), brokers: self.cfg.addr(), hint: default_topic_hint(topic) }
             }
             RsError::ServerError { protocol_error: ProtocolError::TopicAlreadyExists, .. } => {
                 Error::TopicExists { topic: topic.into(), brokers: self.cfg.addr() }
@@ -277,11 +288,11 @@ impl Kafka {
 
     /// The topic's partition ids, or `TopicMissing`.
     pub async fn topic(&self, topic: &str) -> Result<TopicInfo> {
-        self.list_topics()
-            .await?
-            .into_iter()
-            .find(|t| t.name == topic)
-            .ok_or_else(|| Error::TopicMissing { topic: topic.into(), brokers: self.cfg.addr() })
+        self.list_topics().await?.into_iter().find(|t| t.name == topic).ok_or_else(|| Error::TopicMissing {
+            topic: topic.into(),
+            brokers: self.cfg.addr(),
+            hint: default_topic_hint(topic),
+        })
     }
 
     pub async fn create_topic(&self, topic: &str, partitions: i32, replication: i16) -> Result<()> {

@@ -135,12 +135,16 @@ impl Store {
     /// Opens the lake; for S3 resolves credentials (env, profile, EC2 instance role) and checks the bucket.
     pub async fn open(url: &LakeUrl, opts: &S3Options) -> Result<Store, StoreError> {
         match url {
+            // Nothing is created here: a sink that fails before its first commit (an unreachable broker, a typo'd
+            // topic) leaves no empty folder behind. Folders appear with the first object written into them.
             LakeUrl::Local(root) => {
-                std::fs::create_dir_all(root).map_err(|source| StoreError::Io {
-                    op: "create folder",
-                    path: root.clone(),
-                    source,
-                })?;
+                if root.exists() && !root.is_dir() {
+                    return Err(StoreError::Io {
+                        op: "open the lake folder",
+                        path: root.clone(),
+                        source: std::io::Error::other("it exists and is not a folder"),
+                    });
+                }
                 Ok(Store::Local { root: root.clone() })
             }
             LakeUrl::S3 { bucket, prefix } => {

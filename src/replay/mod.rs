@@ -58,6 +58,8 @@ pub struct ReplayConfig {
     pub pace: Pace,
     /// Random rows with replacement, forever (until `limit` or a signal), like a live feed.
     pub sample: bool,
+    /// Replace each row's event time with the send time (`--stamp-now`).
+    pub stamp_now: bool,
     /// Start again at the top of the file at its end.
     pub loop_input: bool,
     pub limit: Option<u64>,
@@ -136,6 +138,8 @@ pub struct Report {
     pub elapsed: Duration,
     pub schema: Schema,
     pub ended: Ended,
+    /// `--sample`: `read` is the pool the rows were drawn from, not rows consumed.
+    pub sampled: bool,
 }
 
 impl Report {
@@ -151,10 +155,13 @@ impl Report {
     /// The one-line summary printed at the end.
     pub fn summary(&self) -> String {
         let secs = self.elapsed.as_secs_f64();
+        let counts = if self.sampled {
+            format!("{} rows sent, drawn at random from a pool of {} rows", self.sent, self.read)
+        } else {
+            format!("{} rows read, {} sent", self.read, self.sent)
+        };
         format!(
-            "replay: {} rows read, {} sent, {} skipped, {} failed, {} retries, {} in {:.2} s ({:.0} rows/s, {}/s){}",
-            self.read,
-            self.sent,
+            "replay: {counts}, {} skipped, {} failed, {} retries, {} in {:.2} s ({:.0} rows/s, {}/s){}",
             self.skipped,
             self.failed,
             self.retries,
@@ -171,6 +178,9 @@ impl Report {
         )
     }
 }
+
+/// Partitions of a topic that `--sample` creates (a live feed of a row a second).
+pub const LIVE_FEED_PARTITIONS: i32 = 1;
 
 /// Runs a replay to its end. Prints nothing on stdout; progress and the summary go to stderr.
 pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) -> Result<Report, ReplayError> {
@@ -198,8 +208,10 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) 
     let kafka = Kafka::connect(kafka_cfg).await?;
     let topic = match kafka.topic(&cfg.topic).await {
         Ok(t) => t,
-        Err(kafka::Error::TopicMissing { .. }) if cfg.create_partitions.is_some() => {
-            let n = cfg.create_partitions.unwrap_or(1);
+        // A live feed (`--sample`) creates its topic like `--partitions` does: one partition carries a row a second
+        // with room to spare. A batch replay without `--partitions` stops instead (a typo'd topic name).
+        Err(kafka::Error::TopicMissing { .. }) if cfg.create_partitions.is_some() || cfg.sample => {
+            let n = cfg.create_partitions.unwrap_or(LIVE_FEED_PARTITIONS);
             tracing::info!(topic = %cfg.topic, partitions = n, "creating topic");
             match kafka.create_topic(&cfg.topic, n, 1).await {
                 Ok(()) | Err(kafka::Error::TopicExists { .. }) => {}
@@ -207,7 +219,14 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) 
             }
             kafka.topic(&cfg.topic).await?
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            return Err(e
+                .with_topic_hint(&format!(
+                    "Pass --partitions N to create it (or `ticklake topic create {} --partitions N`)",
+                    cfg.topic
+                ))
+                .into());
+        }
     };
     let partitions = topic.partitions.len() as i32;
     if let Some(want) = cfg.create_partitions
@@ -290,6 +309,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) 
         elapsed: started.elapsed(),
         schema,
         ended,
+        sampled: cfg.sample,
     })
 }
 
@@ -453,6 +473,19 @@ impl Reader {
         Ok(Step::Go)
     }
 
+    /// With `--stamp-now`: the event-time column and the value "now" takes in it.
+    fn stamp_at(&self) -> Option<(usize, crate::schema::Value)> {
+        if !self.cfg.stamp_now {
+            return None;
+        }
+        let i = self.parser.schema().event_time_index()?;
+        let now = chrono::Utc::now().timestamp_millis();
+        Some(match self.parser.schema().fields[i].ty {
+            crate::schema::ColumnType::Date => (i, crate::schema::Value::Date(now.div_euclid(86_400_000) as i32)),
+            _ => (i, crate::schema::Value::Timestamp(now)),
+        })
+    }
+
     fn should_stop(&self) -> bool {
         self.shutdown.is_set() || self.counters.aborted.load(Ordering::Relaxed)
     }
@@ -470,7 +503,21 @@ impl Reader {
             }
         }
         let parser = &self.parser;
-        let e = self.encoder.encode(row, |i| rec.and_then(|r| parser.cell(r, i)), 256);
+        let stamped;
+        let (row, verbatim_except) = match self.stamp_at() {
+            Some((i, now)) => {
+                let mut r = row.clone();
+                r[i] = now;
+                stamped = r;
+                (&stamped, Some(i))
+            }
+            None => (row, None),
+        };
+        let e = self.encoder.encode(
+            row,
+            |i| if Some(i) == verbatim_except { None } else { rec.and_then(|r| parser.cell(r, i)) },
+            256,
+        );
         let p = e.partition as usize;
         self.pending[p].push(e.record);
         if self.pending[p].len() >= self.chunk_rows {

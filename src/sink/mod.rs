@@ -235,7 +235,12 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
     let started = Instant::now();
     let store = Store::open(&cfg.lake, &cfg.s3).await?;
     let kafka = Kafka::connect(kafka_cfg).await?;
-    let topic = kafka.topic(&cfg.topic).await?;
+    let topic = kafka.topic(&cfg.topic).await.map_err(|e| {
+        e.with_topic_hint(&format!(
+            "The sink reads a topic that exists: replay into it first (`ticklake replay FILE --topic {0} --partitions N` creates it), or `ticklake topic create {0} --partitions N`. (The sink's --partitions selects partitions to read; it creates nothing.)",
+            cfg.topic
+        ))
+    })?;
     let partitions: Vec<i32> = match &cfg.partitions {
         None => topic.partitions.clone(),
         Some(ps) => {
