@@ -18,6 +18,10 @@ mod sink;
 mod s3_faults;
 // schema changes: extra columns kept, columns that grow, type conflicts as rejects, the stored table spec.
 mod schema_changes;
+// the README's examples, run as written against a fresh broker.
+mod readme;
+// a newcomer's first minutes: per-command advice, plain logs in files, no stray folder, server ownership.
+mod newcomer;
 // athena: the DDL parses with sqlglot and names the columns the sink writes.
 mod athena;
 // operations: doctor against a broker advertising a wrong address, /metrics scraped mid-run, JSON logs.

@@ -124,6 +124,7 @@ async fn consume(
     let mut row = Vec::new();
     let mut unknown = Vec::new();
     let mut decoder = Decoder::new(st.buf.layout().schema.clone(), topic, ctx.cfg.max_record_bytes);
+    let mut caught_up = false;
     loop {
         if ctx.cfg.exit_at_end && next >= end && redo.is_none() {
             break;
@@ -186,6 +187,10 @@ async fn consume(
         st.publish(ctx);
         if let Ok(mut lag) = ctx.stats.lag.lock() {
             lag.insert(p, (hw - next).max(0));
+        }
+        if !caught_up && next >= hw {
+            caught_up = true;
+            tracing::info!(kafka_partition = p, offset = next, "caught up with the end of the partition; following it");
         }
         // A quiet partition still cuts at --max-age.
         if redo.is_none() {
