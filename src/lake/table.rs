@@ -53,21 +53,21 @@ pub struct TableSpec {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TableError {
     #[error(
-        "{flag} '{given}' conflicts with the lake's stored table spec ({flag} '{stored}', in {key}): the files already written use it. Drop {flag} to keep the lake's layout, or write to a new --to prefix"
+        "{flag} '{given}' conflicts with the lake's stored table spec ({flag} '{stored}', in _ticklake/table.toml): the files already written use it. Drop {flag} to keep the lake's layout, or write to a new --to prefix"
     )]
-    Layout { flag: &'static str, given: String, stored: String, key: String },
+    Layout { flag: &'static str, given: String, stored: String },
     #[error(
-        "column '{column}' is {stored} in the lake's table (in {key}) but {given} in {what}: one Athena table cannot hold both. Fix the records or the schema, or write to a new --to prefix"
+        "column '{column}' is {stored} in the lake's table (in _ticklake/table.toml) but {given} in {what}: one Athena table cannot hold both. Fix the records or the schema, or write to a new --to prefix"
     )]
-    TypeConflict { column: String, stored: String, given: String, what: String, key: String },
+    TypeConflict { column: String, stored: String, given: String, what: String },
     #[error(
-        "{what} has no column '{column}', which the lake's table needs (its {role}; in {key}): topic '{topic}' is not the same table as {tables}. Write it to its own --to prefix (one prefix is one Athena table)"
+        "{what} has no column '{column}', which the lake's table needs (its {role}; in _ticklake/table.toml): topic '{topic}' is not the same table as {tables}. Write it to its own --to prefix (one prefix is one Athena table)"
     )]
-    NotSameTable { column: String, role: &'static str, what: String, topic: String, tables: String, key: String },
+    NotSameTable { column: String, role: &'static str, what: String, topic: String, tables: String },
     #[error(
-        "--schema '{given}' drops column '{column}' that the lake's table has (in {key}); a schema may only add columns. Omit --schema to use the stored one"
+        "--schema '{given}' drops column '{column}' that the lake's table has (in _ticklake/table.toml); a schema may only add columns. Omit --schema to use the stored one"
     )]
-    Dropped { given: String, column: String, key: String },
+    Dropped { given: String, column: String },
 }
 
 impl TableSpec {
@@ -108,7 +108,6 @@ impl TableSpec {
                 flag: "--partition-by",
                 given: p.into(),
                 stored: self.partition_by.clone(),
-                key: table_key(),
             });
         }
         if let Some(s) = sort_by
@@ -118,7 +117,6 @@ impl TableSpec {
                 flag: "--sort-by",
                 given: s.join(","),
                 stored: self.sort_by.join(","),
-                key: table_key(),
             });
         }
         Ok(())
@@ -139,7 +137,6 @@ impl TableSpec {
                     stored: s.ty.to_string(),
                     given: f.ty.to_string(),
                     what: what.into(),
-                    key: table_key(),
                 });
             }
         }
@@ -148,7 +145,6 @@ impl TableSpec {
                 return Err(TableError::Dropped {
                     given: candidate.name.clone(),
                     column: missing.name.clone(),
-                    key: table_key(),
                 });
             }
         } else {
@@ -162,7 +158,6 @@ impl TableSpec {
                         what: what.into(),
                         topic: topic.into(),
                         tables: self.topics.join(", "),
-                        key: table_key(),
                     });
                 }
             }
