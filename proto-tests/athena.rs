@@ -3,7 +3,7 @@
 use crate::env_or_skip;
 use crate::support::*;
 use ticklake::lake::PartitionSpec;
-use ticklake::lake::parquet::FileLayout;
+use ticklake::lake::layout::FileLayout;
 use ticklake::schema::Schema;
 
 const PARSE: &str = r#"

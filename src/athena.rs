@@ -5,7 +5,7 @@
 //! `integer` for `year()`, `date` for `month()`/`day()`/`hour()`, `enum` for identity keys whose values are known,
 //! else `injected` (queries must then filter the key with `=`).
 
-use crate::lake::parquet::FileLayout;
+use crate::lake::layout::FileLayout;
 use crate::lake::partition::{PartitionSpec, Transform};
 use crate::lake::table::{TableSpec, table_key};
 use crate::lake::{LakeUrl, S3Options, Store, StoreError};

@@ -209,7 +209,7 @@ pub async fn stats(url: &LakeUrl, s3: &S3Options, topic: &str) -> Result<String,
         "lake {} topic {topic}: {} hive partition(s), {files} file(s), {rows} row(s), {}\n",
         url.display(),
         hive.len(),
-        crate::replay::progress::human_bytes(bytes)
+        crate::units::human_bytes(bytes)
     );
     match store.get(&crate::lake::table::table_key()).await? {
         Some(b) => match toml::from_str::<crate::lake::table::TableSpec>(&String::from_utf8_lossy(&b)) {

@@ -24,6 +24,7 @@ pub mod schema;
 pub mod shutdown;
 pub mod sink;
 pub mod topic;
+pub mod units;
 
 /// Top-level error: every stage's error, each knowing its exit code.
 #[derive(Debug, thiserror::Error)]

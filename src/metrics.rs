@@ -29,7 +29,7 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    const fn new() -> Self {
+    pub const fn new() -> Self {
         Histogram {
             bounds: &UPLOAD_BOUNDS,
             counts: [const { AtomicU64::new(0) }; UPLOAD_BOUNDS.len() + 1],
@@ -44,14 +44,6 @@ impl Histogram {
         self.sum_micros.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 }
-
-/// Time of each object PUT to the lake, retries included (process-wide, like the default registry of other
-/// Prometheus clients: one pipeline runs per process).
-pub static UPLOAD_SECONDS: Histogram = Histogram::new();
-/// Lake requests retried after a transient failure.
-pub static S3_RETRIES: AtomicU64 = AtomicU64::new(0);
-/// Sink fetches retried after a transient failure (a broker restart, a leader moving).
-pub static FETCH_RETRIES: AtomicU64 = AtomicU64::new(0);
 
 /// This process's peak resident set size in bytes (`VmHWM` in `/proc/self/status`); `None` off Linux.
 pub fn peak_rss_bytes() -> Option<u64> {

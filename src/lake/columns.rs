@@ -12,7 +12,7 @@ use arrow::array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array
 use arrow::buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::ArrowNativeType;
 
-use super::parquet::FileLayout;
+use super::layout::FileLayout;
 use crate::schema::{ColumnType, Value};
 
 /// One column's values; a null holds the type's default and is marked in `Column::valid`.

@@ -4,6 +4,7 @@
 //! rejects under the hidden `_ticklake/` prefix, which Athena ignores because it starts with `_`).
 
 pub mod columns;
+pub mod layout;
 pub mod parquet;
 pub mod partition;
 pub mod state;

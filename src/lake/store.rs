@@ -89,12 +89,15 @@ where
     let label = format!("{what} {key}");
     crate::backoff::retry(&label, retry_for, MAX_S3_BACKOFF, StoreError::is_transient, |attempt| {
         if attempt > 0 {
-            crate::metrics::S3_RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         op()
     })
     .await
 }
+
+/// Lake requests retried after a transient failure, process-wide (the sink publishes it as a metric).
+pub static RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Longest wait between two S3 attempts.
 const MAX_S3_BACKOFF: Duration = Duration::from_secs(10);

@@ -165,10 +165,10 @@ impl Report {
             self.skipped,
             self.failed,
             self.retries,
-            progress::human_bytes(self.bytes),
+            crate::units::human_bytes(self.bytes),
             secs,
             self.sent as f64 / secs.max(1e-9),
-            progress::human_bytes((self.bytes as f64 / secs.max(1e-9)) as u64),
+            crate::units::human_bytes((self.bytes as f64 / secs.max(1e-9)) as u64),
             match &self.ended {
                 Ended::Complete => String::new(),
                 Ended::Stopped(r) => format!("; stopped by {r:?}"),

@@ -6,7 +6,7 @@
 //! anything else (an escape, an unknown key, an error of any kind) it answers `None` and the caller decodes the
 //! record with serde_json, which also words the error. Property tests and `just fuzz` hold the two paths equal.
 
-use super::wire::{FieldIndex, bool_cell, float_cell, int_cell, str_cell};
+use super::cells::{FieldIndex, bool_cell, float_cell, int_cell, str_cell};
 use super::{ColumnType, Row, Schema, Value};
 
 /// Decodes `bytes` into `row` (already `schema.fields.len()` nulls), or `None` when serde_json must decide.

@@ -7,6 +7,8 @@
 //! Column types are named after Athena's (`string`, `bigint`, `double`, `date`, `timestamp`, `boolean`) so a
 //! schema file reads like the table it will become.
 
+mod cells;
+mod decode;
 mod file;
 mod flat;
 mod infer;

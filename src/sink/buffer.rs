@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::decode::Reject;
 use crate::lake::columns::Columns;
-use crate::lake::parquet::FileLayout;
+use crate::lake::layout::FileLayout;
 use crate::lake::partition::PartitionSpec;
 use crate::lake::state::data_key;
 use crate::schema::Row;

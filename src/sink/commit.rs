@@ -133,7 +133,7 @@ impl Committer {
                     let n = bytes.len() as u64;
                     let t = std::time::Instant::now();
                     put_with_retry(&store, &file.key, bytes, retry).await?;
-                    crate::metrics::UPLOAD_SECONDS.observe(t.elapsed());
+                    super::UPLOAD_SECONDS.observe(t.elapsed());
                     Ok((i, n))
                 });
             }
@@ -180,7 +180,7 @@ impl Committer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lake::parquet::FileLayout;
+    use crate::lake::layout::FileLayout;
     use crate::lake::partition::PartitionSpec;
     use crate::lake::table::TableSpec;
     use crate::lake::{LakeUrl, S3Options};

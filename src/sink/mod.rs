@@ -91,6 +91,12 @@ impl SinkError {
     }
 }
 
+/// Time of each object PUT to the lake, retries included (process-wide, like the default registry of other
+/// Prometheus clients: one pipeline runs per process).
+pub static UPLOAD_SECONDS: crate::metrics::Histogram = crate::metrics::Histogram::new();
+/// Fetches retried after a transient failure (a broker restart, a leader moving).
+pub static FETCH_RETRIES: AtomicU64 = AtomicU64::new(0);
+
 /// Counters for the stats line and `/metrics`.
 #[derive(Debug)]
 pub struct SinkStats {
@@ -144,17 +150,17 @@ impl SinkStats {
         t.counter(
             "ticklake_sink_retries_total",
             "Lake requests retried after a transient failure.",
-            crate::metrics::S3_RETRIES.load(Ordering::Relaxed),
+            crate::lake::store::RETRIES.load(Ordering::Relaxed),
         );
         t.counter(
             "ticklake_sink_fetch_retries_total",
             "Kafka fetches retried after a transient failure.",
-            crate::metrics::FETCH_RETRIES.load(Ordering::Relaxed),
+            FETCH_RETRIES.load(Ordering::Relaxed),
         );
         t.histogram(
             "ticklake_sink_upload_seconds",
             "Time to store one Parquet file, retries included.",
-            &crate::metrics::UPLOAD_SECONDS,
+            &UPLOAD_SECONDS,
         );
         t.partition_gauges(
             "ticklake_sink_lag_records",
@@ -200,7 +206,7 @@ impl SinkStats {
             (records - prev_records) as f64 / window.as_secs_f64().max(1e-9),
             self.rows.load(Ordering::Relaxed),
             self.files.load(Ordering::Relaxed),
-            crate::replay::progress::human_bytes(self.bytes.load(Ordering::Relaxed)),
+            crate::units::human_bytes(self.bytes.load(Ordering::Relaxed)),
             self.rejects.load(Ordering::Relaxed),
             lag.unwrap_or_default(),
             elapsed.as_secs_f64(),

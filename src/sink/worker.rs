@@ -7,7 +7,7 @@ use super::buffer::PartitionBuffer;
 use super::decode::Decoder;
 use super::{Ctx, SinkError};
 use crate::kafka::Error;
-use crate::lake::parquet::FileLayout;
+use crate::lake::layout::FileLayout;
 use crate::lake::state::{Checkpoint, PendingCut, checkpoint_key};
 
 /// Bytes asked for per fetch (compressed; zstd batches of JSON decompress to about 6x this in memory).
@@ -137,7 +137,7 @@ async fn consume(
         let fetch =
             crate::backoff::retry(&what, ctx.cfg.retry_for, MAX_FETCH_BACKOFF, Error::is_transient, |attempt| {
                 if attempt > 0 {
-                    crate::metrics::FETCH_RETRIES.fetch_add(1, Ordering::Relaxed);
+                    super::FETCH_RETRIES.fetch_add(1, Ordering::Relaxed);
                 }
                 ctx.kafka.fetch(pc, next, FETCH_MAX_BYTES, FETCH_WAIT_MS)
             });
