@@ -113,11 +113,7 @@ impl TableSpec {
         if let Some(s) = sort_by
             && s != self.sort_by.as_slice()
         {
-            return Err(TableError::Layout {
-                flag: "--sort-by",
-                given: s.join(","),
-                stored: self.sort_by.join(","),
-            });
+            return Err(TableError::Layout { flag: "--sort-by", given: s.join(","), stored: self.sort_by.join(",") });
         }
         Ok(())
     }
@@ -142,10 +138,7 @@ impl TableSpec {
         }
         if self.topics.iter().any(|t| t == topic) {
             if let Some(missing) = self.schema.fields.iter().find(|f| candidate.field(&f.name).is_none()) {
-                return Err(TableError::Dropped {
-                    given: candidate.name.clone(),
-                    column: missing.name.clone(),
-                });
+                return Err(TableError::Dropped { given: candidate.name.clone(), column: missing.name.clone() });
             }
         } else {
             for (role, col) in [("key", &self.schema.key), ("event-time column", &self.schema.event_time)] {

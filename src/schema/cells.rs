@@ -40,7 +40,6 @@ impl FieldIndex {
     }
 }
 
-
 /// The value a column of type `ty` takes from a JSON integer, float, string or boolean; `None` where the token
 /// does not fit (the reference decoder, `decode_record`, then says why). Shared by the two streaming decoders
 /// (`CellSeed` here, `flat`) so that they cannot drift apart.
@@ -78,4 +77,3 @@ pub(crate) fn str_cell(ty: ColumnType, v: &str) -> Option<Value> {
 pub(crate) fn bool_cell(ty: ColumnType, v: bool) -> Option<Value> {
     (ty == ColumnType::Boolean).then_some(Value::Bool(v))
 }
-

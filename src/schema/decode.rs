@@ -221,4 +221,3 @@ fn short(v: &Json) -> String {
     let s = v.to_string();
     if s.len() > 40 { format!("{}...", &s[..s.floor_char_boundary(40)]) } else { s }
 }
-
