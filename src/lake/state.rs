@@ -11,6 +11,19 @@ use serde::{Deserialize, Serialize};
 
 pub const STATE_PREFIX: &str = "_ticklake";
 
+/// A record that could not become a row: one JSON line of `_ticklake/rejects/<topic>/...jsonl`, written by the sink
+/// and read back by `lake verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reject {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub reason: String,
+    /// The record value, base64.
+    pub raw_base64: String,
+}
+
 /// A cut that was decided (and recorded) but whose files may not all be stored yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingCut {

@@ -23,16 +23,6 @@ use crate::lake::parquet::{encode, writer_properties};
 use crate::lake::state::{Checkpoint, PendingCut, checkpoint_key, rejects_key};
 use crate::lake::{Store, StoreError};
 
-/// Steps of a commit, for crash injection in tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    Intent,
-    /// After the n-th file (0-based) of the cut is stored.
-    File(usize),
-    Rejects,
-    Checkpoint,
-}
-
 /// Files encoded and uploaded at once per cut.
 const UPLOAD_CONCURRENCY: usize = 4;
 
@@ -49,8 +39,6 @@ pub struct Committer {
     pub row_group_rows: usize,
     /// How long a failing PUT is retried (jittered exponential backoff) before the sink stops.
     pub retry_for: Duration,
-    /// Test hook: stop with `SinkError::Injected` right after this step.
-    pub crash_after: Option<Step>,
 }
 
 /// What a commit wrote.
@@ -75,10 +63,6 @@ pub async fn get_with_retry(store: &Store, key: &str, retry_for: Duration) -> Re
 }
 
 impl Committer {
-    fn crash(&self, step: Step) -> Result<(), SinkError> {
-        if self.crash_after == Some(step) { Err(SinkError::Injected(format!("{step:?}"))) } else { Ok(()) }
-    }
-
     pub async fn save_checkpoint(&self, cp: &Checkpoint) -> Result<(), SinkError> {
         let bytes = serde_json::to_vec_pretty(cp).expect("checkpoint serializes");
         put_with_retry(&self.store, &checkpoint_key(&cp.topic, cp.partition), bytes, self.retry_for).await?;
@@ -106,7 +90,6 @@ impl Committer {
             cp.pending_keys = keys;
             self.save_checkpoint(cp).await?;
         }
-        self.crash(Step::Intent)?;
 
         let mut done = Committed { rows: cut.rows, rejects: cut.rejects.len(), buffered, ..Committed::default() };
         let mut tasks: JoinSet<Result<(usize, u64), SinkError>> = JoinSet::new();
@@ -138,14 +121,12 @@ impl Committer {
                 });
             }
             let Some(joined) = tasks.join_next().await else { break };
-            let step = joined
-                .map_err(|e| SinkError::Config(format!("upload task failed: {e}")))
-                .and_then(|r| r)
-                .and_then(|(_, n)| {
+            let step = joined.map_err(|e| SinkError::Config(format!("upload task failed: {e}"))).and_then(|r| r).map(
+                |(_, n)| {
                     done.files += 1;
                     done.bytes += n;
-                    self.crash(Step::File(stored))
-                });
+                },
+            );
             if let Err(e) = step {
                 // Let the uploads already under way finish first: when `commit` returns, nothing of this cut is
                 // still being written (a blocking-pool write cannot be cancelled, and could otherwise land after
@@ -166,13 +147,11 @@ impl Committer {
             put_with_retry(&self.store, &rejects_key(&self.topic, cut.partition, cut.first), lines, self.retry_for)
                 .await?;
         }
-        self.crash(Step::Rejects)?;
 
         cp.next_offset = cut.last + 1;
         cp.pending = None;
         cp.pending_keys.clear();
         self.save_checkpoint(cp).await?;
-        self.crash(Step::Checkpoint)?;
         Ok(done)
     }
 }
@@ -182,8 +161,8 @@ mod tests {
     use super::*;
     use crate::lake::layout::FileLayout;
     use crate::lake::partition::PartitionSpec;
+    use crate::lake::store::{Fault, MemoryStore};
     use crate::lake::table::TableSpec;
-    use crate::lake::{LakeUrl, S3Options};
     use crate::schema::{Schema, Value};
     use crate::sink::buffer::PartitionBuffer;
     use crate::sink::decode::Reject;
@@ -214,92 +193,96 @@ mod tests {
         (b.cut("t", &[1], max_rows_per_file), bytes)
     }
 
-    async fn committer(dir: &std::path::Path, crash_after: Option<Step>) -> Committer {
-        let stored = dir.join("_ticklake/table.toml").exists();
+    /// A committer over `store`; `stored` says whether the table spec is already in it (a restart).
+    fn committer(store: Store, stored: bool) -> Committer {
         let schema = Schema::indices();
         let spec = PartitionSpec::parse("year(trade_date)", &schema).unwrap();
         let table = TableSpec::new("t", schema.clone(), spec.describe(&schema), vec![], 4096);
         Committer {
-            store: Store::open(&LakeUrl::Local(dir.into()), &S3Options::default()).await.unwrap(),
+            store,
             topic: "t".into(),
             table: Arc::new(super::super::evolve::Table::new(table, stored, vec![])),
             row_group_rows: 4096,
             retry_for: Duration::from_secs(1),
-            crash_after,
         }
     }
 
-    async fn snapshot(store: &Store) -> Vec<(String, Vec<u8>)> {
-        let mut out = Vec::new();
-        for o in store.list("").await.unwrap() {
-            // The table spec holds the time it was made: compared by presence (the crash test checks it parses).
-            let bytes = if o.key.ends_with("table.toml") { vec![] } else { store.get(&o.key).await.unwrap().unwrap() };
-            out.push((o.key.clone(), bytes));
-        }
-        out
+    fn memory() -> (Store, Arc<MemoryStore>) {
+        let m = Arc::new(MemoryStore::default());
+        (Store::new(m.clone()), m)
+    }
+
+    /// Every object but the table spec's bytes (it holds the time it was made; compared by presence).
+    fn snapshot(m: &MemoryStore) -> Vec<(String, Vec<u8>)> {
+        m.snapshot().into_iter().map(|(k, v)| if k.ends_with("table.toml") { (k, vec![]) } else { (k, v) }).collect()
+    }
+
+    async fn restart_checkpoint(store: &Store) -> Checkpoint {
+        serde_json::from_slice(&store.get("_ticklake/checkpoints/t/0.json").await.unwrap().unwrap()).unwrap()
     }
 
     #[tokio::test]
-    async fn a_crash_after_any_step_redoes_the_same_cut() {
-        let clean_dir = tempfile::tempdir().unwrap();
-        let clean = committer(clean_dir.path(), None).await;
+    async fn a_crash_after_any_put_redoes_the_same_cut() {
+        let (clean_store, clean) = memory();
         let mut cp = Checkpoint::new("t", 0, 10);
         let (c, bytes) = cut();
-        let done = clean.commit(&mut cp, c, bytes).await.unwrap();
+        let done = committer(clean_store, false).commit(&mut cp, c, bytes).await.unwrap();
         assert_eq!((done.files, done.rows, done.rejects), (3, 6, 1));
         assert_eq!((cp.next_offset, cp.pending), (17, None));
-        let want = snapshot(&clean.store).await;
+        let want = snapshot(&clean);
         assert_eq!(want.len(), 3 + 1 + 1 + 1, "3 data files, rejects, checkpoint, table spec");
+        let puts = clean.puts.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(puts, 7, "table spec, intent, 3 files, rejects, checkpoint");
 
-        for step in [Step::Intent, Step::File(0), Step::File(1), Step::File(2), Step::Rejects, Step::Checkpoint] {
-            let dir = tempfile::tempdir().unwrap();
-            let crashing = committer(dir.path(), Some(step)).await;
+        // A crash (every later put fails) after 0..7 successful puts: every step of the protocol.
+        for n in 0..puts {
+            let (store, m) = memory();
+            m.inject(Some(Fault::CrashAfterPuts(n)));
             let mut cp = Checkpoint::new("t", 0, 10);
             let (c, bytes) = cut();
-            assert!(matches!(crashing.commit(&mut cp, c, bytes).await, Err(SinkError::Injected(_))), "{step:?}");
-
-            // Restart: read the checkpoint back from the lake, as the sink does.
-            let restarted = committer(dir.path(), None).await;
-            let raw = restarted.store.get("_ticklake/checkpoints/t/0.json").await.unwrap().unwrap();
-            let mut cp: Checkpoint = serde_json::from_slice(&raw).unwrap();
-            let spec = restarted.store.get("_ticklake/table.toml").await.unwrap();
-            assert!(
-                spec.is_some_and(|b| toml::from_str::<TableSpec>(&String::from_utf8_lossy(&b)).is_ok()),
-                "{step:?}"
-            );
-            if step == Step::Checkpoint {
-                assert_eq!((cp.next_offset, cp.pending), (17, None), "committed before the crash");
-            } else {
-                assert_eq!(cp.pending, Some(PendingCut { first: 10, last: 16 }), "{step:?}: intent recorded");
-                assert_eq!(cp.next_offset, 10, "{step:?}: checkpoint not advanced before the files are stored");
+            assert!(committer(store.clone(), false).commit(&mut cp, c, bytes).await.is_err(), "crash after {n} puts");
+            m.inject(None);
+            // Restart: the checkpoint as the lake holds it, then the sink's redo of the recorded cut.
+            if n < 2 {
+                assert!(store.get("_ticklake/checkpoints/t/0.json").await.unwrap().is_none(), "{n}: no intent yet");
+                assert!(m.snapshot().keys().all(|k| k.starts_with("_ticklake/table")), "{n}: nothing but the spec");
                 let (c, bytes) = cut();
-                restarted.commit(&mut cp, c, bytes).await.unwrap();
+                committer(store.clone(), n == 1).commit(&mut Checkpoint::new("t", 0, 10), c, bytes).await.unwrap();
+            } else {
+                assert!(m.snapshot().contains_key("_ticklake/table.toml"), "{n}: the spec is stored before the intent");
+                let mut cp = restart_checkpoint(&store).await;
+                if n == puts - 1 {
+                    assert_eq!((cp.next_offset, cp.pending), (10, Some(PendingCut { first: 10, last: 16 })));
+                } else {
+                    assert_eq!(cp.pending, Some(PendingCut { first: 10, last: 16 }), "{n}: intent recorded");
+                    assert_eq!(cp.next_offset, 10, "{n}: checkpoint not advanced before the files are stored");
+                }
+                let (c, bytes) = cut();
+                committer(store.clone(), true).commit(&mut cp, c, bytes).await.unwrap();
             }
-            assert_eq!(snapshot(&restarted.store).await, want, "{step:?}: same objects, same bytes, nothing extra");
+            assert_eq!(snapshot(&m), want, "crash after {n} puts: same objects, same bytes, nothing extra");
         }
     }
 
     #[tokio::test]
     async fn a_redo_under_other_flags_leaves_no_stray_objects() {
         // The clean result: month partitions, one row per file.
-        let clean_dir = tempfile::tempdir().unwrap();
-        let clean = committer(clean_dir.path(), None).await;
+        let (clean_store, clean) = memory();
         let (c, bytes) = cut_split("month(trade_date)", 1);
-        clean.commit(&mut Checkpoint::new("t", 0, 10), c, bytes).await.unwrap();
-        let want = snapshot(&clean.store).await;
+        committer(clean_store, false).commit(&mut Checkpoint::new("t", 0, 10), c, bytes).await.unwrap();
+        let want = snapshot(&clean);
 
         // Crash mid-upload under year partitions, then redo the same range under the new flags.
-        let dir = tempfile::tempdir().unwrap();
-        let crashing = committer(dir.path(), Some(Step::File(1))).await;
+        let (store, m) = memory();
+        m.inject(Some(Fault::CrashAfterPuts(3)));
         let mut cp = Checkpoint::new("t", 0, 10);
         let (c, bytes) = cut_split("year(trade_date)", 1000);
-        assert!(crashing.commit(&mut cp, c, bytes).await.is_err());
-        let restarted = committer(dir.path(), None).await;
-        let raw = restarted.store.get("_ticklake/checkpoints/t/0.json").await.unwrap().unwrap();
-        let mut cp: Checkpoint = serde_json::from_slice(&raw).unwrap();
+        assert!(committer(store.clone(), false).commit(&mut cp, c, bytes).await.is_err());
+        m.inject(None);
+        let mut cp = restart_checkpoint(&store).await;
         assert_eq!(cp.pending_keys.len(), 4, "three data files and the rejects were planned");
         let (c, bytes) = cut_split("month(trade_date)", 1);
-        restarted.commit(&mut cp, c, bytes).await.unwrap();
-        assert_eq!(snapshot(&restarted.store).await, want, "no object of the year= attempt is left");
+        committer(store, true).commit(&mut cp, c, bytes).await.unwrap();
+        assert_eq!(snapshot(&m), want, "no object of the year= attempt is left");
     }
 }

@@ -3,22 +3,11 @@
 use base64::Engine;
 
 use crate::kafka::RecordAndOffset;
+pub use crate::lake::state::Reject;
 use crate::schema::{Row, Schema, wire};
 
 /// Records larger than this are rejected rather than decoded (a bound on what one record can cost).
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
-
-/// A record that could not become a row.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Reject {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub timestamp_ms: i64,
-    pub reason: String,
-    /// The record value, base64.
-    pub raw_base64: String,
-}
 
 #[derive(Debug, Clone)]
 pub struct Decoder {

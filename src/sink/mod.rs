@@ -75,8 +75,6 @@ pub enum SinkError {
         "{topic}/{partition}: the lake's checkpoint needs offset {needed}, but Kafka only keeps offsets from {earliest} on (retention deleted {lost} record(s)). Pass --skip-deleted to continue from {earliest}, accepting the loss (it is recorded in the checkpoint)"
     )]
     RetentionGap { topic: String, partition: i32, needed: i64, earliest: i64, lost: i64 },
-    #[error("crash injected after {0} (tests only)")]
-    Injected(String),
 }
 
 impl SinkError {
@@ -85,7 +83,7 @@ impl SinkError {
             SinkError::Kafka(e) => e.exit_code(),
             SinkError::Store(e) => crate::store_exit_code(e),
             SinkError::Spec(_) | SinkError::Config(_) => crate::exit::USAGE,
-            SinkError::Parquet(_) | SinkError::Injected(_) => crate::exit::FAILURE,
+            SinkError::Parquet(_) => crate::exit::FAILURE,
             SinkError::RetentionGap { .. } => crate::exit::DATA_LOST,
         }
     }
@@ -281,7 +279,6 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
             table: Arc::new(evolve::Table::new(table, stored, taken)),
             row_group_rows: cfg.row_group_rows,
             retry_for: cfg.retry_for,
-            crash_after: None,
         },
         spec,
         sort,
