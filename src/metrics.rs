@@ -28,6 +28,12 @@ pub struct Histogram {
     sum_micros: AtomicU64,
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Histogram {
     pub const fn new() -> Self {
         Histogram {

@@ -24,10 +24,10 @@ impl LocalStore {
     }
 }
 
-fn blocking<T: Send + 'static>(
+async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> impl std::future::Future<Output = Result<T, StoreError>> {
-    async move { tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Config(e.to_string()))? }
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Config(e.to_string()))?
 }
 
 fn read(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
