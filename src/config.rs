@@ -67,7 +67,7 @@ pub fn parse_cli(args: Vec<OsString>) -> Cli {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
-            std::process::exit(i32::from(crate::exit::USAGE));
+            std::process::exit(i32::from(crate::exit::code(crate::exit::Kind::Usage)));
         }
     };
     let matches = configured.command.get_matches_from(args);

@@ -18,6 +18,7 @@ pub mod inspect;
 pub mod kafka;
 pub mod lake;
 pub mod metrics;
+pub mod output;
 pub mod replay;
 pub mod sample;
 pub mod schema;
@@ -47,32 +48,95 @@ pub enum Error {
     Athena(#[from] athena::AthenaError),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
+    /// A bug: a task panicked.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
-    pub fn exit_code(&self) -> u8 {
+    /// What kind of failure this is; `exit::code` turns it into the process's exit code.
+    pub fn kind(&self) -> exit::Kind {
+        use exit::Kind;
         match self {
-            Error::Usage(_) => exit::USAGE,
-            Error::Kafka(e) => e.exit_code(),
-            Error::Replay(e) => e.exit_code(),
-            Error::SchemaFile(_) | Error::Source(_) => exit::BAD_INPUT,
-            Error::Sink(e) => e.exit_code(),
-            Error::Inspect(inspect::InspectError::Store(e)) => store_exit_code(e),
-            Error::Inspect(_) => exit::FAILURE,
-            Error::Athena(athena::AthenaError::Usage(_) | athena::AthenaError::Ddl(_)) => exit::USAGE,
-            Error::Athena(athena::AthenaError::Store(e)) => store_exit_code(e),
-            Error::Io { .. } => exit::FAILURE,
+            Error::Usage(_) => Kind::Usage,
+            Error::Kafka(e) => e.kind(),
+            Error::Replay(e) => e.kind(),
+            Error::SchemaFile(_) | Error::Source(_) => Kind::BadInput,
+            Error::Sink(e) => e.kind(),
+            Error::Inspect(inspect::InspectError::Store(e)) => e.kind(),
+            Error::Inspect(_) => Kind::Failure,
+            Error::Athena(athena::AthenaError::Usage(_) | athena::AthenaError::Ddl(_)) => Kind::Usage,
+            Error::Athena(athena::AthenaError::Store(e)) => e.kind(),
+            Error::Io { .. } => Kind::Failure,
+            Error::Internal(_) => Kind::Internal,
         }
     }
-}
 
-/// The exit code of a lake (S3 or folder) failure, the same for every command.
-pub fn store_exit_code(e: &lake::StoreError) -> u8 {
-    match e {
-        lake::StoreError::Denied { .. } | lake::StoreError::NoCredentials => exit::AUTH,
-        lake::StoreError::BucketMissing { .. } => exit::STORAGE_MISSING,
-        _ => exit::FAILURE,
+    pub fn exit_code(&self) -> u8 {
+        exit::code(self.kind())
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exit::code;
+
+    /// Every documented failure of every command, and the code it exits with (README "Exit codes").
+    #[test]
+    fn each_commands_failures_exit_with_their_documented_code() {
+        let unreachable = || kafka::Error::Unreachable {
+            brokers: "b:1".into(),
+            timeout: std::time::Duration::from_secs(1),
+            reason: "refused".into(),
+        };
+        let topic_missing =
+            || kafka::Error::TopicMissing { topic: "t".into(), brokers: "b:1".into(), hint: String::new() };
+        let bucket_missing = || lake::StoreError::BucketMissing { bucket: "b".into(), endpoint: "AWS".into() };
+        let no_creds = || lake::StoreError::NoCredentials;
+        let stop = |r: shutdown::StopReason| r.kind();
+        let cases: Vec<(&str, exit::Kind, u8)> = vec![
+            ("any", Error::Usage("--rate 0".into()).kind(), 2),
+            ("replay", Error::Replay(replay::ReplayError::Kafka(unreachable())).kind(), 4),
+            ("replay", Error::Replay(replay::ReplayError::Kafka(topic_missing())).kind(), 6),
+            ("replay", Error::Replay(replay::ReplayError::Config("x".into())).kind(), 2),
+            ("replay", Error::Replay(replay::ReplayError::Internal("panic".into())).kind(), 12),
+            ("replay", stop(shutdown::StopReason::Interrupt), 130),
+            ("replay", stop(shutdown::StopReason::Terminate), 143),
+            ("sink", Error::Sink(sink::SinkError::Kafka(unreachable())).kind(), 4),
+            ("sink", Error::Sink(sink::SinkError::Kafka(topic_missing())).kind(), 6),
+            ("sink", Error::Sink(sink::SinkError::Store(bucket_missing())).kind(), 8),
+            ("sink", Error::Sink(sink::SinkError::Store(no_creds())).kind(), 5),
+            ("sink", Error::Sink(sink::SinkError::Config("--partitions 9".into())).kind(), 2),
+            ("sink", Error::Sink(sink::SinkError::Internal("worker panicked".into())).kind(), 12),
+            ("sink", Error::Sink(sink::SinkError::Corrupt("checkpoint".into())).kind(), 1),
+            (
+                "sink",
+                Error::Sink(sink::SinkError::RetentionGap {
+                    topic: "t".into(),
+                    partition: 0,
+                    needed: 0,
+                    earliest: 5,
+                    lost: 5,
+                })
+                .kind(),
+                9,
+            ),
+            ("lake verify", Error::Inspect(inspect::InspectError::Store(no_creds())).kind(), 5),
+            ("lake stats", Error::Inspect(inspect::InspectError::Store(bucket_missing())).kind(), 8),
+            ("lake verify", exit::Kind::VerifyFailed, 10),
+            ("athena", Error::Athena(athena::AthenaError::Store(no_creds())).kind(), 5),
+            ("athena", Error::Athena(athena::AthenaError::Store(bucket_missing())).kind(), 8),
+            ("athena", Error::Athena(athena::AthenaError::Usage("no spec".into())).kind(), 2),
+            ("doctor", exit::Kind::DoctorFailed, 11),
+            ("topic", Error::Kafka(unreachable()).kind(), 4),
+            ("consume", Error::Kafka(topic_missing()).kind(), 6),
+            ("schema infer", Error::Source(replay::source::SourceError::Empty { path: "x".into() }).kind(), 3),
+        ];
+        for (command, kind, want) in cases {
+            assert_eq!(code(kind), want, "{command}: {kind:?}");
+        }
+    }
+}

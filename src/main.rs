@@ -10,18 +10,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = ticklake::config::parse_cli(std::env::args_os().collect());
-    ticklake::app::init_logging(&cli.global);
+    ticklake::output::init_logging(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(ticklake::exit::FAILURE);
+            return ExitCode::from(ticklake::exit::code(ticklake::exit::Kind::Internal));
         }
     };
     match runtime.block_on(ticklake::app::run(cli)) {
-        Ok(code) => ExitCode::from(code),
+        Ok(failure) => ExitCode::from(failure.map_or(0, ticklake::exit::code)),
         Err(e) => {
-            ticklake::app::report_error(&error_chain(&e));
+            ticklake::output::report_error(&error_chain(&e));
             ExitCode::from(e.exit_code())
         }
     }

@@ -61,6 +61,13 @@ pub fn index_symbols(n: usize) -> Vec<String> {
     (0..n).map(|i| INDEX_SYMBOLS.get(i).map_or_else(|| format!("IDX{:03}", i + 1), |s| s.to_string())).collect()
 }
 
+/// Which sample to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Layout {
+    Indices,
+    Ticks,
+}
+
 /// Writes `rows` daily index bars: every symbol on each weekday from `start`, ordered by date then symbol.
 pub fn write_indices(
     out: &mut dyn Write,
@@ -128,6 +135,37 @@ pub fn write_ticks(out: &mut dyn Write, rows: u64, symbols: usize, start: NaiveD
         writeln!(out, "{ts_text},{sym},{:.2},{size},{venue}", prices[i])?;
     }
     Ok(())
+}
+
+/// Writes the sample to `out` (`.gz` compressed) or stdout.
+pub fn write_to(
+    layout: Layout,
+    out: Option<&std::path::Path>,
+    rows: u64,
+    symbols: usize,
+    start: chrono::NaiveDate,
+    seed: u64,
+) -> crate::Result<()> {
+    let io =
+        |source, path: &std::path::Path| crate::Error::Io { context: format!("writing {}", path.display()), source };
+    let mut sink: Box<dyn Write> = match out {
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        Some(p) => {
+            let f = std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| io(e, p))?);
+            if p.extension().is_some_and(|e| e == "gz") {
+                Box::new(flate2::write::GzEncoder::new(f, flate2::Compression::default()))
+            } else {
+                Box::new(f)
+            }
+        }
+    };
+    let path = out.unwrap_or(std::path::Path::new("<stdout>"));
+    match layout {
+        Layout::Indices => write_indices(&mut sink, rows, symbols, start, seed),
+        Layout::Ticks => write_ticks(&mut sink, rows, symbols, start, seed),
+    }
+    .and_then(|_| sink.flush())
+    .map_err(|e| io(e, path))
 }
 
 #[cfg(test)]

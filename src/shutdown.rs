@@ -17,10 +17,10 @@ pub enum StopReason {
 }
 
 impl StopReason {
-    pub fn exit_code(self) -> u8 {
+    pub fn kind(self) -> crate::exit::Kind {
         match self {
-            StopReason::Interrupt => crate::exit::INTERRUPTED,
-            StopReason::Terminate => crate::exit::TERMINATED,
+            StopReason::Interrupt => crate::exit::Kind::Interrupted,
+            StopReason::Terminate => crate::exit::Kind::Terminated,
         }
     }
 }
@@ -110,6 +110,6 @@ mod tests {
         s.trigger(StopReason::Interrupt);
         waiter.await.unwrap();
         assert_eq!(s.reason(), Some(StopReason::Terminate));
-        assert_eq!(s.reason().unwrap().exit_code(), 143);
+        assert_eq!(crate::exit::code(s.reason().unwrap().kind()), 143);
     }
 }

@@ -116,6 +116,8 @@ fn default_topic_hint(topic: &str) -> String {
     format!("Check the name (`ticklake topic list`), or create it: `ticklake topic create {topic} --partitions N`")
 }
 
+use crate::exit::Kind;
+
 impl Error {
     /// A missing topic's advice in the words of the command that met it (each command has its own flags).
     pub fn with_topic_hint(self, hint: &str) -> Error {
@@ -132,13 +134,13 @@ impl Error {
     }
 
     /// Process exit code for this error (see `crate::exit`).
-    pub fn exit_code(&self) -> u8 {
+    pub fn kind(&self) -> Kind {
         match self {
-            Error::Config(_) => crate::exit::USAGE,
-            Error::Unreachable { .. } | Error::Timeout { .. } => crate::exit::UNREACHABLE,
-            Error::AuthRefused { .. } | Error::Tls { .. } => crate::exit::AUTH,
-            Error::TopicMissing { .. } => crate::exit::TOPIC_MISSING,
-            Error::TopicExists { .. } | Error::Request { .. } | Error::Fetch { .. } => crate::exit::FAILURE,
+            Error::Config(_) => Kind::Usage,
+            Error::Unreachable { .. } | Error::Timeout { .. } => Kind::Unreachable,
+            Error::AuthRefused { .. } | Error::Tls { .. } => Kind::Auth,
+            Error::TopicMissing { .. } => Kind::TopicMissing,
+            Error::TopicExists { .. } | Error::Request { .. } | Error::Fetch { .. } => Kind::Failure,
         }
     }
 }

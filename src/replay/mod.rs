@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::Sender;
 
+use crate::exit::Kind;
 use crate::kafka::{self, Kafka, KafkaConfig};
 use crate::schema::{Row, Schema};
 use crate::shutdown::{Shutdown, StopReason};
@@ -85,15 +86,19 @@ pub enum ReplayError {
     Rejects { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Config(String),
+    /// A bug: a task panicked.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ReplayError {
-    pub fn exit_code(&self) -> u8 {
+    pub fn kind(&self) -> Kind {
         match self {
-            ReplayError::Source(_) | ReplayError::Schema { .. } => crate::exit::BAD_INPUT,
-            ReplayError::Kafka(e) => e.exit_code(),
-            ReplayError::Rejects { .. } => crate::exit::FAILURE,
-            ReplayError::Config(_) => crate::exit::USAGE,
+            ReplayError::Source(_) | ReplayError::Schema { .. } => Kind::BadInput,
+            ReplayError::Kafka(e) => e.kind(),
+            ReplayError::Rejects { .. } => Kind::Failure,
+            ReplayError::Config(_) => Kind::Usage,
+            ReplayError::Internal(_) => Kind::Internal,
         }
     }
 }
@@ -143,12 +148,31 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn exit_code(&self) -> u8 {
+    /// Logs why the run ended badly, if it did (the summary line says how much).
+    pub fn log_failures(&self) {
         match &self.ended {
-            Ended::Complete => 0,
-            Ended::Stopped(r) => r.exit_code(),
-            Ended::BadRow(_) => crate::exit::BAD_INPUT,
-            Ended::Unacknowledged(_) => crate::exit::UNACKNOWLEDGED,
+            Ended::BadRow(b) => tracing::error!("{b}"),
+            Ended::Unacknowledged(failures) => {
+                for f in failures {
+                    tracing::error!(
+                        "kafka partition {}: {} row(s) not acknowledged by the broker: {}",
+                        f.partition,
+                        f.rows,
+                        f.error
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// How the run failed, if it did (`None`: it completed).
+    pub fn failure(&self) -> Option<Kind> {
+        match &self.ended {
+            Ended::Complete => None,
+            Ended::Stopped(r) => Some(r.kind()),
+            Ended::BadRow(_) => Some(Kind::BadInput),
+            Ended::Unacknowledged(_) => Some(Kind::Unacknowledged),
         }
     }
 
@@ -177,6 +201,16 @@ impl Report {
             }
         )
     }
+}
+
+/// `ticklake schema infer FILE`: the schema replay would pick for `input`, as TOML.
+pub async fn infer_schema_toml(input: Input) -> Result<String, ReplayError> {
+    tokio::task::spawn_blocking(move || -> Result<String, ReplayError> {
+        let mut src = CsvSource::new(&input, Default::default())?;
+        Ok(src.resolve_schema(None)?.0.to_toml())
+    })
+    .await
+    .map_err(|e| ReplayError::Internal(format!("schema inference: {e}")))?
 }
 
 /// Partitions of a topic that `--sample` creates (a live feed of a row a second).

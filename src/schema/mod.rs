@@ -261,6 +261,11 @@ impl Schema {
     }
 }
 
+/// `ticklake schema show NAME`: a preset as TOML.
+pub fn preset_toml(name: &str) -> Result<String, SchemaError> {
+    Schema::preset(name).map(|s| s.to_toml()).ok_or_else(|| SchemaError::UnknownPreset(name.into()))
+}
+
 /// One typed row, aligned with `Schema::fields`.
 pub type Row = Vec<Value>;
 

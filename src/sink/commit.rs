@@ -111,7 +111,7 @@ impl Committer {
                     let slot = ENCODE_SLOTS.acquire().await.expect("the encode semaphore is never closed");
                     let bytes = tokio::task::spawn_blocking(move || encode(&layout, &cols, &rows, props))
                         .await
-                        .map_err(|e| SinkError::Config(format!("encoder panicked: {e}")))??;
+                        .map_err(|e| SinkError::Internal(format!("encoder panicked: {e}")))??;
                     drop(slot);
                     let n = bytes.len() as u64;
                     let t = std::time::Instant::now();
@@ -121,7 +121,7 @@ impl Committer {
                 });
             }
             let Some(joined) = tasks.join_next().await else { break };
-            let step = joined.map_err(|e| SinkError::Config(format!("upload task failed: {e}"))).and_then(|r| r).map(
+            let step = joined.map_err(|e| SinkError::Internal(format!("upload task failed: {e}"))).and_then(|r| r).map(
                 |(_, n)| {
                     done.files += 1;
                     done.bytes += n;

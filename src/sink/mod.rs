@@ -69,8 +69,15 @@ pub enum SinkError {
     Spec(#[from] SpecError),
     #[error(transparent)]
     Parquet(#[from] crate::lake::parquet::ParquetError),
+    /// Flags or configuration that cannot work (exit 2).
     #[error("{0}")]
     Config(String),
+    /// The lake's own state cannot be read (a checkpoint or table spec edited or damaged).
+    #[error("{0}")]
+    Corrupt(String),
+    /// A bug: a task panicked or was lost. Never "bad flags".
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error(
         "{topic}/{partition}: the lake's checkpoint needs offset {needed}, but Kafka only keeps offsets from {earliest} on (retention deleted {lost} record(s)). Pass --skip-deleted to continue from {earliest}, accepting the loss (it is recorded in the checkpoint)"
     )]
@@ -78,13 +85,15 @@ pub enum SinkError {
 }
 
 impl SinkError {
-    pub fn exit_code(&self) -> u8 {
+    pub fn kind(&self) -> crate::exit::Kind {
+        use crate::exit::Kind;
         match self {
-            SinkError::Kafka(e) => e.exit_code(),
-            SinkError::Store(e) => crate::store_exit_code(e),
-            SinkError::Spec(_) | SinkError::Config(_) => crate::exit::USAGE,
-            SinkError::Parquet(_) => crate::exit::FAILURE,
-            SinkError::RetentionGap { .. } => crate::exit::DATA_LOST,
+            SinkError::Kafka(e) => e.kind(),
+            SinkError::Store(e) => e.kind(),
+            SinkError::Spec(_) | SinkError::Config(_) => Kind::Usage,
+            SinkError::Parquet(_) | SinkError::Corrupt(_) => Kind::Failure,
+            SinkError::Internal(_) => Kind::Internal,
+            SinkError::RetentionGap { .. } => Kind::DataLost,
         }
     }
 }
@@ -323,7 +332,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
     };
     let mut first_error = None;
     while let Some(joined) = workers.join_next().await {
-        let result = joined.unwrap_or_else(|e| Err(SinkError::Config(format!("partition worker panicked: {e}"))));
+        let result = joined.unwrap_or_else(|e| Err(SinkError::Internal(format!("partition worker panicked: {e}"))));
         if let Err(e) = result {
             tracing::error!("{e}");
             if first_error.is_none() {
@@ -375,12 +384,12 @@ async fn resolve_table(
 ) -> Result<Option<(TableSpec, bool)>, SinkError> {
     let lake = cfg.lake.display();
     let read = |key: String, bytes: Vec<u8>| -> Result<String, SinkError> {
-        String::from_utf8(bytes).map_err(|_| SinkError::Config(format!("{lake}/{key} is not UTF-8 text")))
+        String::from_utf8(bytes).map_err(|_| SinkError::Corrupt(format!("{lake}/{key} is not UTF-8 text")))
     };
     if let Some(bytes) = commit::get_with_retry(store, &table_key(), cfg.retry_for).await? {
         let text = read(table_key(), bytes)?;
         let mut table: TableSpec = toml::from_str(&text).map_err(|e| {
-            SinkError::Config(format!(
+            SinkError::Corrupt(format!(
                 "{lake}/{} is not a valid table spec: {e}; it must not be edited by hand",
                 table_key()
             ))
@@ -421,13 +430,12 @@ async fn resolve_table(
         return Ok(Some((table, stored)));
     }
     // A lake from before the table spec: its schema per topic, reused as it was.
-    let legacy =
-        match commit::get_with_retry(store, &schema_key(&cfg.topic), cfg.retry_for).await? {
-            Some(bytes) => Some(toml::from_str::<Schema>(&read(schema_key(&cfg.topic), bytes)?).map_err(|e| {
-                SinkError::Config(format!("{lake}/{} is not a valid schema: {e}", schema_key(&cfg.topic)))
-            })?),
-            None => None,
-        };
+    let legacy = match commit::get_with_retry(store, &schema_key(&cfg.topic), cfg.retry_for).await? {
+        Some(bytes) => Some(toml::from_str::<Schema>(&read(schema_key(&cfg.topic), bytes)?).map_err(|e| {
+            SinkError::Corrupt(format!("{lake}/{} is not a valid schema: {e}", schema_key(&cfg.topic)))
+        })?),
+        None => None,
+    };
     let schema = match (legacy, &cfg.schema) {
         (Some(stored), Some(given)) if &stored != given => {
             let t = TableSpec::new(&cfg.topic, stored, String::new(), vec![], 0);

@@ -22,7 +22,7 @@ async fn load_checkpoint(ctx: &Ctx, p: i32) -> Result<Option<Checkpoint>, SinkEr
     match super::commit::get_with_retry(&ctx.committer.store, &key, ctx.cfg.retry_for).await? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            SinkError::Config(format!("{key} is not a valid checkpoint: {e}; it must not be edited by hand"))
+            SinkError::Corrupt(format!("{key} is not a valid checkpoint: {e}; it must not be edited by hand"))
         }),
     }
 }
@@ -264,7 +264,7 @@ async fn flush_if_due(ctx: &Arc<Ctx>, st: &mut State, check_age: bool) -> Result
 /// Waits for the commit under way, if any, and takes its advanced checkpoint.
 async fn finish_inflight(st: &mut State) -> Result<(), SinkError> {
     if let Some(h) = st.inflight.take() {
-        st.cp = h.await.map_err(|e| SinkError::Config(format!("commit task failed: {e}")))??;
+        st.cp = h.await.map_err(|e| SinkError::Internal(format!("commit task failed: {e}")))??;
     }
     Ok(())
 }

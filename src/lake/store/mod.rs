@@ -87,6 +87,17 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The same for every command: refused or missing credentials, a missing bucket, anything else.
+    pub fn kind(&self) -> crate::exit::Kind {
+        use crate::exit::Kind;
+        match self {
+            StoreError::Denied { .. } | StoreError::NoCredentials => Kind::Auth,
+            StoreError::BucketMissing { .. } => Kind::StorageMissing,
+            StoreError::Config(_) => Kind::Usage,
+            _ => Kind::Failure,
+        }
+    }
+
     /// Worth retrying (5xx, throttling, connection trouble); 403/404 and config errors are not.
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Request { transient: true, .. })

@@ -1,18 +1,14 @@
-//! Command-line flags (clap derive structs only) and their conversion into validated configs.
-//!
-//! Every connection flag can also come from the environment (`KAFKA_BROKERS`, ...). Raw flags are turned into the
-//! checked `*Config` structs once, here, so the pipelines never see an unparsed string.
+//! The clap derive structs: every flag, its help, its default and its environment variable. No logic here.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::consume::{ConsumeConfig, StartAt};
-use crate::kafka::security::{Mechanism, Protocol, Security, TlsFiles};
-use crate::kafka::{Compression, DEFAULT_BROKERS, KafkaConfig};
-use crate::replay::{Input, OnError, Pace, ProduceConfig, ReplayConfig, TimestampMode};
-use crate::schema::{Schema, SchemaError, load_schema_file};
+use super::values::{parse_bytes, parse_duration};
+use crate::kafka::DEFAULT_BROKERS;
+use crate::kafka::security::{Mechanism, Protocol};
+use crate::replay::{OnError, TimestampMode};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -78,20 +74,6 @@ pub struct KafkaArgs {
     /// PEM private key of --client-cert.
     #[arg(long, env = "KAFKA_CLIENT_KEY")]
     pub client_key: Option<PathBuf>,
-}
-
-impl TryFrom<&KafkaArgs> for KafkaConfig {
-    type Error = crate::kafka::Error;
-    fn try_from(a: &KafkaArgs) -> Result<Self, Self::Error> {
-        let files = TlsFiles {
-            ca_file: a.ca_file.clone(),
-            client_cert: a.client_cert.clone(),
-            client_key: a.client_key.clone(),
-        };
-        let sasl = a.sasl_username.clone().map(|u| (a.sasl_mechanism, u));
-        let security = Security::new(a.security_protocol, &files, sasl, a.sasl_password_file.as_deref())?;
-        Ok(KafkaConfig { security, ..KafkaConfig::new(&a.brokers, a.timeout)? })
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,11 +147,6 @@ pub struct DoctorArgs {
     pub kafka: KafkaArgs,
 }
 
-/// A non-empty environment variable.
-fn env_value(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 #[derive(Debug, Args)]
 pub struct AthenaArgs {
     /// `database.table`.
@@ -221,20 +198,6 @@ pub struct LakeArgs {
     /// AWS region of the bucket [default: $AWS_REGION, then $AWS_DEFAULT_REGION].
     #[arg(long)]
     pub region: Option<String>,
-}
-
-impl LakeArgs {
-    pub fn url(&self) -> Result<crate::lake::LakeUrl, crate::Error> {
-        crate::lake::LakeUrl::parse(&self.to).map_err(|e| crate::Error::Usage(e.to_string()))
-    }
-    pub fn s3(&self) -> crate::lake::S3Options {
-        crate::lake::S3Options {
-            region: self.region.clone().or_else(|| env_value("AWS_REGION")).or_else(|| env_value("AWS_DEFAULT_REGION")),
-            endpoint: self.s3_endpoint.clone().or_else(|| env_value("AWS_ENDPOINT_URL")),
-            request_timeout: Some(Duration::from_secs(30)),
-            retry_for: Duration::from_secs(30),
-        }
-    }
 }
 
 #[derive(Debug, Args)]
@@ -295,63 +258,6 @@ pub struct SinkArgs {
     pub kafka: KafkaArgs,
 }
 
-/// `0,2,5-7` → [0, 2, 5, 6, 7].
-pub fn parse_partition_list(s: &str) -> Result<Vec<i32>, String> {
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let bad = || format!("--partitions '{s}': '{part}' is not a partition number or range like 5-7");
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (i32, i32) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
-                if a > b || a < 0 {
-                    return Err(bad());
-                }
-                out.extend(a..=b);
-            }
-            None => out.push(part.parse().ok().filter(|p: &i32| *p >= 0).ok_or_else(bad)?),
-        }
-    }
-    out.sort_unstable();
-    out.dedup();
-    if out.is_empty() {
-        return Err(format!("--partitions '{s}' names no partition"));
-    }
-    Ok(out)
-}
-
-impl TryFrom<&SinkArgs> for crate::sink::SinkConfig {
-    type Error = crate::Error;
-    fn try_from(a: &SinkArgs) -> Result<Self, Self::Error> {
-        let usage = |m: String| crate::Error::Usage(m);
-        if a.max_rows == 0 || a.row_group_rows == 0 {
-            return Err(usage("--max-rows and --row-group-rows must be at least 1".into()));
-        }
-        Ok(crate::sink::SinkConfig {
-            topic: a.topic.clone(),
-            lake: a.lake.url()?,
-            s3: crate::lake::S3Options { retry_for: a.retry_for, ..a.lake.s3() },
-            partitions: a.partitions.as_deref().map(parse_partition_list).transpose().map_err(usage)?,
-            schema: resolve_schema_arg(a.schema.as_deref())?,
-            partition_by: a.partition_by.clone(),
-            sort_by: a
-                .sort_by
-                .as_ref()
-                .map(|s| s.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()),
-            row_group_rows: a.row_group_rows,
-            max_rows: a.max_rows,
-            max_bytes: a.max_bytes.max(1),
-            max_age: a.max_age,
-            max_buffer: usize::try_from(a.max_buffer).unwrap_or(usize::MAX),
-            max_record_bytes: usize::try_from(a.max_record_bytes).unwrap_or(usize::MAX),
-            exit_at_end: a.exit_at_end,
-            skip_deleted: a.skip_deleted,
-            retry_for: a.retry_for,
-            stats_every: a.stats_every.max(Duration::from_millis(100)),
-            metrics_addr: a.metrics_addr,
-        })
-    }
-}
-
 #[derive(Debug, Subcommand)]
 pub enum LakeCommand {
     /// Hive partitions, files, rows and bytes of a topic's lake, and its checkpoints.
@@ -377,18 +283,6 @@ pub enum CompressionArg {
     Snappy,
     Gzip,
     None,
-}
-
-impl From<CompressionArg> for Compression {
-    fn from(c: CompressionArg) -> Self {
-        match c {
-            CompressionArg::Zstd => Compression::Zstd,
-            CompressionArg::Lz4 => Compression::Lz4,
-            CompressionArg::Snappy => Compression::Snappy,
-            CompressionArg::Gzip => Compression::Gzip,
-            CompressionArg::None => Compression::NoCompression,
-        }
-    }
 }
 
 #[derive(Debug, Args)]
@@ -462,78 +356,6 @@ pub enum When {
     Never,
 }
 
-/// Resolves `--schema`: a preset name, or a path to a schema file.
-pub fn resolve_schema_arg(arg: Option<&str>) -> Result<Option<Schema>, crate::Error> {
-    let Some(arg) = arg else { return Ok(None) };
-    if let Some(p) = Schema::preset(arg) {
-        return Ok(Some(p));
-    }
-    let path = PathBuf::from(arg);
-    if !path.exists() && !arg.contains('.') && !arg.contains('/') {
-        return Err(crate::Error::Usage(SchemaError::UnknownPreset(arg.into()).to_string()));
-    }
-    Ok(Some(load_schema_file(&path)?))
-}
-
-impl TryFrom<&ReplayArgs> for ReplayConfig {
-    type Error = crate::Error;
-    fn try_from(a: &ReplayArgs) -> Result<Self, Self::Error> {
-        let usage = |m: &str| Err(crate::Error::Usage(m.to_string()));
-        if let Some(r) = a.rate
-            && !(r > 0.0 && r.is_finite())
-        {
-            return usage("--rate must be a positive number of rows per second");
-        }
-        if let Some(s) = a.speed
-            && !(s > 0.0 && s.is_finite())
-        {
-            return usage("--speed must be a positive factor (1 = real time, 60 = a minute per second)");
-        }
-        if a.partitions.is_some_and(|p| p < 1) {
-            return usage("--partitions must be at least 1");
-        }
-        if a.rejects.is_some() && a.on_error == OnError::Fail {
-            return usage("--rejects only makes sense with --on-error skip");
-        }
-        if a.topic.is_empty() {
-            return usage("--topic must not be empty");
-        }
-        let pace = match (a.rate, a.speed, a.sample) {
-            (Some(r), _, _) => Pace::Rate(r),
-            (None, Some(s), _) => Pace::Speed(s),
-            (None, None, true) => Pace::Rate(1.0),
-            (None, None, false) => Pace::FlatOut,
-        };
-        let progress = match a.progress {
-            When::Always => true,
-            When::Never => false,
-            When::Auto => std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        };
-        Ok(ReplayConfig {
-            input: Input::parse(&a.input),
-            topic: a.topic.clone(),
-            schema: resolve_schema_arg(a.schema.as_deref())?,
-            create_partitions: a.partitions,
-            pace,
-            sample: a.sample,
-            stamp_now: a.stamp_now,
-            loop_input: a.loop_input,
-            limit: a.limit,
-            timestamp: a.timestamp,
-            on_error: a.on_error,
-            rejects: a.rejects.clone(),
-            produce: ProduceConfig {
-                linger: a.linger,
-                batch_bytes: usize::try_from(a.batch_bytes).unwrap_or(usize::MAX).max(1),
-                compression: a.compression.into(),
-                retry_for: a.retry_for,
-            },
-            progress,
-            metrics_addr: a.metrics_addr,
-        })
-    }
-}
-
 #[derive(Debug, Subcommand)]
 pub enum TopicCommand {
     /// Create a topic.
@@ -594,28 +416,6 @@ pub struct ConsumeArgs {
     pub kafka: KafkaArgs,
 }
 
-impl TryFrom<&ConsumeArgs> for ConsumeConfig {
-    type Error = crate::Error;
-    fn try_from(a: &ConsumeArgs) -> Result<Self, Self::Error> {
-        let start = match a.offset.as_str() {
-            "earliest" | "beginning" => StartAt::Earliest,
-            "latest" | "end" => StartAt::Latest,
-            n => StartAt::Offset(n.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
-                crate::Error::Usage(format!("--offset '{n}' must be earliest, latest or a non-negative offset"))
-            })?),
-        };
-        Ok(ConsumeConfig {
-            topic: a.topic.clone(),
-            partition: a.partition,
-            start,
-            limit: a.limit,
-            exit_at_end: a.exit_at_end,
-            meta: a.meta,
-            count: a.count,
-        })
-    }
-}
-
 #[derive(Debug, Subcommand)]
 pub enum SchemaCommand {
     /// Print a preset schema (indices, ticks) as TOML.
@@ -628,7 +428,7 @@ pub enum SchemaCommand {
 pub struct SampleArgs {
     /// Which layout.
     #[arg(value_enum)]
-    pub layout: SampleLayout,
+    pub layout: crate::sample::Layout,
     /// Output file (default: stdout). A `.gz` name is compressed.
     #[arg(long, short)]
     pub out: Option<PathBuf>,
@@ -644,99 +444,4 @@ pub struct SampleArgs {
     /// Seed of the deterministic generator: same seed, same bytes.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SampleLayout {
-    Indices,
-    Ticks,
-}
-
-/// `10s`, `250ms`, `2m`, `1h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration like 10s, 250ms or 2m: {e}"))
-}
-
-/// `512KiB`, `64MiB`, `1000` (bytes).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a size like 512KiB or 64MiB"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("'{s}': unknown unit '{unit}' (use B, KiB, MiB or GiB)")),
-    };
-    n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too large"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_is_consistent() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn completions_and_man_pages_cover_the_commands() {
-        let mut bash = Vec::new();
-        clap_complete::generate(clap_complete::Shell::Bash, &mut Cli::command(), "ticklake", &mut bash);
-        let bash = String::from_utf8(bash).unwrap();
-        for want in ["ticklake__subcmd__sink", "--metrics-addr", "--write-test", "doctor"] {
-            assert!(bash.contains(want), "bash completion lacks {want}");
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("ticklake.bash");
-        std::fs::write(&script, &bash).unwrap();
-        let syntax = std::process::Command::new("bash").arg("-n").arg(&script).output().unwrap();
-        assert!(syntax.status.success(), "bash -n: {}", String::from_utf8_lossy(&syntax.stderr));
-
-        clap_mangen::generate_to(Cli::command(), dir.path()).unwrap();
-        let sink = std::fs::read_to_string(dir.path().join("ticklake-sink.1")).unwrap();
-        assert!(sink.contains(".TH ticklake-sink 1") && sink.contains("max\\-buffer"), "{sink}");
-    }
-
-    #[test]
-    fn partition_lists() {
-        assert_eq!(parse_partition_list("0,2,5-7"), Ok(vec![0, 2, 5, 6, 7]));
-        assert_eq!(parse_partition_list("3,3,1"), Ok(vec![1, 3]));
-        assert!(parse_partition_list("7-5").is_err());
-        assert!(parse_partition_list("x").is_err());
-        assert!(parse_partition_list("").is_err());
-    }
-
-    #[test]
-    fn sizes_and_durations() {
-        assert_eq!(parse_bytes("512KiB"), Ok(512 * 1024));
-        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_bytes("100"), Ok(100));
-        assert!(parse_bytes("12 parsecs").is_err());
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("soon").is_err());
-    }
-
-    fn replay(args: &[&str]) -> Result<ReplayConfig, crate::Error> {
-        let mut full = vec!["ticklake", "replay"];
-        full.extend_from_slice(args);
-        let cli = Cli::try_parse_from(full).unwrap();
-        let Command::Replay(a) = cli.command else { unreachable!() };
-        ReplayConfig::try_from(&a)
-    }
-
-    #[test]
-    fn replay_flags_are_validated_once() {
-        let c = replay(&["data/x.csv", "--topic", "t", "--rate", "5", "--schema", "ticks"]).unwrap();
-        assert_eq!(c.pace, Pace::Rate(5.0));
-        assert_eq!(c.schema.unwrap().name, "ticks");
-        assert_eq!(replay(&["-", "-t", "t", "--sample"]).unwrap().pace, Pace::Rate(1.0));
-        assert!(replay(&["x", "-t", "t", "--rate", "0"]).is_err());
-        assert!(replay(&["x", "-t", "t", "--schema", "candles"]).unwrap_err().to_string().contains("presets"));
-        assert!(replay(&["x", "-t", "t", "--rejects", "r.jsonl"]).is_err());
-    }
 }

@@ -1,0 +1,214 @@
+//! Raw flags into the validated configs the commands run with: durations, URLs, partition lists, schemas and
+//! partition specs are checked here, once, before any network round trip.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::defs::*;
+use super::values::{env_value, parse_partition_list};
+use crate::consume::{ConsumeConfig, StartAt};
+use crate::kafka::security::{Security, TlsFiles};
+use crate::kafka::{Compression, KafkaConfig};
+use crate::replay::{Input, OnError, Pace, ProduceConfig, ReplayConfig};
+use crate::schema::{Schema, SchemaError, load_schema_file};
+
+impl TryFrom<&KafkaArgs> for KafkaConfig {
+    type Error = crate::kafka::Error;
+    fn try_from(a: &KafkaArgs) -> Result<Self, Self::Error> {
+        let files = TlsFiles {
+            ca_file: a.ca_file.clone(),
+            client_cert: a.client_cert.clone(),
+            client_key: a.client_key.clone(),
+        };
+        let sasl = a.sasl_username.clone().map(|u| (a.sasl_mechanism, u));
+        let security = Security::new(a.security_protocol, &files, sasl, a.sasl_password_file.as_deref())?;
+        Ok(KafkaConfig { security, ..KafkaConfig::new(&a.brokers, a.timeout)? })
+    }
+}
+
+impl LakeArgs {
+    pub fn url(&self) -> Result<crate::lake::LakeUrl, crate::Error> {
+        crate::lake::LakeUrl::parse(&self.to).map_err(|e| crate::Error::Usage(e.to_string()))
+    }
+    pub fn s3(&self) -> crate::lake::S3Options {
+        crate::lake::S3Options {
+            region: self.region.clone().or_else(|| env_value("AWS_REGION")).or_else(|| env_value("AWS_DEFAULT_REGION")),
+            endpoint: self.s3_endpoint.clone().or_else(|| env_value("AWS_ENDPOINT_URL")),
+            request_timeout: Some(Duration::from_secs(30)),
+            retry_for: Duration::from_secs(30),
+        }
+    }
+}
+
+impl TryFrom<&SinkArgs> for crate::sink::SinkConfig {
+    type Error = crate::Error;
+    fn try_from(a: &SinkArgs) -> Result<Self, Self::Error> {
+        let usage = |m: String| crate::Error::Usage(m);
+        if a.max_rows == 0 || a.row_group_rows == 0 {
+            return Err(usage("--max-rows and --row-group-rows must be at least 1".into()));
+        }
+        Ok(crate::sink::SinkConfig {
+            topic: a.topic.clone(),
+            lake: a.lake.url()?,
+            s3: crate::lake::S3Options { retry_for: a.retry_for, ..a.lake.s3() },
+            partitions: a.partitions.as_deref().map(parse_partition_list).transpose().map_err(usage)?,
+            schema: resolve_schema_arg(a.schema.as_deref())?,
+            partition_by: a.partition_by.clone(),
+            sort_by: a
+                .sort_by
+                .as_ref()
+                .map(|s| s.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()),
+            row_group_rows: a.row_group_rows,
+            max_rows: a.max_rows,
+            max_bytes: a.max_bytes.max(1),
+            max_age: a.max_age,
+            max_buffer: usize::try_from(a.max_buffer).unwrap_or(usize::MAX),
+            max_record_bytes: usize::try_from(a.max_record_bytes).unwrap_or(usize::MAX),
+            exit_at_end: a.exit_at_end,
+            skip_deleted: a.skip_deleted,
+            retry_for: a.retry_for,
+            stats_every: a.stats_every.max(Duration::from_millis(100)),
+            metrics_addr: a.metrics_addr,
+        })
+    }
+}
+
+impl From<CompressionArg> for Compression {
+    fn from(c: CompressionArg) -> Self {
+        match c {
+            CompressionArg::Zstd => Compression::Zstd,
+            CompressionArg::Lz4 => Compression::Lz4,
+            CompressionArg::Snappy => Compression::Snappy,
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::None => Compression::NoCompression,
+        }
+    }
+}
+
+/// Resolves `--schema`: a preset name, or a path to a schema file.
+pub fn resolve_schema_arg(arg: Option<&str>) -> Result<Option<Schema>, crate::Error> {
+    let Some(arg) = arg else { return Ok(None) };
+    if let Some(p) = Schema::preset(arg) {
+        return Ok(Some(p));
+    }
+    let path = PathBuf::from(arg);
+    if !path.exists() && !arg.contains('.') && !arg.contains('/') {
+        return Err(crate::Error::Usage(SchemaError::UnknownPreset(arg.into()).to_string()));
+    }
+    Ok(Some(load_schema_file(&path)?))
+}
+
+impl TryFrom<&ReplayArgs> for ReplayConfig {
+    type Error = crate::Error;
+    fn try_from(a: &ReplayArgs) -> Result<Self, Self::Error> {
+        let usage = |m: &str| Err(crate::Error::Usage(m.to_string()));
+        if let Some(r) = a.rate
+            && !(r > 0.0 && r.is_finite())
+        {
+            return usage("--rate must be a positive number of rows per second");
+        }
+        if let Some(s) = a.speed
+            && !(s > 0.0 && s.is_finite())
+        {
+            return usage("--speed must be a positive factor (1 = real time, 60 = a minute per second)");
+        }
+        if a.partitions.is_some_and(|p| p < 1) {
+            return usage("--partitions must be at least 1");
+        }
+        if a.rejects.is_some() && a.on_error == OnError::Fail {
+            return usage("--rejects only makes sense with --on-error skip");
+        }
+        if a.topic.is_empty() {
+            return usage("--topic must not be empty");
+        }
+        let pace = match (a.rate, a.speed, a.sample) {
+            (Some(r), _, _) => Pace::Rate(r),
+            (None, Some(s), _) => Pace::Speed(s),
+            (None, None, true) => Pace::Rate(1.0),
+            (None, None, false) => Pace::FlatOut,
+        };
+        let progress = match a.progress {
+            When::Always => true,
+            When::Never => false,
+            When::Auto => std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        };
+        Ok(ReplayConfig {
+            input: Input::parse(&a.input),
+            topic: a.topic.clone(),
+            schema: resolve_schema_arg(a.schema.as_deref())?,
+            create_partitions: a.partitions,
+            pace,
+            sample: a.sample,
+            stamp_now: a.stamp_now,
+            loop_input: a.loop_input,
+            limit: a.limit,
+            timestamp: a.timestamp,
+            on_error: a.on_error,
+            rejects: a.rejects.clone(),
+            produce: ProduceConfig {
+                linger: a.linger,
+                batch_bytes: usize::try_from(a.batch_bytes).unwrap_or(usize::MAX).max(1),
+                compression: a.compression.into(),
+                retry_for: a.retry_for,
+            },
+            progress,
+            metrics_addr: a.metrics_addr,
+        })
+    }
+}
+
+impl TryFrom<&ConsumeArgs> for ConsumeConfig {
+    type Error = crate::Error;
+    fn try_from(a: &ConsumeArgs) -> Result<Self, Self::Error> {
+        let start = match a.offset.as_str() {
+            "earliest" | "beginning" => StartAt::Earliest,
+            "latest" | "end" => StartAt::Latest,
+            n => StartAt::Offset(n.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+                crate::Error::Usage(format!("--offset '{n}' must be earliest, latest or a non-negative offset"))
+            })?),
+        };
+        Ok(ConsumeConfig {
+            topic: a.topic.clone(),
+            partition: a.partition,
+            start,
+            limit: a.limit,
+            exit_at_end: a.exit_at_end,
+            meta: a.meta,
+            count: a.count,
+        })
+    }
+}
+
+/// `ticklake athena`'s request.
+pub fn athena_request(a: &AthenaArgs) -> Result<crate::athena::Request, crate::Error> {
+    Ok(crate::athena::Request {
+        table: a.table.clone(),
+        lake: a.lake.url()?,
+        s3: a.lake.s3(),
+        topic: a.topic.clone(),
+        schema: resolve_schema_arg(a.schema.as_deref())?,
+        partition_by: a.partition_by.clone(),
+        projection: !a.no_projection,
+        first_year: a.first_year,
+        queries: a.print_queries.then(|| (a.query_symbol.clone(), a.query_year)),
+        since_version: a.since_version,
+    })
+}
+
+/// `ticklake doctor`'s checks: the lake's only if `--to` was given, with a short retry (a check, not a pipeline).
+pub fn doctor_config(a: &DoctorArgs) -> Result<crate::doctor::DoctorConfig, crate::Error> {
+    let lake = match &a.to {
+        Some(to) => {
+            let args = LakeArgs { to: to.clone(), s3_endpoint: a.s3_endpoint.clone(), region: a.region.clone() };
+            let s3 = crate::lake::S3Options { retry_for: Duration::from_secs(5), ..args.s3() };
+            Some((args.url()?, s3))
+        }
+        None => None,
+    };
+    Ok(crate::doctor::DoctorConfig {
+        kafka: KafkaConfig::try_from(&a.kafka)?,
+        topic: a.topic.clone(),
+        write_test: a.write_test,
+        lake,
+    })
+}
