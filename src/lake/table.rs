@@ -286,4 +286,15 @@ mod tests {
         let e = t.admit("u", &Schema::ticks(), "records of topic 'u'").unwrap_err();
         assert!(matches!(e, TableError::TypeConflict { .. } | TableError::NotSameTable { .. }), "{e}");
     }
+
+    #[test]
+    fn default_layouts() {
+        let other = serde_json::json!({"Ticker":"A","When":"2024-01-02T00:00:00Z","Px":1.5,"Qty":3});
+        let (s, _) = crate::schema::resolve::from_records(&[other.as_object().unwrap().clone()]);
+        assert_eq!(default_layout(&s).0, "day(when_value)");
+        assert_eq!(
+            default_layout(&Schema::indices()),
+            ("year(trade_date)".into(), vec!["trade_date".into(), "symbol".into()])
+        );
+    }
 }

@@ -1,14 +1,9 @@
-//! `ticklake athena`: the `CREATE EXTERNAL TABLE` that matches what the sink writes.
-//!
-//! Built from the same `Schema`, `PartitionSpec` and `FileLayout` the sink uses, so the DDL cannot drift from the
-//! files. Partition projection (Athena computes partitions from the template instead of a catalog) per key:
-//! `integer` for `year()`, `date` for `month()`/`day()`/`hour()`, `enum` for identity keys whose values are known,
-//! else `injected` (queries must then filter the key with `=`).
+//! The DDL text: `CREATE EXTERNAL TABLE` with partition projection, and `ALTER TABLE ... ADD COLUMNS`. Built from
+//! the same `Schema`, `PartitionSpec` and `FileLayout` the sink writes with, so it cannot drift from the files.
 
+use crate::lake::LakeUrl;
 use crate::lake::layout::FileLayout;
 use crate::lake::partition::{PartitionSpec, Transform};
-use crate::lake::table::{TableSpec, table_key};
-use crate::lake::{LakeUrl, S3Options, Store, StoreError};
 use crate::schema::{RESERVED_WORDS, Schema};
 
 /// What the DDL needs beyond the schema and spec.
@@ -33,159 +28,6 @@ pub enum DdlError {
 }
 
 /// What `ticklake athena` was asked for.
-#[derive(Debug, Clone)]
-pub struct Request {
-    pub table: String,
-    pub lake: LakeUrl,
-    pub s3: S3Options,
-    /// A lake from before the table spec: read this topic's schema.
-    pub topic: Option<String>,
-    /// Print for this schema instead of reading the lake.
-    pub schema: Option<Schema>,
-    pub partition_by: Option<String>,
-    pub projection: bool,
-    pub first_year: i32,
-    /// `--print-queries`: (symbol, year).
-    pub queries: Option<(String, i32)>,
-    /// Print `ALTER TABLE ... ADD COLUMNS` for the columns added after this schema version, instead of the DDL.
-    pub since_version: Option<u32>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AthenaError {
-    #[error("{0}")]
-    Usage(String),
-    #[error(transparent)]
-    Ddl(#[from] DdlError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// The lake's table spec, `None` if it has none (nothing committed yet, or a lake from before the spec).
-pub async fn read_table(store: &Store) -> Result<Option<TableSpec>, AthenaError> {
-    let Some(bytes) = store.get(&table_key()).await? else { return Ok(None) };
-    let spec = toml::from_str(&String::from_utf8_lossy(&bytes))
-        .map_err(|e| AthenaError::Usage(format!("{} is not a valid table spec: {e}", table_key())))?;
-    Ok(Some(spec))
-}
-
-/// The text `ticklake athena` prints: the schema and layout come from the lake's stored table spec (so the DDL
-/// cannot drift from the files), else from `--schema`/`--partition-by`, else from a legacy per-topic schema.
-pub async fn run(req: &Request) -> Result<String, AthenaError> {
-    let usage = AthenaError::Usage;
-    let lake = req.lake.display();
-    let mut store = None;
-    let (schema, spec_text, table) = match &req.schema {
-        Some(s) => {
-            let (default_spec, _) = crate::lake::table::default_layout(s);
-            (s.clone(), req.partition_by.clone().unwrap_or(default_spec), None)
-        }
-        None => {
-            let st = Store::open(&req.lake, &req.s3).await?;
-            let found = read_table(&st).await?;
-            let out = match found {
-                Some(t) => {
-                    if let Some(topic) = req.topic.as_ref().filter(|topic| !t.topics.contains(topic)) {
-                        return Err(usage(format!(
-                            "the lake at {lake} holds topic(s) {}, not '{topic}' (in {}); drop --topic",
-                            t.topics.join(", "),
-                            table_key()
-                        )));
-                    }
-                    let stored = t.partition_by.clone();
-                    if let Some(p) = &req.partition_by {
-                        let given = PartitionSpec::parse(p, &t.schema).map_err(|e| usage(e.to_string()))?;
-                        if given.describe(&t.schema) != stored {
-                            return Err(usage(format!(
-                                "--partition-by '{p}' differs from the lake's stored spec '{stored}' (in {}): drop --partition-by",
-                                table_key()
-                            )));
-                        }
-                    }
-                    (t.schema.clone(), stored, Some(t))
-                }
-                None => {
-                    let Some(topic) = &req.topic else {
-                        return Err(usage(format!(
-                            "no table spec in {lake} ({}): run the sink into it first, or pass --schema",
-                            table_key()
-                        )));
-                    };
-                    let key = crate::lake::state::schema_key(topic);
-                    let bytes = st.get(&key).await?.ok_or_else(|| {
-                        usage(format!(
-                            "no schema for topic '{topic}' in {lake} ({key}): run the sink first, or pass --schema"
-                        ))
-                    })?;
-                    let s: Schema =
-                        toml::from_str(&String::from_utf8_lossy(&bytes)).map_err(|e| usage(format!("{key}: {e}")))?;
-                    let (default_spec, _) = crate::lake::table::default_layout(&s);
-                    (s, req.partition_by.clone().unwrap_or(default_spec), None)
-                }
-            };
-            store = Some(st);
-            out
-        }
-    };
-    if let Some(v) = req.since_version {
-        let t = table.as_ref().ok_or_else(|| {
-            usage(format!("--since-version needs the lake's table spec ({} in {lake}); drop --schema", table_key()))
-        })?;
-        let added = t.added_since(v);
-        if added.is_empty() {
-            return Ok(format!(
-                "-- no columns added after schema version {v} (the table is at version {})",
-                t.version()
-            ));
-        }
-        return Ok(add_columns(&req.table, &added)?.trim_end().to_string());
-    }
-    let spec = PartitionSpec::parse(&spec_text, &schema).map_err(|e| usage(e.to_string()))?;
-    let identity: Vec<&str> =
-        spec.fields.iter().filter(|f| f.transform == Transform::Identity).map(|f| f.name.as_str()).collect();
-    // With the lake at hand, list it for enum projection values.
-    let enum_values = match &store {
-        Some(st) if !identity.is_empty() && req.projection => {
-            let keys: Vec<String> = st.list("").await?.into_iter().map(|o| o.key).collect();
-            identity_values(&spec, &keys)
-        }
-        _ => vec![],
-    };
-    for key in identity.iter().filter(|k| !enum_values.iter().any(|(e, _)| e == *k)) {
-        tracing::warn!(
-            key,
-            "projection type 'injected': every query must filter {key} with = (run against the lake to list its values for an enum)"
-        );
-    }
-    if let Some(t) = &table {
-        tracing::info!(
-            version = t.version(),
-            "the lake's table is at schema version {0}; after a schema change, `--since-version {0}` prints the ALTER TABLE",
-            t.version()
-        );
-    }
-    let opts = TableOptions {
-        table: req.table.clone(),
-        location: req.lake.clone(),
-        projection: req.projection,
-        enum_values,
-        first_year: req.first_year,
-    };
-    let mut out = create_table(&schema, &spec, &opts)?.trim_end().to_string();
-    if let Some((symbol, year)) = &req.queries {
-        let queries = reference_queries(&schema, &spec, &req.table, symbol, *year).ok_or_else(|| {
-            usage(format!(
-                "no reference queries for schema '{}' (they need a key, a date and a close column)",
-                schema.name
-            ))
-        })?;
-        for (title, sql) in queries {
-            out.push_str(&format!("\n\n-- {title}\n{sql};"));
-        }
-    }
-    Ok(out)
-}
-
 fn quote(name: &str) -> String {
     format!("`{name}`")
 }
@@ -318,56 +160,6 @@ pub fn add_columns(table: &str, fields: &[&crate::schema::Field]) -> Result<Stri
     }
     let cols: Vec<String> = fields.iter().map(|f| format!("{} {}", quote(&f.name), f.ty.athena_name())).collect();
     Ok(format!("ALTER TABLE {} ADD COLUMNS ({});\n", table, cols.join(", ")))
-}
-
-/// Ready-to-run queries for a lake of daily bars: `(title, SQL)`. They filter on the partition keys (so Athena
-/// reads only matching partitions) and use only functions Athena (Trino) and DuckDB share, so the proto-tests run
-/// the very same text in DuckDB. `None` when the schema lacks a key, a date event time or a `close` column.
-pub fn reference_queries(
-    schema: &Schema,
-    spec: &PartitionSpec,
-    table: &str,
-    symbol: &str,
-    year: i32,
-) -> Option<Vec<(String, String)>> {
-    let key = schema.key.as_deref()?;
-    let day = schema
-        .event_time
-        .as_deref()
-        .filter(|t| schema.field(t).is_some_and(|f| f.ty == crate::schema::ColumnType::Date))?;
-    schema.field("close")?;
-    let event = schema.index_of(day)?;
-    let mut by_year = String::new();
-    let mut by_range = String::new();
-    for f in spec.fields.iter().filter(|f| f.source == event) {
-        match f.transform {
-            Transform::Year => {
-                by_year = format!("{} = '{year}' AND ", f.name);
-                by_range = format!("{} IN ('{}', '{year}') AND ", f.name, year - 1);
-            }
-            Transform::Month => {
-                by_year = format!("{} BETWEEN '{year}-01' AND '{year}-12' AND ", f.name);
-                by_range = format!("{} BETWEEN '{}-07' AND '{year}-06' AND ", f.name, year - 1);
-            }
-            _ => {}
-        }
-    }
-    let sym = symbol.replace('\'', "''");
-    Some(vec![
-        (
-            format!("latest close per {key} in {year}"),
-            format!(
-                "SELECT {key}, max_by(close, {day}) AS last_close, max({day}) AS last_day\nFROM {table}\nWHERE {by_year}{day} BETWEEN DATE '{year}-01-01' AND DATE '{year}-12-31'\nGROUP BY {key}\nORDER BY {key}"
-            ),
-        ),
-        (
-            format!("monthly average close of {symbol}, {}-07 to {year}-06", year - 1),
-            format!(
-                "SELECT date_trunc('month', {day}) AS month, avg(close) AS avg_close, count(*) AS days\nFROM {table}\nWHERE {by_range}{key} = '{sym}' AND {day} BETWEEN DATE '{}-07-01' AND DATE '{year}-06-30'\nGROUP BY 1\nORDER BY 1",
-                year - 1
-            ),
-        ),
-    ])
 }
 
 #[cfg(test)]
@@ -520,16 +312,6 @@ MSCK REPAIR TABLE markets.bars;
         let mut odd = keys.clone();
         odd.push("dt=2024-01-03/symbol=A%2FB/t-0-4.parquet".into());
         assert!(identity_values(&spec, &odd).is_empty(), "A/B cannot be projected literally: injected");
-    }
-
-    #[test]
-    fn reference_queries_filter_on_the_partitions() {
-        let s = Schema::indices();
-        let spec = PartitionSpec::parse("year(trade_date)", &s).unwrap();
-        let q = reference_queries(&s, &spec, "markets.indices", "^GSPC", 2021).unwrap();
-        assert!(q[0].1.contains("WHERE year = '2021' AND trade_date BETWEEN"), "{}", q[0].1);
-        assert!(q[1].1.contains("year IN ('2020', '2021') AND symbol = '^GSPC'"), "{}", q[1].1);
-        assert!(reference_queries(&Schema::ticks(), &spec, "t", "A", 2021).is_none());
     }
 
     #[test]
