@@ -60,11 +60,11 @@ pub async fn run(cli: Cli) -> Result<Option<Kind>> {
             Ok(report.stopped.map(|r| r.kind()))
         }
         Command::Lake(LakeCommand::Stats { topic, lake }) => {
-            print(&crate::inspect::stats(&lake.url()?, &lake.s3(), &topic).await?)?;
+            print(&crate::lake_cmd::stats(&lake.url()?, &lake.s3(), &topic).await?)?;
             Ok(None)
         }
         Command::Lake(LakeCommand::Verify { topic, lake }) => {
-            let report = crate::inspect::verify(&lake.url()?, &lake.s3(), &topic).await?;
+            let report = crate::lake_cmd::verify(&lake.url()?, &lake.s3(), &topic).await?;
             print(report.render(&topic).trim_end())?;
             Ok((!report.ok()).then_some(Kind::VerifyFailed))
         }
@@ -78,7 +78,7 @@ pub async fn run(cli: Cli) -> Result<Option<Kind>> {
             Ok((report.failed() > 0).then_some(Kind::DoctorFailed))
         }
         Command::Config(ConfigCommand::Show { command_line }) => {
-            print(&crate::config::show(cli.global.config.as_deref(), &command_line).map_err(Error::Usage)?)?;
+            print(&crate::config_file::show(cli.global.config.as_deref(), &command_line).map_err(Error::Usage)?)?;
             Ok(None)
         }
         Command::Completions { shell } => {

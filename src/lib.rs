@@ -8,15 +8,15 @@ pub mod app;
 pub mod athena;
 pub mod backoff;
 pub mod cli;
-pub mod config;
+pub mod config_file;
 pub mod consume;
 pub mod doctor;
 pub mod exit;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod inspect;
 pub mod kafka;
 pub mod lake;
+pub mod lake_cmd;
 pub mod metrics;
 pub mod output;
 pub mod replay;
@@ -43,7 +43,7 @@ pub enum Error {
     #[error(transparent)]
     Sink(#[from] sink::SinkError),
     #[error(transparent)]
-    Inspect(#[from] inspect::InspectError),
+    Lake(#[from] lake_cmd::LakeCmdError),
     #[error(transparent)]
     Athena(#[from] athena::AthenaError),
     #[error("{context}: {source}")]
@@ -63,8 +63,8 @@ impl Error {
             Error::Replay(e) => e.kind(),
             Error::SchemaFile(_) | Error::Source(_) => Kind::BadInput,
             Error::Sink(e) => e.kind(),
-            Error::Inspect(inspect::InspectError::Store(e)) => e.kind(),
-            Error::Inspect(_) => Kind::Failure,
+            Error::Lake(lake_cmd::LakeCmdError::Store(e)) => e.kind(),
+            Error::Lake(_) => Kind::Failure,
             Error::Athena(athena::AthenaError::Usage(_) | athena::AthenaError::Ddl(_)) => Kind::Usage,
             Error::Athena(athena::AthenaError::Store(e)) => e.kind(),
             Error::Io { .. } => Kind::Failure,
@@ -124,8 +124,8 @@ mod tests {
                 .kind(),
                 9,
             ),
-            ("lake verify", Error::Inspect(inspect::InspectError::Store(no_creds())).kind(), 5),
-            ("lake stats", Error::Inspect(inspect::InspectError::Store(bucket_missing())).kind(), 8),
+            ("lake verify", Error::Lake(lake_cmd::LakeCmdError::Store(no_creds())).kind(), 5),
+            ("lake stats", Error::Lake(lake_cmd::LakeCmdError::Store(bucket_missing())).kind(), 8),
             ("lake verify", exit::Kind::VerifyFailed, 10),
             ("athena", Error::Athena(athena::AthenaError::Store(no_creds())).kind(), 5),
             ("athena", Error::Athena(athena::AthenaError::Store(bucket_missing())).kind(), 8),

@@ -10,6 +10,7 @@ pub mod partition;
 pub mod state;
 pub mod store;
 pub mod table;
+pub mod verify;
 
 pub use partition::{PartitionSpec, SpecError};
 pub use store::{LakeUrl, ObjectInfo, S3Options, Store, StoreError, retry};

@@ -73,7 +73,7 @@ pub(crate) async fn run_partition(ctx: Arc<Ctx>, p: i32) -> Result<(), SinkError
     joined?;
     // The end or a stop: store what is buffered. An unfinished redo stays recorded; the next run completes it.
     if !redo_left && !state.buf.is_empty() {
-        commit(&ctx, &mut state).await?;
+        start_commit(&ctx, &mut state).await?;
         finish_inflight(&mut state).await?;
     }
     tracing::debug!(partition = p, next_offset = state.cp.next_offset, "partition done");
@@ -154,7 +154,7 @@ async fn consume(
             {
                 // The interrupted cut ended at r.last: redo exactly it, then go on.
                 st.buf.cover_to(r.last);
-                commit(ctx, st).await?;
+                start_commit(ctx, st).await?;
                 redo = None;
             }
             let mut decoded = decoder.decode(p, &rec, &mut row, &mut unknown);
@@ -176,7 +176,7 @@ async fn consume(
             if let Some(r) = redo
                 && rec.offset == r.last
             {
-                commit(ctx, st).await?;
+                start_commit(ctx, st).await?;
                 redo = None;
             }
             // Per record, not per fetch: one fetch can hold far more rows than --max-rows.
@@ -258,7 +258,7 @@ async fn flush_if_due(ctx: &Arc<Ctx>, st: &mut State, check_age: bool) -> Result
             return Ok(());
         }
     }
-    commit(ctx, st).await
+    start_commit(ctx, st).await
 }
 
 /// Waits for the commit under way, if any, and takes its advanced checkpoint.
@@ -272,7 +272,7 @@ async fn finish_inflight(st: &mut State) -> Result<(), SinkError> {
 /// Cuts the buffer and commits it in the background, so that fetching and decoding the next cut overlaps with
 /// encoding and uploading this one. One commit per partition at a time (the checkpoint holds one intent, and
 /// checkpoints only move forward): a second cut first waits for the first, which is also the back pressure.
-async fn commit(ctx: &Arc<Ctx>, st: &mut State) -> Result<(), SinkError> {
+async fn start_commit(ctx: &Arc<Ctx>, st: &mut State) -> Result<(), SinkError> {
     finish_inflight(st).await?;
     // The commit task takes the cut's bytes off the shared budget: they must be on it first.
     st.publish(ctx);
