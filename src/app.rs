@@ -78,7 +78,7 @@ pub async fn run(cli: Cli) -> Result<Option<Kind>> {
             Ok((report.failed() > 0).then_some(Kind::DoctorFailed))
         }
         Command::Config(ConfigCommand::Show { command_line }) => {
-            print(&crate::config_file::show(cli.global.config.as_deref(), &command_line).map_err(Error::Usage)?)?;
+            print(&crate::cli::config_file::show(cli.global.config.as_deref(), &command_line).map_err(Error::Usage)?)?;
             Ok(None)
         }
         Command::Completions { shell } => {

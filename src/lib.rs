@@ -8,7 +8,6 @@ pub mod app;
 pub mod athena;
 pub mod backoff;
 pub mod cli;
-pub mod config_file;
 pub mod consume;
 pub mod doctor;
 pub mod exit;

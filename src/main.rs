@@ -9,8 +9,8 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = ticklake::config_file::parse_cli(std::env::args_os().collect());
-    ticklake::output::init_logging(&cli.global);
+    let cli = ticklake::cli::config_file::parse_cli(std::env::args_os().collect());
+    ticklake::output::init_logging(cli.global.log_format, cli.global.quiet, cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

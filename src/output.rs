@@ -3,8 +3,14 @@
 
 use std::io::Write;
 
-use crate::cli::{GlobalArgs, LogFormat};
 use crate::{Error, Result};
+
+/// Log lines on stderr: text for people, or JSON lines for a log pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// Set when logs are JSON: then summaries and errors are JSON log lines too (one format on stderr).
 static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -33,9 +39,9 @@ pub fn colour_on_stderr() -> bool {
 }
 
 /// Logs go to stderr (stdout carries data only). `RUST_LOG` overrides the level flags.
-pub fn init_logging(g: &GlobalArgs) {
-    JSON_LOGS.store(g.log_format == LogFormat::Json, std::sync::atomic::Ordering::Relaxed);
-    let level = match (g.quiet, g.verbose) {
+pub fn init_logging(format: LogFormat, quiet: bool, verbose: u8) {
+    JSON_LOGS.store(format == LogFormat::Json, std::sync::atomic::Ordering::Relaxed);
+    let level = match (quiet, verbose) {
         (true, _) => "warn",
         (false, 0) => "info",
         (false, 1) => "debug",
@@ -46,7 +52,7 @@ pub fn init_logging(g: &GlobalArgs) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let builder =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour_on_stderr());
-    let _ = match g.log_format {
+    let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.with_target(false).try_init(),
     };

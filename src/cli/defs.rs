@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use super::values::{parse_bytes, parse_duration};
 use crate::kafka::DEFAULT_BROKERS;
 use crate::kafka::security::{Mechanism, Protocol};
+pub use crate::output::LogFormat;
 use crate::replay::{OnError, TimestampMode};
 
 #[derive(Debug, Parser)]
@@ -37,12 +38,6 @@ pub struct GlobalArgs {
     /// A TOML file with the same keys as the flags (flags > environment > file > defaults); see `config show`.
     #[arg(long, global = true, env = "TICKLAKE_CONFIG")]
     pub config: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Args, Clone)]

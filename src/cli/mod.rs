@@ -4,6 +4,7 @@
 //!
 //! Every connection flag can also come from the environment (`KAFKA_BROKERS`, ...).
 
+pub mod config_file;
 mod convert;
 mod defs;
 pub mod docs;
