@@ -42,17 +42,15 @@ fn broker_restart_while_replay_and_sink_run_loses_nothing() {
     // 4,000 rows at 800/s; a 2 s operation deadline, so the outage below outlasts it and the retries must work.
     let replay = tl()
         .args(["replay", csv.to_str().unwrap(), "--topic", &topic, "--rate", "800", "--kafka-timeout", "2s"])
+        .env("TICKLAKE_LOG_FORMAT", "json")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let mut sink = KillOnDrop(
+    let mut sink = Logged::spawn(
         tl().args(["sink", "--topic", &topic, "--to", to, "--max-age", "1s", "--kafka-timeout", "2s"])
-            .args(["--metrics-addr", &metrics])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .args(["--metrics-addr", "127.0.0.1:0"]),
     );
+    let metrics = sink.metrics_addr();
     let records = |m: &str| scrape(m, "ticklake_sink_records_total");
     wait_for("the sink consuming", 20, || records(&metrics) > 200.0);
 
@@ -65,10 +63,10 @@ fn broker_restart_while_replay_and_sink_run_loses_nothing() {
     wait_for("the sink retrying and consuming after the restart", 30, || {
         scrape(&metrics, "ticklake_sink_fetch_retries_total") > 0.0 && records(&metrics) > before
     });
-    assert!(sink.0.try_wait().unwrap().is_none(), "the sink must not have stopped");
+    assert!(sink.child.0.try_wait().unwrap().is_none(), "the sink must not have stopped");
     // Then it dies mid-stream (SIGKILL), while replay still sends.
-    sink.0.kill().unwrap();
-    sink.0.wait().unwrap();
+    sink.child.0.kill().unwrap();
+    sink.finish();
 
     let out = replay.wait_with_output().unwrap();
     let err = stderr(&out);

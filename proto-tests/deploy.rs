@@ -55,7 +55,11 @@ fn units_verify_and_their_command_lines_and_configs_parse() {
         let text = text.replace("/usr/local/bin/ticklake", env!("CARGO_BIN_EXE_ticklake"));
         std::fs::write(dir.path().join(name), text).unwrap();
         let instance = dir.path().join(name.replace("@.", "@indices."));
-        let out = Command::new("systemd-analyze").arg("verify").arg(&instance).output().expect("systemd-analyze");
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&instance)
+            .output()
+            .expect("systemd-analyze (`proto-tests/scripts/servers.sh install` installs it)");
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         // MemoryLimit= is kept on purpose for Amazon Linux 2's systemd 219 (see the unit's comment).
         let problems: Vec<&str> = err

@@ -1,8 +1,6 @@
 //! Operations: `doctor` against a broker that advertises a wrong address, `/metrics` scraped while replay and
 //! sink run, JSON logs.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::env_or_skip;
@@ -104,36 +102,32 @@ fn metrics_are_scraped_while_replay_and_sink_run() {
     let topic = random_name("metrics");
     let dir = tempfile::tempdir().unwrap();
     let to = dir.path().join("lake");
-    let (replay_addr, sink_addr) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-
-    // Replay at 1,000 rows/s: about 4 s, long enough to scrape it mid-way.
-    let replay = env
-        .ticklake()
-        .args(["replay", csv.to_str().unwrap(), "--topic", &topic, "--partitions", "2", "--rate", "1000"])
-        .args(["--metrics-addr", &replay_addr])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // Replay at 1,000 rows/s: about 4 s, long enough to scrape it mid-way. Port 0: the log names the bound port.
+    let replay = Logged::spawn(
+        env.ticklake()
+            .args(["replay", csv.to_str().unwrap(), "--topic", &topic, "--partitions", "2", "--rate", "1000"])
+            .args(["--metrics-addr", "127.0.0.1:0", "--log-format", "json"]),
+    );
+    let replay_addr = replay.metrics_addr();
     let mid = scrape_until(&replay_addr, "replay rows acknowledged", |t| {
         metric(t, "ticklake_replay_rows_sent_total").is_some_and(|n| n > 0.0)
     });
     assert!(mid.contains("# TYPE ticklake_replay_rows_read_total counter"), "{mid}");
     assert_eq!(http_get(&replay_addr, "/healthz").unwrap().0, "HTTP/1.1 200 OK");
     let sent_mid = metric(&mid, "ticklake_replay_rows_sent_total").unwrap();
-    let out = replay.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(summary_count(&stderr(&out), "sent"), 4000);
+    let (status, err) = replay.finish();
+    assert!(status.success(), "{err}");
+    assert_eq!(summary_count(&err, "sent"), 4000);
     assert!(sent_mid < 4000.0, "scraped mid-way ({sent_mid} of 4000)");
 
     // The sink keeps running (no --exit-at-end); everything it reports must match the lake.
-    let mut sink = KillOnDrop(
-        env.ticklake()
-            .args(["--log-format", "json", "sink", "--topic", &topic, "--to", to.to_str().unwrap()])
-            .args(["--max-age", "1s", "--stats-every", "1s", "--metrics-addr", &sink_addr])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let sink =
+        Logged::spawn(
+            env.ticklake()
+                .args(["--log-format", "json", "sink", "--topic", &topic, "--to", to.to_str().unwrap()])
+                .args(["--max-age", "1s", "--stats-every", "1s", "--metrics-addr", "127.0.0.1:0"]),
+        );
+    let sink_addr = sink.metrics_addr();
     let text = scrape_until(&sink_addr, "4000 rows written, lag 0 on both partitions", |t| {
         metric(t, "ticklake_sink_rows_written_total") == Some(4000.0)
             && metric(t, "ticklake_sink_lag_records{kafka_partition=\"0\"}") == Some(0.0)
@@ -162,10 +156,9 @@ fn metrics_are_scraped_while_replay_and_sink_run() {
     assert_eq!(http_get(&sink_addr, "/healthz").unwrap(), ("HTTP/1.1 200 OK".to_string(), "ok\n".to_string()));
     assert!(http_get(&sink_addr, "/nope").unwrap().0.contains("404"));
 
-    assert!(Command::new("kill").args(["-TERM", &sink.0.id().to_string()]).status().unwrap().success());
-    let mut err = String::new();
-    sink.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert_eq!(sink.0.wait().unwrap().code(), Some(143), "{err}");
+    sink.signal("-TERM");
+    let (status, err) = sink.finish();
+    assert_eq!(status.code(), Some(143), "{err}");
     // --log-format json: every line on stderr is one JSON object, the stats and summary lines included.
     let lines: Vec<serde_json::Value> =
         err.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{err}"))).collect();

@@ -30,8 +30,10 @@ async fn index_sample_is_delivered_exactly_once_keyed_partitioned_and_ordered() 
     let env = env_or_skip!();
     let topic = random_name("replay-indices");
     let csv_path = repo_path("data/indices.csv");
-    let out =
-        ok(run(env.ticklake().args(["replay", csv_path.to_str().unwrap(), "--topic", &topic, "--partitions", "3"])));
+    let out = ok(run(env
+        .ticklake()
+        .args(["replay", csv_path.to_str().unwrap(), "--topic", &topic, "--partitions", "3"])
+        .args(["--log-format", "json"])));
     let expected = csv_rows(&csv_path);
     assert_eq!(summary_count(&stderr(&out), "sent"), expected.len() as u64);
 

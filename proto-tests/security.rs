@@ -111,7 +111,7 @@ async fn tls_with_a_private_ca_and_mutual_tls() {
         let csv = repo_path("data/indices.csv");
         let mut replay =
             tl(&["replay", csv.to_str().unwrap(), "--topic", &topic, "--partitions", "2", "--ca-file", ca]);
-        replay.args(&client);
+        replay.args(&client).env("TICKLAKE_LOG_FORMAT", "json");
         let out = ok(run_async(replay).await);
         assert_eq!(summary_count(&stderr(&out), "sent"), 4000);
         let mut consume = tl(&["consume", "--topic", &topic, "--exit-at-end", "--count", "--ca-file", ca]);
@@ -175,6 +175,7 @@ for f in a.alter_user_scram_credentials([U("alice", I(M.SCRAM_SHA_256, 4096), b"
     let mut replay = tl("alice", "SCRAM-SHA-256");
     replay.env("KAFKA_SASL_PASSWORD", "alice-Pw-1");
     replay.args(["replay", csv.to_str().unwrap(), "--topic", &topic, "--partitions", "2", "--limit", "500"]);
+    replay.env("TICKLAKE_LOG_FORMAT", "json");
     let out = ok(run_async(replay).await);
     assert_eq!(summary_count(&stderr(&out), "sent"), 500);
     // bob, SCRAM-SHA-512, password from a file.

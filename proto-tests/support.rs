@@ -148,17 +148,77 @@ pub fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
     rdr.records().map(|r| header.iter().cloned().zip(r.unwrap().iter().map(String::from)).collect()).collect()
 }
 
-/// Parses `N sent` out of replay's summary line.
+/// A count from a command's machine-readable summary (run it with `--log-format json`): `summary_count(err,
+/// "sent")`. Never parses the human line.
 pub fn summary_count(stderr: &str, what: &str) -> u64 {
-    let line =
-        stderr.lines().find(|l| l.starts_with("replay:")).unwrap_or_else(|| panic!("no summary line in:\n{stderr}"));
-    line.split(',')
-        .find_map(|part| {
-            let part = part.trim().trim_start_matches("replay: ");
-            let (n, rest) = part.split_once(' ')?;
-            rest.starts_with(what).then(|| n.parse().ok()).flatten()
-        })
-        .unwrap_or_else(|| panic!("no '{what}' count in summary: {line}"))
+    stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["summary"].is_string())
+        .and_then(|v| v["fields"][what].as_u64())
+        .unwrap_or_else(|| panic!("no JSON summary with '{what}' (was --log-format json passed?) in:\n{stderr}"))
+}
+
+/// A running command whose stderr is read as it comes, so a test can wait for a log line (an event) instead of
+/// sleeping. Killed on drop.
+pub struct Logged {
+    pub child: KillOnDrop,
+    lines: std::sync::Arc<(std::sync::Mutex<Vec<String>>, std::sync::Condvar)>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Logged {
+    pub fn spawn(cmd: &mut Command) -> Logged {
+        let mut child = cmd.stderr(std::process::Stdio::piped()).spawn().expect("spawn ticklake");
+        let err = child.stderr.take().unwrap();
+        let lines = std::sync::Arc::new((std::sync::Mutex::new(Vec::new()), std::sync::Condvar::new()));
+        let l = lines.clone();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                l.0.lock().unwrap().push(line);
+                l.1.notify_all();
+            }
+        });
+        Logged { child: KillOnDrop(child), lines, reader: Some(reader) }
+    }
+
+    /// Waits for a stderr line matching `pred` and returns it. The 120 s bound only turns a hang into a failure
+    /// message; nothing is asserted about how fast the line comes.
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let mut seen = self.lines.0.lock().unwrap();
+        loop {
+            if let Some(l) = seen.iter().find(|l| pred(l)) {
+                return l.clone();
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(!left.is_zero(), "never saw {what}; stderr so far:\n{}", seen.join("\n"));
+            seen = self.lines.1.wait_timeout(seen, left.min(Duration::from_millis(500))).unwrap().0;
+        }
+    }
+
+    /// The address a `--metrics-addr 127.0.0.1:0` bound, from its log line.
+    pub fn metrics_addr(&self) -> String {
+        let line = self.wait_for("the metrics address", |l| l.contains("metrics on http://"));
+        let rest = &line[line.find("http://").unwrap() + 7..];
+        rest[..rest.find('/').unwrap()].to_string()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.child.0.id().to_string()]).status().unwrap().success();
+        assert!(ok, "kill {sig}");
+    }
+
+    /// Waits for the exit; the status and all of stderr.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.0.wait().unwrap();
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        let text = self.lines.0.lock().unwrap().join("\n");
+        (status, text)
+    }
 }
 
 /// A JSON object.

@@ -4,7 +4,7 @@
 use crate::cli::{Cli, Command, ConfigCommand, LakeCommand, SchemaCommand, TopicCommand};
 use crate::exit::Kind;
 use crate::kafka::KafkaConfig;
-use crate::output::{print, report_line};
+use crate::output::{print, report_summary};
 use crate::replay::{self, ReplayConfig};
 use crate::shutdown::Shutdown;
 use crate::{Error, Result};
@@ -19,7 +19,7 @@ pub async fn run(cli: Cli) -> Result<Option<Kind>> {
         Command::Replay(args) => {
             let report =
                 replay::run(KafkaConfig::try_from(&args.kafka)?, ReplayConfig::try_from(&args)?, shutdown).await?;
-            report_line(&report.summary());
+            report_summary("replay", &report.summary(), &report.counts());
             report.log_failures();
             Ok(report.failure())
         }
@@ -56,7 +56,7 @@ pub async fn run(cli: Cli) -> Result<Option<Kind>> {
         Command::Sink(args) => {
             let cfg = crate::sink::SinkConfig::try_from(args.as_ref())?;
             let report = crate::sink::run(KafkaConfig::try_from(&args.kafka)?, cfg, shutdown).await?;
-            report_line(&report.summary);
+            report_summary("sink", &report.summary, &report.counts);
             Ok(report.stopped.map(|r| r.kind()))
         }
         Command::Lake(LakeCommand::Stats { topic, lake }) => {

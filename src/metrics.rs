@@ -125,6 +125,8 @@ pub async fn serve(addr: SocketAddr, render: Render, shutdown: Shutdown) -> crat
         context: format!("listening on --metrics-addr {addr} (is another process using the port?)"),
         source: e,
     })?;
+    // Port 0 picks a free port: the log names the one bound (tests read it from here, race-free).
+    let addr = listener.local_addr().unwrap_or(addr);
     tracing::info!(%addr, "metrics on http://{addr}/metrics");
     Ok(tokio::spawn(async move {
         loop {

@@ -15,10 +15,24 @@ pub enum LogFormat {
 /// Set when logs are JSON: then summaries and errors are JSON log lines too (one format on stderr).
 static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// A summary line on stderr: plain text, or an info event with `--log-format json`.
-pub fn report_line(text: &str) {
+/// A command's summary on stderr: the line for people, or with `--log-format json` one JSON line that also carries
+/// the counts as numbers (`{"level":"INFO","fields":{"message":..,"summary":"replay","sent":4000,..}}`), so scripts
+/// and tests read numbers instead of parsing prose.
+pub fn report_summary(command: &str, text: &str, counts: &[(&str, u64)]) {
     if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
-        tracing::info!("{text}");
+        let mut fields = serde_json::Map::new();
+        fields.insert("message".into(), text.into());
+        fields.insert("summary".into(), command.into());
+        for (k, v) in counts {
+            fields.insert((*k).into(), (*v).into());
+        }
+        let line = serde_json::json!({
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "level": "INFO",
+            "fields": fields,
+            "target": "ticklake",
+        });
+        eprintln!("{line}");
     } else {
         eprintln!("{text}");
     }

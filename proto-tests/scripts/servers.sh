@@ -47,6 +47,11 @@ install() {
     log "installing ${PY_PACKAGES[*]}"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
   fi
+  # The deploy/ proto-test checks the systemd units with systemd-analyze (Debian's systemd package).
+  if ! command -v systemd-analyze >/dev/null; then
+    log "installing systemd-analyze (Debian package systemd) for the deploy/ unit checks"
+    apt-get update -qq && apt-get install -y -qq systemd >/dev/null
+  fi
   local tansu; tansu="$(tansu_bin)"
   "$tansu" --version | grep -q "$TANSU_VERSION" || { log "expected tansu $TANSU_VERSION at $tansu"; exit 1; }
   log "tansu: $tansu ($("$tansu" --version))"

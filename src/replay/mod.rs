@@ -175,6 +175,18 @@ impl Report {
         }
     }
 
+    /// The summary's numbers, for `--log-format json`.
+    pub fn counts(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("read", self.read),
+            ("sent", self.sent),
+            ("skipped", self.skipped),
+            ("failed", self.failed),
+            ("retries", self.retries),
+            ("bytes", self.bytes),
+        ]
+    }
+
     /// The one-line summary printed at the end.
     pub fn summary(&self) -> String {
         let secs = self.elapsed.as_secs_f64();

@@ -119,6 +119,8 @@ pub(crate) struct Ctx {
 #[derive(Debug)]
 pub struct SinkReport {
     pub summary: String,
+    /// The summary's numbers, for `--log-format json`.
+    pub counts: Vec<(&'static str, u64)>,
     pub stopped: Option<crate::shutdown::StopReason>,
 }
 
@@ -148,6 +150,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
     let Some((table, stored)) = resolve_table(&store, &kafka, &cfg, &partitions, &shutdown).await? else {
         return Ok(SinkReport {
             summary: "sink: the topic is empty; nothing to do".into(),
+            counts: vec![],
             stopped: shutdown.reason(),
         });
     };
@@ -235,5 +238,14 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
         summary.push_str(&format!(", peak RSS {} MiB", peak >> 20));
     }
     tracing::debug!(records, "sink finished");
-    Ok(SinkReport { summary, stopped: shutdown.reason() })
+    let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let counts = vec![
+        ("records", records),
+        ("rows", n(&stats.rows)),
+        ("files", n(&stats.files)),
+        ("bytes", n(&stats.bytes)),
+        ("rejects", n(&stats.rejects)),
+        ("schema_changes", n(&stats.schema_changes)),
+    ];
+    Ok(SinkReport { summary, counts, stopped: shutdown.reason() })
 }
