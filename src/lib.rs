@@ -1,7 +1,8 @@
 //! ticklake: replay market data from CSV into Kafka, land the stream in S3 as hive-partitioned Parquet.
 //!
-//! Layers (imports point down): `main` → `app`/`cli` → pipelines (`replay`, `sink`) and commands (`topic`,
-//! `consume`, `sample`, `inspect`) → foundations (`schema`, `kafka`, `lake`, `backoff`, `shutdown`, `exit`).
+//! Layers (imports point down): `main` → `app` → `cli` → pipelines (`replay`, `sink`) and commands (`athena`,
+//! `lake_cmd`, `doctor`, `topic`, `consume`, `sample`) → foundations (`schema`, `kafka`, `lake`, `output`,
+//! `metrics`, `backoff`, `shutdown`, `exit`, `units`). README "Development" has the module map.
 #![deny(unsafe_code, rust_2018_idioms)]
 
 pub mod app;

@@ -1,7 +1,9 @@
 //! The lake: where and how rows land. Foundation layer shared by `sink`, `lake` commands and `athena`.
 //!
-//! `store` (local folder or S3), `partition` (hive paths), `parquet` (file encoding), `state` (checkpoints and
-//! rejects under the hidden `_ticklake/` prefix, which Athena ignores because it starts with `_`).
+//! `store` (the `ObjectStore` seam: local folder, S3, in memory), `table` (the stored table spec), `state`
+//! (checkpoints, rejects and object names under the hidden `_ticklake/` prefix, which Athena ignores because it
+//! starts with `_`), `verify` (the exactly-once check), `partition` (hive paths), `layout` → `columns` →
+//! `parquet` (which columns a file holds, the row buffer, the encoding).
 
 pub mod columns;
 pub mod layout;

@@ -1,8 +1,9 @@
 //! The schema: the one definition of a dataset's columns.
 //!
 //! Foundation layer. Everything that needs to know "which columns, of which type" reads it from here:
-//! CSV parsing (`replay`), the JSON wire format (`encode`/`decode`), the Arrow/Parquet schema (`sink`) and
-//! the Athena DDL (`athena`). A column list is never written twice.
+//! CSV parsing (`replay`), the JSON wire format (`wire` to write, `decode` to read), the Arrow/Parquet layout
+//! (`lake::layout`) and the Athena DDL (`athena`). Which schema a stream has is decided once, in `resolve`, for
+//! every command. A column list is never written twice.
 //!
 //! Column types are named after Athena's (`string`, `bigint`, `double`, `date`, `timestamp`, `boolean`) so a
 //! schema file reads like the table it will become.

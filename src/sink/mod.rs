@@ -1,7 +1,8 @@
 //! `ticklake sink`: Kafka → hive-partitioned Parquet in S3 (or a local folder), exactly once.
 //!
-//! Pipeline, one module per stage: consume (`worker`, one task per Kafka partition) → `decode` (record → row or
-//! reject) → `buffer` (rows by hive partition, cut) → `commit` (Parquet encode, store, checkpoint). Offsets live in
+//! Pipeline, one module per stage: `start` (the table spec) → consume (`worker`, one task per Kafka partition) →
+//! `decode` (record → row or reject; `evolve` makes new fields columns) → `buffer` (rows by hive partition, cut) →
+//! `commit` (Parquet encode, store, checkpoint); `stats` counts. Offsets live in
 //! the lake (`_ticklake/checkpoints/`), never in a local file: rskafka has no consumer groups, and the lake is the
 //! only place where "stored" and "checkpointed" can be made to agree.
 
