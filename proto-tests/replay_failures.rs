@@ -32,7 +32,11 @@ async fn bad_row_fails_after_sending_every_good_row_before_it() {
     let out = run(env.ticklake().args(["replay", csv.to_str().unwrap(), "--topic", &topic, "--partitions", "1"]));
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(3), "bad input exit code:\n{err}");
-    let json = run(env.ticklake().args(["replay", csv.to_str().unwrap(), "--topic", &topic, "--log-format", "json"]));
+    let other = random_name("bad-fail-json");
+    let json = run(env
+        .ticklake()
+        .args(["replay", csv.to_str().unwrap(), "--topic", &other, "--partitions", "1"])
+        .args(["--log-format", "json"]));
     assert_eq!(json.status.code(), Some(3));
     assert!(
         err.contains("bad.csv:7") && err.contains("column 'Open'") && err.contains("'abc' is not a finite number"),
