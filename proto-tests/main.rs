@@ -22,6 +22,8 @@ mod schema_changes;
 mod readme;
 // a newcomer's first minutes: per-command advice, plain logs in files, no stray folder, server ownership.
 mod newcomer;
+// fencing: one writer per Kafka partition of a lake; a second sink stops, a paused one stops when it wakes.
+mod fencing;
 // athena: the DDL parses with sqlglot and names the columns the sink writes.
 mod athena;
 // operations: doctor against a broker advertising a wrong address, /metrics scraped mid-run, JSON logs.

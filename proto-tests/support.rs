@@ -205,6 +205,14 @@ impl Logged {
         rest[..rest.find('/').unwrap()].to_string()
     }
 
+    /// Whether it has exited (without waiting).
+    pub fn exited(&self) -> bool {
+        // try_wait needs &mut; a zero-signal probe of /proc answers the same without it.
+        !std::path::Path::new(&format!("/proc/{}", self.child.0.id())).exists()
+            || std::fs::read_to_string(format!("/proc/{}/stat", self.child.0.id()))
+                .is_ok_and(|s| s.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
+    }
+
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill").args([sig, &self.child.0.id().to_string()]).status().unwrap().success();
         assert!(ok, "kill {sig}");

@@ -29,6 +29,8 @@ pub enum Kind {
     DoctorFailed,
     /// A bug in ticklake (a panicked task): never "bad flags".
     Internal,
+    /// Another sink holds the Kafka partition in this lake (one writer per partition).
+    Fenced,
     /// Stopped by Ctrl-C (128 + SIGINT), after flushing.
     Interrupted,
     /// Stopped by SIGTERM (128 + SIGTERM), after flushing.
@@ -36,7 +38,7 @@ pub enum Kind {
 }
 
 /// The table: kind, code, and the README's wording.
-pub const TABLE: [(Kind, u8, &str); 14] = [
+pub const TABLE: [(Kind, u8, &str); 15] = [
     (Kind::Failure, 1, "other failure"),
     (Kind::Usage, 2, "bad flags or configuration"),
     (
@@ -53,6 +55,7 @@ pub const TABLE: [(Kind, u8, &str); 14] = [
     (Kind::VerifyFailed, 10, "`lake verify` found a gap, a duplicate or a stray object"),
     (Kind::DoctorFailed, 11, "`doctor` found at least one failing check"),
     (Kind::Internal, 12, "internal error (a bug in ticklake: please report it with the log)"),
+    (Kind::Fenced, 13, "another sink holds a Kafka partition of this lake (its host and start time are named)"),
     (Kind::Interrupted, 130, "stopped by Ctrl-C, after flushing"),
     (Kind::Terminated, 143, "stopped by SIGTERM, after flushing"),
 ];

@@ -68,6 +68,7 @@ impl TryFrom<&SinkArgs> for crate::sink::SinkConfig {
             skip_deleted: a.skip_deleted,
             retry_for: a.retry_for,
             stats_every: a.stats_every.max(Duration::from_millis(100)),
+            lease_ttl: a.lease_ttl.max(Duration::from_millis(300)),
             metrics_addr: a.metrics_addr,
         })
     }

@@ -246,6 +246,10 @@ pub struct SinkArgs {
     /// Interval of the stats line.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub stats_every: Duration,
+    /// One sink per Kafka partition of a lake: this sink renews its partitions' leases every third of this; a
+    /// second sink stops (exit 13) while they are renewed, and takes over a lease not renewed for this long.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
     /// Serve Prometheus metrics on http://ADDR/metrics (and /healthz), e.g. 127.0.0.1:9464.
     #[arg(long, env = "TICKLAKE_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,

@@ -7,6 +7,7 @@
 
 pub mod columns;
 pub mod layout;
+pub mod lease;
 pub mod parquet;
 pub mod partition;
 pub mod state;

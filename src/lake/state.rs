@@ -49,6 +49,13 @@ pub struct Checkpoint {
     /// Offsets that Kafka had already deleted (retention) when the sink was told to skip ahead.
     #[serde(default)]
     pub skipped: Vec<PendingCut>,
+    /// The sink that wrote it (its lease's writer id). A new holder rewrites the checkpoint with its id, so the
+    /// object's version changes and a paused former holder's next conditional write is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<String>,
+    /// The version last read or written (not stored): every checkpoint write is conditional on it.
+    #[serde(skip)]
+    pub etag: Option<String>,
 }
 
 impl Checkpoint {
@@ -61,6 +68,8 @@ impl Checkpoint {
             pending: None,
             pending_keys: vec![],
             skipped: vec![],
+            writer: None,
+            etag: None,
         }
     }
 }

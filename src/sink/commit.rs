@@ -21,6 +21,7 @@ use super::SinkError;
 use super::buffer::Cut;
 use crate::lake::parquet::{encode, writer_properties};
 use crate::lake::state::{Checkpoint, PendingCut, checkpoint_key, rejects_key};
+use crate::lake::store::{Etag, Put};
 use crate::lake::{Store, StoreError};
 
 /// Files encoded and uploaded at once per cut.
@@ -36,6 +37,8 @@ pub struct Committer {
     pub topic: String,
     /// The table spec, stored before the first intent and again before any file with a new column.
     pub table: Arc<super::evolve::Table>,
+    /// This sink's leases: checkpoint writes are conditional, and a refused one means another sink took over.
+    pub fence: Arc<super::fence::Fence>,
     pub row_group_rows: usize,
     /// How long a failing PUT is retried (jittered exponential backoff) before the sink stops.
     pub retry_for: Duration,
@@ -57,16 +60,53 @@ pub async fn put_with_retry(store: &Store, key: &str, bytes: Vec<u8>, retry_for:
     crate::lake::retry("store", key, retry_for, || store.put(key, bytes.clone())).await
 }
 
+/// A conditional PUT with retries. A retry after a lost response may find its own earlier write there (and be
+/// refused for it): the object holding exactly these bytes counts as success.
+pub async fn put_conditional_with_retry(
+    store: &Store,
+    key: &str,
+    bytes: Vec<u8>,
+    mode: Put,
+    retry_for: Duration,
+) -> Result<Etag, StoreError> {
+    let attempts = std::sync::atomic::AtomicU32::new(0);
+    let put = crate::lake::retry("store", key, retry_for, || {
+        attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        store.put_if(key, bytes.clone(), mode.clone())
+    })
+    .await;
+    match put {
+        Err(StoreError::Conflict { .. }) if attempts.load(std::sync::atomic::Ordering::Relaxed) > 1 => {
+            match store.get_versioned(key).await? {
+                Some((b, etag)) if b == bytes => Ok(etag),
+                _ => Err(StoreError::Conflict { key: key.into() }),
+            }
+        }
+        other => other,
+    }
+}
+
 /// GET with retries (see `lake::retry`).
 pub async fn get_with_retry(store: &Store, key: &str, retry_for: Duration) -> Result<Option<Vec<u8>>, StoreError> {
     crate::lake::retry("read", key, retry_for, || store.get(key)).await
 }
 
 impl Committer {
-    pub async fn save_checkpoint(&self, cp: &Checkpoint) -> Result<(), SinkError> {
+    /// Stores `cp` only over the version this sink last read or wrote (or only if absent); a refusal means another
+    /// sink took the partition over, and this one must stop (`Fenced`).
+    pub async fn save_checkpoint(&self, cp: &mut Checkpoint) -> Result<(), SinkError> {
+        cp.writer = Some(self.fence.writer().to_string());
         let bytes = serde_json::to_vec_pretty(cp).expect("checkpoint serializes");
-        put_with_retry(&self.store, &checkpoint_key(&cp.topic, cp.partition), bytes, self.retry_for).await?;
-        Ok(())
+        let mode = cp.etag.clone().map_or(Put::Create, Put::Replace);
+        let key = checkpoint_key(&cp.topic, cp.partition);
+        match put_conditional_with_retry(&self.store, &key, bytes, mode, self.retry_for).await {
+            Ok(etag) => {
+                cp.etag = Some(etag);
+                Ok(())
+            }
+            Err(StoreError::Conflict { .. }) => Err(self.fence.refused(cp.partition).await),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Commits one cut and advances `cp` (see the module docs for the protocol).
@@ -195,6 +235,7 @@ mod tests {
 
     /// A committer over `store`; `stored` says whether the table spec is already in it (a restart).
     fn committer(store: Store, stored: bool) -> Committer {
+        let fence = Arc::new(super::super::fence::Fence::new(store.clone(), "t", Duration::from_secs(30)));
         let schema = Schema::indices();
         let spec = PartitionSpec::parse("year(trade_date)", &schema).unwrap();
         let table = TableSpec::new("t", schema.clone(), spec.describe(&schema), vec![], 4096);
@@ -202,6 +243,7 @@ mod tests {
             store,
             topic: "t".into(),
             table: Arc::new(super::super::evolve::Table::new(table, stored, vec![])),
+            fence,
             row_group_rows: 4096,
             retry_for: Duration::from_secs(1),
         }
@@ -214,11 +256,26 @@ mod tests {
 
     /// Every object but the table spec's bytes (it holds the time it was made; compared by presence).
     fn snapshot(m: &MemoryStore) -> Vec<(String, Vec<u8>)> {
-        m.snapshot().into_iter().map(|(k, v)| if k.ends_with("table.toml") { (k, vec![]) } else { (k, v) }).collect()
+        m.snapshot()
+            .into_iter()
+            .map(|(k, v)| {
+                if k.ends_with("table.toml") {
+                    (k, vec![])
+                } else if k.contains("/checkpoints/") {
+                    // Compared without the writer id, which is random per sink process.
+                    let mut cp: Checkpoint = serde_json::from_slice(&v).unwrap();
+                    cp.writer = None;
+                    (k, serde_json::to_vec(&cp).unwrap())
+                } else {
+                    (k, v)
+                }
+            })
+            .collect()
     }
 
     async fn restart_checkpoint(store: &Store) -> Checkpoint {
-        serde_json::from_slice(&store.get("_ticklake/checkpoints/t/0.json").await.unwrap().unwrap()).unwrap()
+        let (bytes, etag) = store.get_versioned("_ticklake/checkpoints/t/0.json").await.unwrap().unwrap();
+        Checkpoint { etag: Some(etag), ..serde_json::from_slice(&bytes).unwrap() }
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ pub mod buffer;
 pub mod commit;
 pub mod decode;
 pub mod evolve;
+pub mod fence;
 mod start;
 pub mod stats;
 mod worker;
@@ -58,6 +59,8 @@ pub struct SinkConfig {
     pub skip_deleted: bool,
     pub retry_for: Duration,
     pub stats_every: Duration,
+    /// How long a sink that stopped renewing its lease keeps its partitions (`--lease-ttl`).
+    pub lease_ttl: Duration,
     /// Serve Prometheus metrics and /healthz here.
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
@@ -78,6 +81,11 @@ pub enum SinkError {
     /// The lake's own state cannot be read (a checkpoint or table spec edited or damaged).
     #[error("{0}")]
     Corrupt(String),
+    /// Another sink holds the partition (one writer per Kafka partition of a lake).
+    #[error(
+        "{topic}/{partition}: another sink writes this Kafka partition into this lake: {holder}. This one stopped without writing; stop the other first (or split the partitions with --partitions)"
+    )]
+    Fenced { topic: String, partition: i32, holder: String },
     /// A bug: a task panicked or was lost. Never "bad flags".
     #[error("internal error: {0}")]
     Internal(String),
@@ -96,6 +104,7 @@ impl SinkError {
             SinkError::Spec(_) | SinkError::Config(_) => Kind::Usage,
             SinkError::Parquet(_) | SinkError::Corrupt(_) => Kind::Failure,
             SinkError::Internal(_) => Kind::Internal,
+            SinkError::Fenced { .. } => Kind::Fenced,
             SinkError::RetentionGap { .. } => Kind::DataLost,
         }
     }
@@ -164,11 +173,21 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
     );
     let taken = spec.fields.iter().map(|f| f.name.clone()).collect();
     let stats = Arc::new(SinkStats::default());
+    let fence = Arc::new(fence::Fence::new(store.clone(), &cfg.topic, cfg.lease_ttl));
+    let renewing = {
+        let (fence, stop, sink) = (fence.clone(), Shutdown::new(), shutdown.clone());
+        let handle = tokio::spawn({
+            let stop = stop.clone();
+            async move { fence.renew_until(stop, sink).await }
+        });
+        (handle, stop)
+    };
     let ctx = Arc::new(Ctx {
         committer: commit::Committer {
             store,
             topic: cfg.topic.clone(),
             table: Arc::new(evolve::Table::new(table, stored, taken)),
+            fence: fence.clone(),
             row_group_rows: cfg.row_group_rows,
             retry_for: cfg.retry_for,
         },
@@ -194,6 +213,15 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
         }
         None => None,
     };
+    // One writer per Kafka partition: every lease before any data moves, in partition order, so that two sinks
+    // started at once cannot split the partitions between them (the second waits on the first's lowest one).
+    for &p in &partitions {
+        if let Err(e) = ctx.committer.fence.acquire(p, &shutdown).await {
+            renewing.1.trigger(crate::shutdown::StopReason::Terminate);
+            ctx.committer.fence.release().await;
+            return Err(e);
+        }
+    }
     let mut workers = tokio::task::JoinSet::new();
     for p in partitions {
         let ctx = ctx.clone();
@@ -229,9 +257,19 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
     if let Some(m) = metrics {
         m.abort();
     }
+    renewing.1.trigger(crate::shutdown::StopReason::Terminate);
+    let _ = renewing.0.await;
     if let Some(e) = first_error {
         return Err(e);
     }
+    if fence.lost() {
+        return Err(SinkError::Fenced {
+            topic: cfg.topic.clone(),
+            partition: -1,
+            holder: "another sink took a partition over while this one ran".into(),
+        });
+    }
+    fence.release().await;
     let total = started.elapsed();
     let records = stats.records.load(Ordering::Relaxed);
     let mut summary = stats.line(total, 0, total).replacen("sink:", "sink done:", 1);

@@ -17,13 +17,17 @@ const FETCH_WAIT_MS: i32 = 500;
 /// Longest wait between two fetch attempts after a failure.
 const MAX_FETCH_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The partition's checkpoint with its version (every later write is conditional on it).
 async fn load_checkpoint(ctx: &Ctx, p: i32) -> Result<Option<Checkpoint>, SinkError> {
     let key = checkpoint_key(&ctx.cfg.topic, p);
-    match super::commit::get_with_retry(&ctx.committer.store, &key, ctx.cfg.retry_for).await? {
+    let store = &ctx.committer.store;
+    match crate::lake::retry("read", &key, ctx.cfg.retry_for, || store.get_versioned(&key)).await? {
         None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            SinkError::Corrupt(format!("{key} is not a valid checkpoint: {e}; it must not be edited by hand"))
-        }),
+        Some((bytes, etag)) => {
+            serde_json::from_slice::<Checkpoint>(&bytes).map(|cp| Some(Checkpoint { etag: Some(etag), ..cp })).map_err(
+                |e| SinkError::Corrupt(format!("{key} is not a valid checkpoint: {e}; it must not be edited by hand")),
+            )
+        }
     }
 }
 
@@ -31,8 +35,15 @@ pub(crate) async fn run_partition(ctx: Arc<Ctx>, p: i32) -> Result<(), SinkError
     let topic = ctx.cfg.topic.clone();
     let pc = ctx.kafka.partition(&topic, p).await?;
     let offsets = ctx.kafka.offsets(&pc).await?;
+    // The partition's lease is held (`sink::run` took it). The checkpoint is rewritten with this sink's id, so that
+    // a paused former holder's next conditional write is refused.
     let mut cp = match load_checkpoint(&ctx, p).await? {
-        Some(cp) => cp,
+        Some(mut cp) => {
+            if cp.writer.as_deref() != Some(ctx.committer.fence.writer()) {
+                ctx.committer.save_checkpoint(&mut cp).await?;
+            }
+            cp
+        }
         None => Checkpoint::new(&topic, p, offsets.earliest),
     };
     // Retention: offsets the checkpoint still needs may be gone.
@@ -51,7 +62,7 @@ pub(crate) async fn run_partition(ctx: Arc<Ctx>, p: i32) -> Result<(), SinkError
         cp.skipped.push(PendingCut { first: needed, last: offsets.earliest - 1 });
         cp.pending = None;
         cp.next_offset = offsets.earliest;
-        ctx.committer.save_checkpoint(&cp).await?;
+        ctx.committer.save_checkpoint(&mut cp).await?;
     }
     let redo = cp.pending;
     if let Some(r) = redo {

@@ -1,0 +1,227 @@
+//! One writer per Kafka partition of a lake (see `lake::lease`). Before a worker reads its checkpoint it takes the
+//! partition's lease; a background task renews every held lease at a third of `--lease-ttl`; every checkpoint write
+//! is conditional on the version this sink last read or wrote. So:
+//!
+//! ```text
+//!  second sink, holder alive   sees the lease renewed while it waits    -> exits 13 naming the holder, writes nothing
+//!  holder crashed, same host    its pid is gone                          -> taken over at once
+//!  holder dead or paused        no renewal for the TTL (newcomer's clock) -> taken over; the checkpoint is rewritten
+//!  paused holder wakes          its renewal or next checkpoint write is refused (412) -> stops with exit 13
+//! ```
+//!
+//! What a woken holder may still do before its next conditional write is upload files of the cut it had recorded:
+//! the new holder redoes that same cut (same names, and the same bytes with the same flags), so nothing is counted
+//! twice. The residual window is documented in the README (a takeover under different `--max-rows` or
+//! `--partition-by` while the old holder is paused mid-upload).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::SinkError;
+use crate::lake::lease::{Lease, host_name, lease_key, pid_runs_ticklake};
+use crate::lake::store::{Etag, Put};
+use crate::lake::{Store, StoreError};
+use crate::shutdown::Shutdown;
+
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+
+pub struct Fence {
+    store: Store,
+    topic: String,
+    me: Lease,
+    ttl: Duration,
+    /// Held leases: partition → the version this sink last wrote.
+    held: Mutex<HashMap<i32, (Etag, Lease)>>,
+    /// Another sink took a partition over.
+    lost: AtomicBool,
+}
+
+impl Fence {
+    pub fn new(store: Store, topic: &str, ttl: Duration) -> Fence {
+        let n: u64 = rand::random();
+        let me = Lease {
+            writer: format!("{n:016x}"),
+            host: host_name(),
+            pid: std::process::id(),
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            renewals: 0,
+            ttl_ms: ttl.as_millis() as u64,
+            released: false,
+        };
+        Fence { store, topic: topic.into(), me, ttl, held: Mutex::new(HashMap::new()), lost: AtomicBool::new(false) }
+    }
+
+    pub fn writer(&self) -> &str {
+        &self.me.writer
+    }
+
+    fn fenced(&self, partition: i32, holder: Option<&Lease>) -> SinkError {
+        SinkError::Fenced {
+            topic: self.topic.clone(),
+            partition,
+            holder: holder.map_or_else(|| "another sink".into(), Lease::describe),
+        }
+    }
+
+    /// Takes partition `p`'s lease, waiting out a holder that stopped renewing; `Fenced` if the holder is alive.
+    pub async fn acquire(&self, p: i32, shutdown: &Shutdown) -> Result<(), SinkError> {
+        let key = lease_key(&self.topic, p);
+        let mut watched: Option<(Etag, Instant)> = None;
+        loop {
+            let current = self.store.get_versioned(&key).await?;
+            let mode = match &current {
+                None => Put::Create,
+                Some((bytes, etag)) => {
+                    let lease: Lease = serde_json::from_slice(bytes)
+                        .map_err(|e| SinkError::Corrupt(format!("{key} is not a valid lease: {e}")))?;
+                    let ttl = self.ttl.max(Duration::from_millis(lease.ttl_ms));
+                    let stale = match &watched {
+                        Some((seen, since)) if seen == etag => since.elapsed() >= ttl,
+                        // Renewed since we first looked: the holder is alive.
+                        Some(_) => return Err(self.fenced(p, Some(&lease))),
+                        None => false,
+                    };
+                    if !(stale || lease.writer == self.me.writer || lease.free_now(&self.me.host, pid_runs_ticklake)) {
+                        if watched.is_none() {
+                            tracing::info!(
+                                kafka_partition = p, holder = %lease.describe(),
+                                "the partition's lease is held: waiting up to {ttl:?} for it to be renewed or to lapse"
+                            );
+                            watched = Some((etag.clone(), Instant::now()));
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep((ttl / 6).min(Duration::from_millis(500))) => {}
+                            _ = shutdown.wait() => return Err(self.fenced(p, Some(&lease))),
+                        }
+                        continue;
+                    }
+                    if stale {
+                        tracing::warn!(kafka_partition = p, holder = %lease.describe(), "taking over a lease that was not renewed for {ttl:?}");
+                    }
+                    Put::Replace(etag.clone())
+                }
+            };
+            let lease = Lease { renewals: 0, ..self.me.clone() };
+            let bytes = serde_json::to_vec_pretty(&lease).expect("lease serializes");
+            match self.store.put_if(&key, bytes, mode).await {
+                Ok(etag) => {
+                    self.held.lock().expect("lock").insert(p, (etag, lease));
+                    return Ok(());
+                }
+                // Someone else wrote it between our read and our write: look again.
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Renews every held lease at a third of the TTL until `stop`; a refused renewal (another sink took over) stops
+    /// the sink through `sink`.
+    pub async fn renew_until(&self, stop: Shutdown, sink: Shutdown) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.ttl / 3) => {}
+                _ = stop.wait() => return,
+            }
+            let held: Vec<(i32, (Etag, Lease))> =
+                self.held.lock().expect("lock").iter().map(|(p, v)| (*p, v.clone())).collect();
+            for (p, (etag, lease)) in held {
+                let next = Lease { renewals: lease.renewals + 1, ..lease };
+                let bytes = serde_json::to_vec_pretty(&next).expect("lease serializes");
+                match self.store.put_if(&lease_key(&self.topic, p), bytes, Put::Replace(etag)).await {
+                    Ok(etag) => {
+                        self.held.lock().expect("lock").insert(p, (etag, next));
+                    }
+                    Err(StoreError::Conflict { .. }) => {
+                        let holder = self.holder(p).await;
+                        tracing::error!(
+                            kafka_partition = p, holder = %holder.as_ref().map_or("?".into(), Lease::describe),
+                            "another sink took this partition's lease over: stopping"
+                        );
+                        self.lost.store(true, Ordering::Relaxed);
+                        self.held.lock().expect("lock").remove(&p);
+                        sink.trigger(crate::shutdown::StopReason::Terminate);
+                    }
+                    // A transient failure: the next round tries again (the TTL leaves two more).
+                    Err(e) => tracing::warn!(kafka_partition = p, "renewing the lease failed: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Whether another sink took a partition over (then the sink's outcome is `Fenced`, whatever else happened).
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// The current holder of `p`'s lease, for messages.
+    pub async fn holder(&self, p: i32) -> Option<Lease> {
+        let (bytes, _) = self.store.get_versioned(&lease_key(&self.topic, p)).await.ok()??;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// The error for a refused checkpoint write of `p`.
+    pub async fn refused(&self, p: i32) -> SinkError {
+        self.lost.store(true, Ordering::Relaxed);
+        let holder = self.holder(p).await;
+        self.fenced(p, holder.as_ref())
+    }
+
+    /// Gives every held lease back (a clean stop): the next sink starts at once.
+    pub async fn release(&self) {
+        let held: Vec<(i32, (Etag, Lease))> = self.held.lock().expect("lock").drain().collect();
+        for (p, (etag, lease)) in held {
+            let bytes = serde_json::to_vec_pretty(&Lease { released: true, ..lease }).expect("lease serializes");
+            if let Err(e) = self.store.put_if(&lease_key(&self.topic, p), bytes, Put::Replace(etag)).await {
+                tracing::debug!(kafka_partition = p, "lease not released: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lake::store::MemoryStore;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_live_holder_fences_a_newcomer_and_a_released_lease_is_free() {
+        let store = Store::new(Arc::new(MemoryStore::default()));
+        let ttl = Duration::from_millis(600);
+        let a = Arc::new(Fence::new(store.clone(), "t", ttl));
+        let shutdown = Shutdown::new();
+        a.acquire(0, &shutdown).await.unwrap();
+        // A renews; B, on the same host with A's pid alive (this process), waits, sees the renewal, and stops.
+        let renewing = tokio::spawn({
+            let (a, s) = (a.clone(), shutdown.clone());
+            async move { a.renew_until(s.clone(), s).await }
+        });
+        let b = Fence::new(store.clone(), "t", ttl);
+        let e = b.acquire(0, &Shutdown::new()).await.unwrap_err();
+        assert!(matches!(e, SinkError::Fenced { partition: 0, .. }), "{e}");
+        assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
+        shutdown.trigger(crate::shutdown::StopReason::Terminate);
+        renewing.await.unwrap();
+        a.release().await;
+        b.acquire(0, &Shutdown::new()).await.unwrap();
+        assert_eq!(b.holder(0).await.unwrap().writer, b.writer());
+    }
+
+    #[tokio::test]
+    async fn a_holder_that_stops_renewing_is_taken_over_and_then_refused() {
+        let store = Store::new(Arc::new(MemoryStore::default()));
+        let ttl = Duration::from_millis(300);
+        let a = Fence::new(store.clone(), "t", ttl);
+        a.acquire(3, &Shutdown::new()).await.unwrap();
+        // A is paused: no renewal. B waits the TTL out, then takes over.
+        let b = Fence::new(store.clone(), "t", ttl);
+        b.acquire(3, &Shutdown::new()).await.unwrap();
+        // A wakes: its renewal is refused, and it stops.
+        let shutdown = Shutdown::new();
+        a.renew_until(shutdown.clone(), shutdown.clone()).await;
+        assert!(a.lost() && shutdown.is_set());
+    }
+}
