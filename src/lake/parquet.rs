@@ -44,6 +44,8 @@ pub enum ParquetError {
     Encode(String),
     #[error("reading parquet {key}: {reason}")]
     Read { key: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] super::StoreError),
 }
 
 /// Encodes rows `rows` of `cols` (in that order) into one Parquet file in memory.
@@ -78,9 +80,118 @@ pub fn read_columns(key: &str, bytes: Vec<u8>, columns: Option<&[&str]>) -> Resu
 
 /// `(kafka_partition, kafka_offset)` of every row of a lake file.
 pub fn read_offsets(key: &str, bytes: Vec<u8>) -> Result<Vec<(i32, i64)>, ParquetError> {
+    offsets_of(key, read_columns(key, bytes, Some(&KAFKA_COLUMNS[..2]))?)
+}
+
+/// The parts of a file fetched with ranged GETs, at their offsets; reads anywhere else are errors (they would mean
+/// the reader wanted more than the footer and the projected column chunks).
+struct Sparse {
+    len: u64,
+    pieces: Vec<(u64, bytes::Bytes)>,
+}
+
+impl Sparse {
+    fn slice(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        let end = start + length as u64;
+        self.pieces
+            .iter()
+            .find(|(at, b)| *at <= start && end <= at + b.len() as u64)
+            .map(|(at, b)| b.slice((start - at) as usize..(end - at) as usize))
+            .ok_or_else(|| parquet::errors::ParquetError::General(format!("bytes {start}..{end} were not fetched")))
+    }
+}
+
+impl parquet::file::reader::Length for Sparse {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl parquet::file::reader::ChunkReader for Sparse {
+    type T = bytes::buf::Reader<bytes::Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        use bytes::Buf;
+        let (at, b) = self
+            .pieces
+            .iter()
+            .find(|(at, b)| *at <= start && start < at + b.len() as u64)
+            .ok_or_else(|| parquet::errors::ParquetError::General(format!("byte {start} was not fetched")))?;
+        Ok(b.slice((start - at) as usize..).reader())
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        self.slice(start, length)
+    }
+}
+
+/// `(kafka_partition, kafka_offset)` of every row of the lake file `key` (`size` bytes), read with ranged GETs: the
+/// footer, then only those two column chunks of each row group, never the whole file (`lake verify` on a large
+/// lake). Returns the pairs and the bytes fetched.
+pub async fn read_offsets_ranged(
+    store: &super::Store,
+    key: &str,
+    size: u64,
+) -> Result<(Vec<(i32, i64)>, u64), ParquetError> {
+    let err = |reason: String| ParquetError::Read { key: key.into(), reason };
+    let (meta, footer_pieces) = read_footer(store, key, size).await?;
+    let schema = meta.file_metadata().schema_descr();
+    let wanted: Vec<usize> =
+        (0..schema.num_columns()).filter(|&i| KAFKA_COLUMNS[..2].contains(&schema.column(i).name())).collect();
+    if wanted.len() != 2 {
+        return Err(err("no kafka_partition/kafka_offset columns".into()));
+    }
+    let mut fetched: u64 = footer_pieces.iter().map(|(_, b)| b.len() as u64).sum();
+    let mut pieces = footer_pieces;
+    for rg in meta.row_groups() {
+        for &i in &wanted {
+            let (start, len) = rg.column(i).byte_range();
+            let b = store.get_range(key, start..start + len).await?;
+            fetched += b.len() as u64;
+            pieces.push((start, bytes::Bytes::from(b)));
+        }
+    }
+    let sparse = Sparse { len: size, pieces };
+    let options = parquet::arrow::arrow_reader::ArrowReaderOptions::default();
+    let arrow_meta = parquet::arrow::arrow_reader::ArrowReaderMetadata::try_new(std::sync::Arc::new(meta), options)
+        .map_err(|e| err(e.to_string()))?;
+    let mask = ProjectionMask::leaves(arrow_meta.metadata().file_metadata().schema_descr(), wanted);
+    let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(sparse, arrow_meta)
+        .with_projection(mask)
+        .build()
+        .map_err(|e| err(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    Ok((offsets_of(key, batches)?, fetched))
+}
+
+/// A lake file's footer (row groups, row counts, column chunk ranges) with two ranged GETs: the last 8 bytes, then
+/// the metadata they point to. Returns it with the fetched pieces (offset, bytes).
+pub async fn read_footer(
+    store: &super::Store,
+    key: &str,
+    size: u64,
+) -> Result<(parquet::file::metadata::ParquetMetaData, Vec<(u64, bytes::Bytes)>), ParquetError> {
+    use parquet::file::metadata::ParquetMetaDataReader;
+    let err = |reason: String| ParquetError::Read { key: key.into(), reason };
+    if size < 12 {
+        return Err(err(format!("{size} bytes is too small for a Parquet file")));
+    }
+    let tail = store.get_range(key, size - 8..size).await?;
+    if tail.len() != 8 || &tail[4..] != b"PAR1" {
+        return Err(err("no Parquet footer (PAR1) at the end".into()));
+    }
+    let meta_len = u64::from(u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")));
+    let meta_start = size.checked_sub(8 + meta_len).ok_or_else(|| err("footer longer than the file".into()))?;
+    let footer = store.get_range(key, meta_start..size - 8).await?;
+    let meta = ParquetMetaDataReader::decode_metadata(&footer).map_err(|e| err(e.to_string()))?;
+    Ok((meta, vec![(meta_start, bytes::Bytes::from(footer)), (size - 8, bytes::Bytes::from(tail))]))
+}
+
+fn offsets_of(key: &str, batches: Vec<RecordBatch>) -> Result<Vec<(i32, i64)>, ParquetError> {
     use arrow::array::{Array, Int32Array, Int64Array};
     let mut out = Vec::new();
-    for b in read_columns(key, bytes, Some(&KAFKA_COLUMNS[..2]))? {
+    for b in batches {
         let p = b.column_by_name(KAFKA_COLUMNS[0]).and_then(|c| c.as_any().downcast_ref::<Int32Array>().cloned());
         let o = b.column_by_name(KAFKA_COLUMNS[1]).and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned());
         let (Some(p), Some(o)) = (p, o) else {
@@ -169,5 +280,23 @@ mod tests {
         let layout = FileLayout::new(&schema, &spec);
         assert!(layout.arrow.field_with_name("symbol").is_err());
         assert_eq!(layout.file_columns().last().unwrap(), &("kafka_timestamp".to_string(), "timestamp"));
+    }
+
+    #[tokio::test]
+    async fn offsets_are_read_with_ranged_gets_of_the_footer_and_two_columns() {
+        let schema = Schema::indices();
+        let spec = PartitionSpec::parse("year(trade_date)", &schema).unwrap();
+        let layout = FileLayout::new(&schema, &spec);
+        let (cols, order) = rows(&layout);
+        // Row groups of 4 rows: three of them, each with its own two chunks to fetch.
+        let bytes = encode(&layout, &cols, &order, writer_properties(&layout, 4)).unwrap();
+        let want = read_offsets("f", bytes.clone()).unwrap();
+        let m = std::sync::Arc::new(crate::lake::store::MemoryStore::default());
+        m.insert("f.parquet", bytes.clone());
+        let store = crate::lake::Store::new(m);
+        let (got, fetched) = read_offsets_ranged(&store, "f.parquet", bytes.len() as u64).await.unwrap();
+        assert_eq!(got, want);
+        assert!(fetched < bytes.len() as u64, "fetched {fetched} of {} bytes", bytes.len());
+        assert!(read_offsets_ranged(&store, "f.parquet", 4).await.is_err(), "too small to be Parquet");
     }
 }

@@ -26,6 +26,9 @@ pub struct VerifyReport {
     pub partitions: BTreeMap<i32, PartitionReport>,
     pub files: usize,
     pub stray: Vec<String>,
+    /// Bytes read to decide, and the lake's size (set by the caller that read them).
+    pub bytes_read: u64,
+    pub lake_bytes: u64,
 }
 
 impl VerifyReport {
@@ -68,6 +71,13 @@ impl VerifyReport {
         }
         for s in self.stray.iter().take(20) {
             out.push_str(&format!("stray object: {s}\n"));
+        }
+        if self.lake_bytes > 0 {
+            out.push_str(&format!(
+                "read {} of {} (footers and the two offset columns, by ranged GETs)\n",
+                crate::units::human_bytes(self.bytes_read),
+                crate::units::human_bytes(self.lake_bytes)
+            ));
         }
         out.push_str(if self.ok() { "exactly once: yes\n" } else { "exactly once: NO\n" });
         out
