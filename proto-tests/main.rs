@@ -22,6 +22,8 @@ mod schema_changes;
 mod readme;
 // a newcomer's first minutes: per-command advice, plain logs in files, no stray folder, server ownership.
 mod newcomer;
+// compaction: many small cuts into few files, same rows and order; SIGKILLed while a sink writes, still exactly once.
+mod compaction;
 // fencing: one writer per Kafka partition of a lake; a second sink stops, a paused one stops when it wakes.
 mod fencing;
 // athena: the DDL parses with sqlglot and names the columns the sink writes.

@@ -68,6 +68,20 @@ pub async fn run(cli: Cli) -> Result<Option<Kind>> {
             print(report.render(&topic).trim_end())?;
             Ok((!report.ok()).then_some(Kind::VerifyFailed))
         }
+        Command::Lake(LakeCommand::Compact { topic, lake, older_than, target_size }) => {
+            let report =
+                crate::lake_cmd::compact::run(&lake.url()?, &lake.s3(), &topic, older_than, target_size).await?;
+            report_summary(
+                "compact",
+                &report.summary(&topic),
+                &[
+                    ("merged", report.merged as u64),
+                    ("inputs", report.inputs as u64),
+                    ("bytes_read", report.bytes_read),
+                ],
+            );
+            Ok(None)
+        }
         Command::Athena(a) => {
             print(&crate::athena::run(&crate::cli::athena_request(&a)?).await?)?;
             Ok(None)

@@ -273,6 +273,20 @@ pub enum LakeCommand {
         #[command(flatten)]
         lake: LakeArgs,
     },
+    /// Merge the small files of each hive partition (per Kafka partition) into files near --target-size, exactly
+    /// once and resumably; safe while a sink writes the same lake.
+    Compact {
+        #[arg(long, short, env = "TICKLAKE_TOPIC")]
+        topic: String,
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// Only files whose newest record (kafka_timestamp) is older than this, e.g. `1d` (default: every file).
+        #[arg(long, value_parser = parse_duration)]
+        older_than: Option<Duration>,
+        /// Size to aim the merged files at.
+        #[arg(long, default_value = "128MiB", value_parser = parse_bytes)]
+        target_size: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

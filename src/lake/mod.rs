@@ -6,6 +6,7 @@
 //! `parquet` (which columns a file holds, the row buffer, the encoding).
 
 pub mod columns;
+pub mod compact;
 pub mod layout;
 pub mod lease;
 pub mod parquet;

@@ -26,6 +26,9 @@ pub struct VerifyReport {
     pub partitions: BTreeMap<i32, PartitionReport>,
     pub files: usize,
     pub stray: Vec<String>,
+    /// Compactions started and not finished (their intents): until `lake compact` finishes them, some rows may be
+    /// in two files.
+    pub compactions: Vec<String>,
     /// Bytes read to decide, and the lake's size (set by the caller that read them).
     pub bytes_read: u64,
     pub lake_bytes: u64,
@@ -34,6 +37,7 @@ pub struct VerifyReport {
 impl VerifyReport {
     pub fn ok(&self) -> bool {
         self.stray.is_empty()
+            && self.compactions.is_empty()
             && self
                 .partitions
                 .values()
@@ -68,6 +72,9 @@ impl VerifyReport {
             if r.pending {
                 out.push_str("  a cut is pending (the sink stopped mid-commit): run the sink again to complete it\n");
             }
+        }
+        for c in &self.compactions {
+            out.push_str(&format!("a compaction is pending ({c}): run `ticklake lake compact` to finish it\n"));
         }
         for s in self.stray.iter().take(20) {
             out.push_str(&format!("stray object: {s}\n"));

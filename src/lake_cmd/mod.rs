@@ -4,6 +4,8 @@
 //! the checkpoints, and checks that every offset from where the lake started to its checkpoint is there exactly
 //! once, as a row or a reject, and that no object lies outside what the checkpoints cover.
 
+pub mod compact;
+
 use std::collections::BTreeMap;
 
 use crate::lake::parquet::{read_footer, read_offsets_ranged};
@@ -22,7 +24,7 @@ pub enum LakeCmdError {
 }
 
 /// The topic's checkpoints, read from the objects of one listing of the lake.
-async fn checkpoints(
+pub(crate) async fn checkpoints(
     store: &Store,
     topic: &str,
     objects: &[ObjectInfo],
@@ -71,6 +73,8 @@ pub async fn verify(url: &LakeUrl, s3: &S3Options, topic: &str) -> Result<Verify
     let mut report = check(topic, &keys, &cps, &files, &rejects);
     report.bytes_read = read;
     report.lake_bytes = lake_bytes;
+    let intents = crate::lake::compact::intents_prefix(topic);
+    report.compactions = keys.iter().filter(|k| k.starts_with(&intents)).cloned().collect();
     Ok(report)
 }
 
