@@ -19,7 +19,7 @@ fn show_unit(unit: &str, instance: &str, configs: &Path) -> String {
         *a = a.replace("%i", instance).replace("/etc/ticklake/", &format!("{}/", configs.display()));
     }
     // Insert `config show` before the subcommand (the last word before its own flags).
-    let sub = args.iter().position(|a| a == "sink" || a == "replay").expect("a sink or replay unit");
+    let sub = args.iter().position(|a| a == "sink" || a == "replay" || a == "lake").expect("a command in the unit");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticklake"));
     cmd.args(&args[1..sub]).args(["config", "show"]).args(&args[sub..]).env_remove("TICKLAKE_TOPIC");
     let out = ok(run(&mut cmd));
@@ -31,6 +31,8 @@ fn units_verify_and_their_command_lines_and_configs_parse() {
     let deploy = repo_path("deploy");
     let sink = std::fs::read_to_string(deploy.join("ticklake-sink@.service")).unwrap();
     let replay = std::fs::read_to_string(deploy.join("ticklake-replay@.service")).unwrap();
+    let compact = std::fs::read_to_string(deploy.join("ticklake-compact@.service")).unwrap();
+    let timer = std::fs::read_to_string(deploy.join("ticklake-compact@.timer")).unwrap();
 
     let shown = show_unit(&sink, "indices", &deploy);
     for want in [
@@ -49,9 +51,20 @@ fn units_verify_and_their_command_lines_and_configs_parse() {
         assert!(shown.contains(want), "missing {want}:\n{shown}");
     }
 
+    let shown = show_unit(&compact, "indices", &deploy);
+    for want in ["older_than = \"1h\"  # file", "to = \"s3://my-market-lake/indices\"  # file"] {
+        assert!(shown.contains(want), "missing {want}:\n{shown}");
+    }
+
     // systemd's own check, with ExecStart pointing at this build (verify wants an executable that exists).
     let dir = tempfile::tempdir().unwrap();
-    for (name, text) in [("ticklake-sink@.service", &sink), ("ticklake-replay@.service", &replay)] {
+    let units = [
+        ("ticklake-sink@.service", &sink),
+        ("ticklake-replay@.service", &replay),
+        ("ticklake-compact@.service", &compact),
+        ("ticklake-compact@.timer", &timer),
+    ];
+    for (name, text) in units {
         let text = text.replace("/usr/local/bin/ticklake", env!("CARGO_BIN_EXE_ticklake"));
         std::fs::write(dir.path().join(name), text).unwrap();
         let instance = dir.path().join(name.replace("@.", "@indices."));

@@ -77,6 +77,36 @@ def run(binary, rows, csv, tmp, partitions, env):
         print(f"{name:<36} {json_bytes:>14,} {b:>12,} {json_bytes / b:>8.0f}x")
     print(f"objects: JSON {json_objects:,} vs lake {files:,} Parquet files ({json_objects / files:,.0f}x fewer)")
     print(f"Q2 per row: {q['Q2 all symbols, all years, close'][0] / rows:.2f} bytes (a DOUBLE is 8 before compression)")
+    if partitions == 1:
+        live(binary, topic, tmp, env, q, files)
+
+
+def live(binary, topic, tmp, env, batch, batch_files):
+    """The live-feed lake: the same records in cuts of 300 rows (a row a second with --max-age 300s), before and
+    after `lake compact`, next to the batch load's figures."""
+    lake = os.path.join(tmp, "lake-live")
+    subprocess.run([binary, "sink", "--topic", topic, "--to", lake, "--exit-at-end", "--max-rows", "300"], check=True,
+                   env=env, stderr=subprocess.DEVNULL)
+    def measure():
+        n = sum(len([x for x in ns if x.endswith(".parquet")]) for d, _, ns in os.walk(lake) if "_ticklake" not in d)
+        return n, {
+            "Q1 one symbol, one year, close": scan(lake, {"close"}, year=2000, symbol="HSI"),
+            "Q2 all symbols, all years, close": scan(lake, {"close"}),
+            "Q3 one day, all columns": scan(lake, None, year=2000, day=datetime.date(2000, 6, 15)),
+        }
+    files_before, before = measure()
+    subprocess.run([binary, "lake", "compact", "--topic", topic, "--to", lake], check=True, env=env,
+                   stderr=subprocess.DEVNULL)
+    files_after, after = measure()
+    print("\nlive feed (cuts of 300 rows), before and after `lake compact`, against the batch load:")
+    print(f"{'query':<36} {'small cuts':>14} {'compacted':>12} {'batch':>12} {'compacted/batch':>16}")
+    for name in batch:
+        b, a, base = before[name][0], after[name][0], batch[name][0]
+        print(f"{name:<36} {b:>14,} {a:>12,} {base:>12,} {a / base:>15.2f}x")
+    for name in batch:
+        print(f"  files opened by {name}: small cuts {before[name][1]:,}, compacted {after[name][1]:,}, "
+              f"batch {batch[name][1]:,}")
+    print(f"objects: small cuts {files_before:,}, compacted {files_after:,}, batch {batch_files:,}")
 
 
 def main():
