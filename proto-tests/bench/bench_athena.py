@@ -107,6 +107,12 @@ def live(binary, topic, tmp, env, batch, batch_files):
         print(f"  files opened by {name}: small cuts {before[name][1]:,}, compacted {after[name][1]:,}, "
               f"batch {batch[name][1]:,}")
     print(f"objects: small cuts {files_before:,}, compacted {files_after:,}, batch {batch_files:,}")
+    # What the lake commands read of it (ranged GETs of footers and offset columns), next to its size.
+    for cmd in (["lake", "verify"], ["lake", "stats"]):
+        out = subprocess.run([binary, *cmd, "--topic", topic, "--to", lake], check=True, env=env,
+                             capture_output=True, text=True).stdout
+        line = next((l for l in out.splitlines() if l.startswith("read ")), "?")
+        print(f"`{' '.join(cmd)}` on the compacted lake: {line}")
 
 
 def main():
