@@ -86,7 +86,8 @@ pub const SMALL_FILE_ROWS: i64 = 10_000;
 pub async fn stats(url: &LakeUrl, s3: &S3Options, topic: &str) -> Result<String, LakeCmdError> {
     let store = Store::open(url, s3).await?;
     let objects = store.list("").await?;
-    let mut hive = std::collections::BTreeSet::new();
+    // Per hive partition: files and rows (the newest ones are printed: a live feed fills today's).
+    let mut hive: BTreeMap<String, (u64, i64)> = BTreeMap::new();
     let (mut files, mut bytes, mut rows, mut read, mut small) = (0u64, 0u64, 0i64, 0u64, 0u64);
     for o in &objects {
         if o.key.starts_with(&format!("{STATE_PREFIX}/")) || parse_data_key(&o.key, topic).is_none() {
@@ -94,10 +95,12 @@ pub async fn stats(url: &LakeUrl, s3: &S3Options, topic: &str) -> Result<String,
         }
         files += 1;
         bytes += o.size;
-        hive.insert(o.key.rsplit_once('/').map_or("", |(d, _)| d).to_string());
         let (meta, pieces) = read_footer(&store, &o.key, o.size).await?;
         read += pieces.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
         rows += meta.file_metadata().num_rows();
+        let h = hive.entry(o.key.rsplit_once('/').map_or("", |(d, _)| d).to_string()).or_default();
+        h.0 += 1;
+        h.1 += meta.file_metadata().num_rows();
         if meta.file_metadata().num_rows() < SMALL_FILE_ROWS {
             small += 1;
         }
@@ -108,11 +111,19 @@ pub async fn stats(url: &LakeUrl, s3: &S3Options, topic: &str) -> Result<String,
         hive.len(),
         crate::units::human_bytes(bytes)
     );
+    let shown = hive.len().min(5);
+    for (path, (n, r)) in hive.iter().skip(hive.len() - shown) {
+        let path = if path.is_empty() { "(no hive partitioning)" } else { path };
+        out.push_str(&format!("  hive partition {path}: {n} file(s), {r} row(s)\n"));
+    }
+    if hive.len() > shown {
+        out.push_str(&format!("  (and {} older hive partition(s))\n", hive.len() - shown));
+    }
     out.push_str(&format!(
         "small files (under {SMALL_FILE_ROWS} rows): {small}{}\n",
         if small >= 10 && small * 2 >= files {
-            "; Athena opens every file it scans, so many small ones cost more than their bytes: fewer, larger cuts \
-             (--max-age, --max-rows) help"
+            "; Athena opens every file it scans, so many small ones cost more than their bytes: run `ticklake lake \
+             compact` (deploy/ has a nightly timer)"
         } else {
             ""
         }
