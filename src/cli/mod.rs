@@ -8,6 +8,7 @@ pub mod config_file;
 mod convert;
 mod defs;
 pub mod docs;
+mod pipeline_defs;
 mod values;
 
 pub use convert::{athena_request, doctor_config, resolve_schema_arg};
