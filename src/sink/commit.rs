@@ -235,7 +235,12 @@ mod tests {
 
     /// A committer over `store`; `stored` says whether the table spec is already in it (a restart).
     fn committer(store: Store, stored: bool) -> Committer {
-        let fence = Arc::new(super::super::fence::Fence::new(store.clone(), "t", Duration::from_secs(30)));
+        let fence = Arc::new(super::super::fence::Fence::new(
+            store.clone(),
+            "t",
+            Duration::from_secs(30),
+            Duration::from_secs(1),
+        ));
         let schema = Schema::indices();
         let spec = PartitionSpec::parse("year(trade_date)", &schema).unwrap();
         let table = TableSpec::new("t", schema.clone(), spec.describe(&schema), vec![], 4096);

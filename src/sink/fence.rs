@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::SinkError;
+use super::commit::put_conditional_with_retry;
 use crate::lake::lease::{Lease, host_name, lease_key, pid_runs_ticklake};
 use crate::lake::store::{Etag, Put};
 use crate::lake::{Store, StoreError};
@@ -32,6 +33,8 @@ pub struct Fence {
     topic: String,
     me: Lease,
     ttl: Duration,
+    /// How long a lease request's transient failures (5xx, resets) are retried, as every lake request is.
+    retry_for: Duration,
     /// Held leases: partition → the version this sink last wrote.
     held: Mutex<HashMap<i32, (Etag, Lease)>>,
     /// Another sink took a partition over.
@@ -39,7 +42,7 @@ pub struct Fence {
 }
 
 impl Fence {
-    pub fn new(store: Store, topic: &str, ttl: Duration) -> Fence {
+    pub fn new(store: Store, topic: &str, ttl: Duration, retry_for: Duration) -> Fence {
         let n: u64 = rand::random();
         let me = Lease {
             writer: format!("{n:016x}"),
@@ -50,7 +53,15 @@ impl Fence {
             ttl_ms: ttl.as_millis() as u64,
             released: false,
         };
-        Fence { store, topic: topic.into(), me, ttl, held: Mutex::new(HashMap::new()), lost: AtomicBool::new(false) }
+        Fence {
+            store,
+            topic: topic.into(),
+            me,
+            ttl,
+            retry_for,
+            held: Mutex::new(HashMap::new()),
+            lost: AtomicBool::new(false),
+        }
     }
 
     pub fn writer(&self) -> &str {
@@ -70,7 +81,8 @@ impl Fence {
         let key = lease_key(&self.topic, p);
         let mut watched: Option<(Etag, Instant)> = None;
         loop {
-            let current = self.store.get_versioned(&key).await?;
+            let store = &self.store;
+            let current = crate::lake::retry("read", &key, self.retry_for, || store.get_versioned(&key)).await?;
             let mode = match &current {
                 None => Put::Create,
                 Some((bytes, etag)) => {
@@ -105,7 +117,7 @@ impl Fence {
             };
             let lease = Lease { renewals: 0, ..self.me.clone() };
             let bytes = serde_json::to_vec_pretty(&lease).expect("lease serializes");
-            match self.store.put_if(&key, bytes, mode).await {
+            match put_conditional_with_retry(&self.store, &key, bytes, mode, self.retry_for).await {
                 Ok(etag) => {
                     self.held.lock().expect("lock").insert(p, (etag, lease));
                     return Ok(());
@@ -130,11 +142,20 @@ impl Fence {
             for (p, (etag, lease)) in held {
                 let next = Lease { renewals: lease.renewals + 1, ..lease };
                 let bytes = serde_json::to_vec_pretty(&next).expect("lease serializes");
-                match self.store.put_if(&lease_key(&self.topic, p), bytes, Put::Replace(etag)).await {
+                let key = lease_key(&self.topic, p);
+                match put_conditional_with_retry(&self.store, &key, bytes, Put::Replace(etag), self.ttl / 3).await {
                     Ok(etag) => {
                         self.held.lock().expect("lock").insert(p, (etag, next));
                     }
                     Err(StoreError::Conflict { .. }) => {
+                        // A renewal whose answer was lost still counts: if the lease is ours, take its version.
+                        if let Ok(Some((bytes, etag))) = self.store.get_versioned(&key).await
+                            && serde_json::from_slice::<Lease>(&bytes).is_ok_and(|l| l.writer == self.me.writer)
+                        {
+                            let mine: Lease = serde_json::from_slice(&bytes).expect("parsed above");
+                            self.held.lock().expect("lock").insert(p, (etag, mine));
+                            continue;
+                        }
                         let holder = self.holder(p).await;
                         tracing::error!(
                             kafka_partition = p, holder = %holder.as_ref().map_or("?".into(), Lease::describe),
@@ -191,7 +212,7 @@ mod tests {
     async fn a_live_holder_fences_a_newcomer_and_a_released_lease_is_free() {
         let store = Store::new(Arc::new(MemoryStore::default()));
         let ttl = Duration::from_millis(600);
-        let a = Arc::new(Fence::new(store.clone(), "t", ttl));
+        let a = Arc::new(Fence::new(store.clone(), "t", ttl, Duration::from_secs(1)));
         let shutdown = Shutdown::new();
         a.acquire(0, &shutdown).await.unwrap();
         // A renews; B, on the same host with A's pid alive (this process), waits, sees the renewal, and stops.
@@ -199,7 +220,7 @@ mod tests {
             let (a, s) = (a.clone(), shutdown.clone());
             async move { a.renew_until(s.clone(), s).await }
         });
-        let b = Fence::new(store.clone(), "t", ttl);
+        let b = Fence::new(store.clone(), "t", ttl, Duration::from_secs(1));
         let e = b.acquire(0, &Shutdown::new()).await.unwrap_err();
         assert!(matches!(e, SinkError::Fenced { partition: 0, .. }), "{e}");
         assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
@@ -214,10 +235,10 @@ mod tests {
     async fn a_holder_that_stops_renewing_is_taken_over_and_then_refused() {
         let store = Store::new(Arc::new(MemoryStore::default()));
         let ttl = Duration::from_millis(300);
-        let a = Fence::new(store.clone(), "t", ttl);
+        let a = Fence::new(store.clone(), "t", ttl, Duration::from_secs(1));
         a.acquire(3, &Shutdown::new()).await.unwrap();
         // A is paused: no renewal. B waits the TTL out, then takes over.
-        let b = Fence::new(store.clone(), "t", ttl);
+        let b = Fence::new(store.clone(), "t", ttl, Duration::from_secs(1));
         b.acquire(3, &Shutdown::new()).await.unwrap();
         // A wakes: its renewal is refused, and it stops.
         let shutdown = Shutdown::new();

@@ -173,7 +173,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
     );
     let taken = spec.fields.iter().map(|f| f.name.clone()).collect();
     let stats = Arc::new(SinkStats::default());
-    let fence = Arc::new(fence::Fence::new(store.clone(), &cfg.topic, cfg.lease_ttl));
+    let fence = Arc::new(fence::Fence::new(store.clone(), &cfg.topic, cfg.lease_ttl, cfg.retry_for));
     let renewing = {
         let (fence, stop, sink) = (fence.clone(), Shutdown::new(), shutdown.clone());
         let handle = tokio::spawn({
