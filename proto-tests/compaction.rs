@@ -38,13 +38,6 @@ fn rows(env: &TestEnv, lake: &std::path::Path) -> Vec<(i64, i64, String)> {
     out
 }
 
-fn verify(env: &TestEnv, topic: &str, to: &str) -> String {
-    let out = run(env.ticklake().args(["lake", "verify", "--topic", topic, "--to", to]));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}\n{}", stderr(&out));
-    text
-}
-
 #[test]
 fn compaction_merges_small_cuts_into_few_files_with_the_same_rows() {
     let env = env_or_skip!();
@@ -77,7 +70,7 @@ fn compaction_merges_small_cuts_into_few_files_with_the_same_rows() {
     assert_eq!(after_files.len(), groups.len(), "one file per hive partition and Kafka partition: {after_files:?}");
     assert_eq!(rows(&env, &lake), before, "the same rows, field by field");
     assert_eq!(answer(&lake), query_before, "DuckDB answers the same");
-    assert!(verify(&env, &topic, to).contains("exactly once: yes"));
+    assert!(verify_lake(&env, &topic, to).contains("exactly once: yes"));
     // In each file the rows follow the lake's order: trade_date, symbol, then offset.
     let dump = env.read_lake(LakeAt::Local(&lake));
     for f in &after_files {
@@ -157,7 +150,7 @@ fn compaction_killed_at_random_moments_while_a_sink_writes_stays_exactly_once() 
     sink.signal("-TERM");
     let (status, err) = sink.finish();
     assert_eq!(status.code(), Some(143), "{err}");
-    let report = verify(&env, &topic, &to);
+    let report = verify_lake(&env, &topic, &to);
     assert!(report.contains("exactly once: yes") && report.contains(&format!("covered by {sent} row(s)")), "{report}");
     assert_eq!(rows(&env, &lake).len() as u64, sent);
 }

@@ -15,13 +15,6 @@ fn sink(env: &TestEnv, topic: &str, to: &str) -> Logged {
     ]))
 }
 
-fn verify(env: &TestEnv, topic: &str, to: &str) -> String {
-    let out = run(env.ticklake().args(["lake", "verify", "--topic", topic, "--to", to]));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}\n{}", stderr(&out));
-    text
-}
-
 #[test]
 fn two_sinks_started_at_once_admit_exactly_one() {
     let env = env_or_skip!();
@@ -55,7 +48,7 @@ fn two_sinks_started_at_once_admit_exactly_one() {
     running.signal("-TERM");
     let (status, err) = running.finish();
     assert_eq!(status.code(), Some(143), "{err}");
-    let report = verify(&env, &topic, to);
+    let report = verify_lake(&env, &topic, to);
     assert!(report.contains("exactly once: yes"), "{report}");
     // A third sink after a clean stop starts at once (the lease was released).
     let out = run(&mut sink_cmd(&env, &topic, to, &["--lease-ttl", "2s"]));
@@ -86,7 +79,7 @@ async fn a_paused_sink_that_wakes_after_a_takeover_stops_without_a_duplicate() {
     b.signal("-TERM");
     let (status, err) = b.finish();
     assert_eq!(status.code(), Some(143), "{err}");
-    let report = verify(&env, &topic, to);
+    let report = verify_lake(&env, &topic, to);
     assert!(report.contains("exactly once: yes"), "{report}");
     let rows: u64 =
         report.lines().filter_map(|l| l.split(" covered by ").nth(1)?.split(' ').next()?.parse::<u64>().ok()).sum();

@@ -148,6 +148,14 @@ pub fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
     rdr.records().map(|r| header.iter().cloned().zip(r.unwrap().iter().map(String::from)).collect()).collect()
 }
 
+/// `ticklake lake verify`'s report, which must pass.
+pub fn verify_lake(env: &TestEnv, topic: &str, to: &str) -> String {
+    let out = run(env.ticklake().args(["lake", "verify", "--topic", topic, "--to", to]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    text
+}
+
 /// A count from a command's machine-readable summary (run it with `--log-format json`): `summary_count(err,
 /// "sent")`. Never parses the human line.
 pub fn summary_count(stderr: &str, what: &str) -> u64 {
