@@ -1,8 +1,6 @@
 //! `lake compact`: a lake of many small cuts becomes a few files with the same rows in the lake's order; SIGKILLed
 //! at random moments while a sink writes the same lake, a rerun still leaves every offset exactly once.
 
-use std::time::Duration;
-
 use crate::env_or_skip;
 use crate::support::*;
 
@@ -103,7 +101,7 @@ fn compaction_killed_at_random_moments_while_a_sink_writes_stays_exactly_once() 
     let csv = repo_path("data/indices.csv");
     let replay = Logged::spawn(
         env.ticklake()
-            .args(["replay", csv.to_str().unwrap(), "--topic", &topic, "--rate", "1500"])
+            .args(["replay", csv.to_str().unwrap(), "--topic", &topic, "--rate", "250"])
             .args(["--log-format", "json"]),
     );
     let sink = Logged::spawn(env.ticklake().args(["sink", "--topic", &topic, "--to", &to]).args([
@@ -117,28 +115,36 @@ fn compaction_killed_at_random_moments_while_a_sink_writes_stays_exactly_once() 
         "3s",
     ]));
     sink.wait_for("the sink's first files", |l| l.contains(" files") && !l.contains(" 0 files"));
+    // Each round kills a compaction right after its k-th protocol step (k random, seeded): after the intent, after
+    // the output, between deletes... The replay is paced so that every round finds new small files to merge.
     let mut state: u64 =
         std::env::var("TICKLAKE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
     eprintln!("seed {state} (rerun with TICKLAKE_TEST_SEED={state})");
-    let mut kills = 0;
-    let mut rounds = 0;
+    let (mut kills, mut rounds) = (0, 0);
     while kills < 10 {
         rounds += 1;
-        assert!(rounds < 200, "only {kills} kills landed in {rounds} rounds");
+        assert!(rounds < 100, "only {kills} kills landed in {rounds} rounds");
         state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let wait = Duration::from_millis(5 + (state >> 33) % 150);
-        let mut c = KillOnDrop(
+        let k = 1 + ((state >> 33) % 4) as usize;
+        // Something to merge: the sink has left at least three files in a folder since the last round (an event on
+        // the file system, polled).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while data_files(&lake).len() < 4 {
+            assert!(std::time::Instant::now() < deadline, "the sink stopped leaving files");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let c = Logged::spawn(
             env.ticklake()
                 .args(["lake", "compact", "--topic", &topic, "--to", &to])
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap(),
+                .env("RUST_LOG", "debug,rskafka=error"),
         );
-        std::thread::sleep(wait);
-        if c.0.try_wait().unwrap().is_none() {
-            c.0.kill().unwrap();
-            c.0.wait().unwrap();
+        if c.wait_count(|l| l.contains("compaction step:"), k) {
+            c.signal("-KILL");
             kills += 1;
+            let _ = c.finish();
+        } else {
+            let (status, err) = c.finish();
+            assert!(status.success(), "a compaction failed:\n{err}");
         }
     }
     let (status, err) = replay.finish();

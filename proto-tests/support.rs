@@ -167,6 +167,8 @@ pub fn summary_count(stderr: &str, what: &str) -> u64 {
         .unwrap_or_else(|| panic!("no JSON summary with '{what}' (was --log-format json passed?) in:\n{stderr}"))
 }
 
+const END_OF_STDERR: &str = "\u{0}end of stderr";
+
 /// A running command whose stderr is read as it comes, so a test can wait for a log line (an event) instead of
 /// sleeping. Killed on drop.
 pub struct Logged {
@@ -187,6 +189,9 @@ impl Logged {
                 l.0.lock().unwrap().push(line);
                 l.1.notify_all();
             }
+            // End of stderr (the process exited): a last line no command prints, so waiters can tell.
+            l.0.lock().unwrap().push(END_OF_STDERR.into());
+            l.1.notify_all();
         });
         Logged { child: KillOnDrop(child), lines, reader: Some(reader) }
     }
@@ -202,6 +207,23 @@ impl Logged {
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             assert!(!left.is_zero(), "never saw {what}; stderr so far:\n{}", seen.join("\n"));
+            seen = self.lines.1.wait_timeout(seen, left.min(Duration::from_millis(500))).unwrap().0;
+        }
+    }
+
+    /// Waits until `n` stderr lines match `pred` (true) or the process ends first (false).
+    pub fn wait_count(&self, pred: impl Fn(&str) -> bool, n: usize) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let mut seen = self.lines.0.lock().unwrap();
+        loop {
+            if seen.iter().filter(|l| pred(l)).count() >= n {
+                return true;
+            }
+            if seen.last().is_some_and(|l| l == END_OF_STDERR) {
+                return false;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(!left.is_zero(), "neither {n} matching lines nor an exit; stderr so far:\n{}", seen.join("\n"));
             seen = self.lines.1.wait_timeout(seen, left.min(Duration::from_millis(500))).unwrap().0;
         }
     }
@@ -232,7 +254,8 @@ impl Logged {
         if let Some(r) = self.reader.take() {
             r.join().unwrap();
         }
-        let text = self.lines.0.lock().unwrap().join("\n");
+        let lines = self.lines.0.lock().unwrap();
+        let text = lines.iter().filter(|l| *l != END_OF_STDERR).cloned().collect::<Vec<_>>().join("\n");
         (status, text)
     }
 }

@@ -91,7 +91,9 @@ pub async fn run(
         let key = intent_key(topic, intent.partition, &intent.output);
         let bytes = serde_json::to_vec_pretty(&intent).expect("intent serializes");
         match store.put_if(&key, bytes, Put::Create).await {
-            Ok(_) => {}
+            Ok(_) => {
+                tracing::debug!(output = %intent.output, inputs = intent.inputs.len(), "compaction step: intent recorded")
+            }
             // Another compactor is on it: leave it to them (or to the next run).
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(e.into()),
@@ -154,10 +156,13 @@ async fn finish(
         store.put(&intent.output, bytes.clone())
     })
     .await?;
+    tracing::debug!(output = %intent.output, "compaction step: output stored");
     for key in intent.inputs.iter().filter(|k| **k != intent.output) {
         crate::lake::retry("delete", key, std::time::Duration::from_secs(60), || store.delete(key)).await?;
+        tracing::debug!(input = %key, "compaction step: input deleted");
     }
     store.delete(&intent_key(&intent.topic, intent.partition, &intent.output)).await?;
+    tracing::debug!(output = %intent.output, "compaction step: intent removed");
     report.merged += 1;
     report.inputs += intent.inputs.len();
     Ok(())
