@@ -47,12 +47,26 @@ impl TryFrom<&SinkArgs> for crate::sink::SinkConfig {
         if a.max_rows == 0 || a.row_group_rows == 0 {
             return Err(usage("--max-rows and --row-group-rows must be at least 1".into()));
         }
+        // Before any I/O: the spec's syntax always; its columns too when the schema is given here.
+        let schema = resolve_schema_arg(a.schema.as_deref())?;
+        if let Some(p) = &a.partition_by {
+            match &schema {
+                Some(s) => crate::lake::PartitionSpec::parse(p, s).map(|_| ()),
+                None => crate::lake::PartitionSpec::check_syntax(p),
+            }
+            .map_err(|e| usage(e.to_string()))?;
+        }
+        if let (Some(s), Some(cols)) = (&schema, &a.sort_by)
+            && let Some(bad) = cols.split(',').map(str::trim).find(|c| !c.is_empty() && s.field(c).is_none())
+        {
+            return Err(usage(format!("--sort-by: no column '{bad}' in schema '{}'", s.name)));
+        }
         Ok(crate::sink::SinkConfig {
             topic: a.topic.clone(),
             lake: a.lake.url()?,
             s3: crate::lake::S3Options { retry_for: a.retry_for, ..a.lake.s3() },
             partitions: a.partitions.as_deref().map(parse_partition_list).transpose().map_err(usage)?,
-            schema: resolve_schema_arg(a.schema.as_deref())?,
+            schema,
             partition_by: a.partition_by.clone(),
             sort_by: a
                 .sort_by

@@ -84,4 +84,18 @@ mod tests {
         assert!(replay(&["x", "-t", "t", "--schema", "candles"]).unwrap_err().to_string().contains("presets"));
         assert!(replay(&["x", "-t", "t", "--rejects", "r.jsonl"]).is_err());
     }
+
+    #[test]
+    fn a_typo_in_the_sink_layout_stops_before_any_io() {
+        let sink = |args: &[&str]| {
+            let mut full = vec!["ticklake", "sink", "--topic", "t", "--to", "./lake"];
+            full.extend_from_slice(args);
+            let Command::Sink(a) = Cli::try_parse_from(full).unwrap().command else { unreachable!() };
+            crate::sink::SinkConfig::try_from(a.as_ref()).map(|_| ())
+        };
+        assert!(sink(&["--partition-by", "year(trade_date)"]).is_ok());
+        assert!(sink(&["--partition-by", "yaer(trade_date)"]).unwrap_err().to_string().contains("yaer"));
+        assert!(sink(&["--schema", "indices", "--partition-by", "day(nope)"]).is_err(), "columns too, with a schema");
+        assert!(sink(&["--schema", "indices", "--sort-by", "nope"]).unwrap_err().to_string().contains("'nope'"));
+    }
 }

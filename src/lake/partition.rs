@@ -142,6 +142,35 @@ impl PartitionSpec {
         Ok(PartitionSpec { fields })
     }
 
+    /// Checks a spec's syntax without a schema (transform names, brackets, key names), so that a typo stops the
+    /// command before it connects anywhere; `parse` checks the columns once the schema is known.
+    pub fn check_syntax(text: &str) -> Result<(), SpecError> {
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (rename, expr) = match part.split_once('=') {
+                Some((n, e)) => (Some(n.trim()), e.trim()),
+                None => (None, part),
+            };
+            let column = match expr.split_once('(') {
+                Some((t, rest)) => {
+                    if !matches!(t.trim(), "year" | "month" | "day" | "hour" | "identity") {
+                        return Err(SpecError::Syntax(part.into()));
+                    }
+                    rest.strip_suffix(')').ok_or_else(|| SpecError::Syntax(part.into()))?.trim()
+                }
+                None => expr,
+            };
+            if column.is_empty() || column.contains(['(', ')', ' ']) {
+                return Err(SpecError::Syntax(part.into()));
+            }
+            if let Some(n) = rename
+                && normalize_column_name(n) != n
+            {
+                return Err(SpecError::BadName { name: n.into(), reason: "use lower-case snake_case".into() });
+            }
+        }
+        Ok(())
+    }
+
     /// Schema columns that live in the path, not in the files (identity partitions).
     pub fn is_path_column(&self, schema_index: usize) -> bool {
         self.fields.iter().any(|f| f.transform == Transform::Identity && f.source == schema_index)
@@ -379,6 +408,16 @@ mod tests {
         fn escaping_round_trips(v in "\\PC{0,20}") {
             prop_assert_eq!(unescape_hive(&escape_hive(&v)), v.clone());
             prop_assert!(!escape_hive(&v).contains('/'));
+        }
+    }
+
+    #[test]
+    fn syntax_is_checked_without_a_schema() {
+        for ok in ["year(trade_date)", "dt=day(ts),symbol", "m=month( t )", ""] {
+            PartitionSpec::check_syntax(ok).unwrap();
+        }
+        for bad in ["yaer(trade_date)", "day(ts", "day()", "Dt=day(ts)", "a b"] {
+            assert!(PartitionSpec::check_syntax(bad).is_err(), "{bad}");
         }
     }
 }
