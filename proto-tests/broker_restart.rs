@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::env_or_skip;
 use crate::support::*;
@@ -12,14 +12,6 @@ use crate::support::*;
 /// A sample from a Prometheus scrape, or 0 when the endpoint is not answering.
 fn scrape(addr: &str, name: &str) -> f64 {
     http_get(addr, "/metrics").ok().and_then(|(_, text)| metric(&text, name)).unwrap_or(0.0)
-}
-
-fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} within {secs} s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -52,7 +44,7 @@ fn broker_restart_while_replay_and_sink_run_loses_nothing() {
     );
     let metrics = sink.metrics_addr();
     let records = |m: &str| scrape(m, "ticklake_sink_records_total");
-    wait_for("the sink consuming", 20, || records(&metrics) > 200.0);
+    wait_until("the sink consuming", || (records(&metrics) > 200.0).then_some(()));
 
     broker.kill();
     std::thread::sleep(Duration::from_secs(4));
@@ -60,8 +52,8 @@ fn broker_restart_while_replay_and_sink_run_loses_nothing() {
     broker.start();
 
     // The sink rode out the outage: it retried its fetches and consumes again, still the same process.
-    wait_for("the sink retrying and consuming after the restart", 30, || {
-        scrape(&metrics, "ticklake_sink_fetch_retries_total") > 0.0 && records(&metrics) > before
+    wait_until("the sink retrying and consuming after the restart", || {
+        (scrape(&metrics, "ticklake_sink_fetch_retries_total") > 0.0 && records(&metrics) > before).then_some(())
     });
     assert!(sink.child.0.try_wait().unwrap().is_none(), "the sink must not have stopped");
     // Then it dies mid-stream (SIGKILL), while replay still sends.

@@ -128,11 +128,7 @@ fn compaction_killed_at_random_moments_while_a_sink_writes_stays_exactly_once() 
         let k = 1 + ((state >> 33) % 4) as usize;
         // Something to merge: the sink has left at least three files in a folder since the last round (an event on
         // the file system, polled).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while data_files(&lake).len() < 4 {
-            assert!(std::time::Instant::now() < deadline, "the sink stopped leaving files");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_until("the sink leaving files to merge", || (data_files(&lake).len() >= 4).then_some(()));
         let c = Logged::spawn(
             env.ticklake()
                 .args(["lake", "compact", "--topic", &topic, "--to", &to])

@@ -25,19 +25,13 @@ fn two_sinks_started_at_once_admit_exactly_one() {
     let to = to.to_str().unwrap();
     let (a, b) = (sink(&env, &topic, to), sink(&env, &topic, to));
     // Exactly one of them stops, with its own code and the other's host and start time; it wrote nothing.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let (stopped, running) = loop {
-        let (ea, eb) = (a.exited(), b.exited());
-        assert!(!(ea && eb), "both stopped");
-        if ea {
-            break (a, b);
-        }
-        if eb {
-            break (b, a);
-        }
-        assert!(std::time::Instant::now() < deadline, "neither sink stopped");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let a_stopped = wait_until("one of the two sinks stopping", || match (a.exited(), b.exited()) {
+        (true, true) => panic!("both stopped"),
+        (true, false) => Some(true),
+        (false, true) => Some(false),
+        (false, false) => None,
+    });
+    let (stopped, running) = if a_stopped { (a, b) } else { (b, a) };
     let (status, err) = stopped.finish();
     assert_eq!(status.code(), Some(13), "{err}");
     assert!(err.contains("another sink writes this Kafka partition") && err.contains("started 20"), "{err}");

@@ -113,10 +113,6 @@ fn the_server_script_stops_only_what_it_started() {
     script(&["stop", "proto-1"]);
     assert!(up(kafka) && up(s3), "`just test` left the demo's servers running");
     script(&["stop", "demo"]);
-    // kill -9 is immediate, the port's release follows: wait for it (an event, not a fixed sleep).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while up(kafka) || up(s3) {
-        assert!(std::time::Instant::now() < deadline, "the demo's servers did not stop");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    // kill -9 is immediate, the port's release follows: wait for it.
+    wait_until("the demo's servers stopping", || (!up(kafka) && !up(s3)).then_some(()));
 }

@@ -148,6 +148,20 @@ pub fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
     rdr.records().map(|r| header.iter().cloned().zip(r.unwrap().iter().map(String::from)).collect()).collect()
 }
 
+/// Waits for a state no process announces on its own (files in a folder, a metric, a closed port): `probe` is
+/// asked every 50 ms until it answers `Some`. The 120 s bound only turns a hang into a failure naming `what`;
+/// nothing is asserted about how soon the state comes. Prefer `Logged::wait_for` when a log line says it.
+pub fn wait_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "never saw {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `ticklake lake verify`'s report, which must pass.
 pub fn verify_lake(env: &TestEnv, topic: &str, to: &str) -> String {
     let out = run(env.ticklake().args(["lake", "verify", "--topic", topic, "--to", to]));
@@ -237,10 +251,8 @@ impl Logged {
 
     /// Whether it has exited (without waiting).
     pub fn exited(&self) -> bool {
-        // try_wait needs &mut; a zero-signal probe of /proc answers the same without it.
-        !std::path::Path::new(&format!("/proc/{}", self.child.0.id())).exists()
-            || std::fs::read_to_string(format!("/proc/{}/stat", self.child.0.id()))
-                .is_ok_and(|s| s.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
+        // Its stderr ended: the reader thread marks that with a last line.
+        self.lines.0.lock().unwrap().last().is_some_and(|l| l == END_OF_STDERR)
     }
 
     pub fn signal(&self, sig: &str) {

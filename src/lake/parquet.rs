@@ -143,13 +143,25 @@ pub async fn read_offsets_ranged(
     }
     let mut fetched: u64 = footer_pieces.iter().map(|(_, b)| b.len() as u64).sum();
     let mut pieces = footer_pieces;
-    for rg in meta.row_groups() {
-        for &i in &wanted {
-            let (start, len) = rg.column(i).byte_range();
-            let b = store.get_range(key, start..start + len).await?;
-            fetched += b.len() as u64;
-            pieces.push((start, bytes::Bytes::from(b)));
+    // The two columns sit side by side in every row group: adjacent chunks are fetched in one GET.
+    let mut ranges: Vec<std::ops::Range<u64>> = meta
+        .row_groups()
+        .iter()
+        .flat_map(|rg| wanted.iter().map(move |&i| rg.column(i).byte_range()))
+        .map(|(start, len)| start..start + len)
+        .collect();
+    ranges.sort_by_key(|r| r.start);
+    let mut merged: Vec<std::ops::Range<u64>> = Vec::new();
+    for r in ranges {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => merged.push(r),
         }
+    }
+    for r in merged {
+        let b = store.get_range(key, r.clone()).await?;
+        fetched += b.len() as u64;
+        pieces.push((r.start, bytes::Bytes::from(b)));
     }
     let sparse = Sparse { len: size, pieces };
     let options = parquet::arrow::arrow_reader::ArrowReaderOptions::default();

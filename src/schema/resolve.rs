@@ -71,7 +71,7 @@ pub fn from_records(sample: &[serde_json::Map<String, Json>]) -> (Schema, Schema
 /// told apart by JSON kind). `Ok(None)` for a null (nothing to store, and no type to learn yet); `Err` for a value
 /// a flat column cannot hold (an array or an object), which makes the record a reject.
 pub fn column_for(schema: &Schema, key: &str, value: &Json) -> Result<Option<Field>, String> {
-    let ty = match value {
+    match value {
         Json::Null => return Ok(None),
         Json::Array(_) | Json::Object(_) => {
             return Err(format!(
@@ -79,23 +79,19 @@ pub fn column_for(schema: &Schema, key: &str, value: &Json) -> Result<Option<Fie
                 if value.is_array() { "an array" } else { "an object" }
             ));
         }
-        Json::Bool(_) => ColumnType::Boolean,
-        Json::Number(n) if n.is_i64() => ColumnType::Bigint,
-        Json::Number(_) => ColumnType::Double,
-        Json::String(_) => {
-            let (s, _) = with_extra_columns(
-                Schema { name: String::new(), key: None, event_time: None, fields: vec![] },
-                &[key.to_string()],
-                &[vec![json_text(value)]],
-            );
-            json_fit(s.fields[0].ty, &[value]).unwrap_or(s.fields[0].ty)
-        }
-    };
+        _ => {}
+    }
+    // Named and typed as replay would a CSV column of this one cell, then corrected by the JSON kind.
     let (with, names) = with_extra_columns(schema.clone(), &[key.to_string()], &[vec![json_text(value)]]);
     let Some(mut f) = names.first().and_then(|n| with.field(n)).cloned() else {
         return Ok(None); // the key names a column already (by its name or its source)
     };
-    f.ty = ty;
+    f.ty = match value {
+        Json::Bool(_) => ColumnType::Boolean,
+        Json::Number(n) if n.is_i64() => ColumnType::Bigint,
+        Json::Number(_) => ColumnType::Double,
+        _ => json_fit(f.ty, &[value]).unwrap_or(f.ty),
+    };
     f.source = (f.name != key).then(|| key.to_string());
     Ok(Some(f))
 }
