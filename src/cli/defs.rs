@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use super::pipeline_defs::{CompressionArg, ReplayArgs, SinkArgs, When};
+pub use super::pipeline_defs::{CompressionArg, FormatArg, ReplayArgs, SinkArgs, When};
 use super::values::{parse_bytes, parse_duration};
 use crate::kafka::DEFAULT_BROKERS;
 use crate::kafka::security::{Mechanism, Protocol};

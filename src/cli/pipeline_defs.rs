@@ -18,11 +18,22 @@ pub struct SinkArgs {
     /// Kafka partitions to consume, e.g. `0,2,5-7` (default: all), so several sinks can split a topic.
     #[arg(long)]
     pub partitions: Option<String>,
+    /// Table format: `hive` (Parquet under hive partition folders) or `iceberg` (an Apache Iceberg table in a
+    /// catalog: needs --table and --catalog).
+    #[arg(long, value_enum, default_value = "hive")]
+    pub format: FormatArg,
+    /// Iceberg: the table, `database.table` (created if missing).
+    #[arg(long, required_if_eq("format", "iceberg"))]
+    pub table: Option<String>,
+    /// Iceberg: the catalog, `glue` (AWS Glue, what Athena reads), `sqlite:PATH` (a local file) or `rest:URL`.
+    #[arg(long, required_if_eq("format", "iceberg"))]
+    pub catalog: Option<String>,
     /// Schema: a preset (`indices`, `ticks`) or a schema file. Default: the one the lake was started with, else
     /// the preset whose fields the records carry, else inferred from the first records.
     #[arg(long)]
     pub schema: Option<String>,
-    /// Hive partitioning: columns and transforms, e.g. `year(trade_date)` or `dt=day(ts),symbol`. Default: per schema.
+    /// Partitioning: columns and transforms, e.g. `year(trade_date)` or `dt=day(ts),symbol`; with --format iceberg
+    /// also `bucket[N](col)` and `truncate[W](col)`. Default: per schema.
     #[arg(long)]
     pub partition_by: Option<String>,
     /// Row order inside each file, e.g. `trade_date,symbol`. Default: per schema.
@@ -69,6 +80,12 @@ pub struct SinkArgs {
     pub metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Hive,
+    Iceberg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

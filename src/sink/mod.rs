@@ -11,6 +11,7 @@ pub mod commit;
 pub mod decode;
 pub mod evolve;
 pub mod fence;
+pub mod iceberg;
 mod start;
 pub mod stats;
 mod worker;
@@ -40,6 +41,8 @@ pub struct SinkConfig {
     pub s3: S3Options,
     /// Kafka partitions to consume (`None` = all).
     pub partitions: Option<Vec<i32>>,
+    /// `--format iceberg`: the table and its catalog (`None`: the hive lake).
+    pub iceberg: Option<IcebergOptions>,
     pub schema: Option<Schema>,
     /// `--partition-by`; `None` = the schema's default.
     pub partition_by: Option<String>,
@@ -65,6 +68,14 @@ pub struct SinkConfig {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
+/// Where an Iceberg sink commits.
+#[derive(Debug, Clone)]
+pub struct IcebergOptions {
+    /// `database.table`.
+    pub table: String,
+    pub catalog: crate::lake::iceberg::CatalogUrl,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error(transparent)]
@@ -75,6 +86,9 @@ pub enum SinkError {
     Spec(#[from] SpecError),
     #[error(transparent)]
     Parquet(#[from] crate::lake::parquet::ParquetError),
+    /// The Iceberg catalog or table refused or failed.
+    #[error("iceberg: {0}")]
+    Iceberg(String),
     /// Flags or configuration that cannot work (exit 2).
     #[error("{0}")]
     Config(String),
@@ -102,7 +116,7 @@ impl SinkError {
             SinkError::Kafka(e) => e.kind(),
             SinkError::Store(e) => e.kind(),
             SinkError::Spec(_) | SinkError::Config(_) => Kind::Usage,
-            SinkError::Parquet(_) | SinkError::Corrupt(_) => Kind::Failure,
+            SinkError::Parquet(_) | SinkError::Corrupt(_) | SinkError::Iceberg(_) => Kind::Failure,
             SinkError::Internal(_) => Kind::Internal,
             SinkError::Fenced { .. } => Kind::Fenced,
             SinkError::RetentionGap { .. } => Kind::DataLost,
@@ -115,6 +129,8 @@ pub(crate) struct Ctx {
     pub cfg: SinkConfig,
     pub kafka: Kafka,
     pub committer: commit::Committer,
+    /// `--format iceberg`: the table that commits take the place of the hive lake's checkpoints.
+    pub iceberg: Option<Arc<iceberg::IcebergTarget>>,
     pub spec: PartitionSpec,
     pub sort: Vec<usize>,
     pub stats: Arc<SinkStats>,
@@ -157,15 +173,33 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
             ps.clone()
         }
     };
-    let Some((table, stored)) = resolve_table(&store, &kafka, &cfg, &partitions, &shutdown).await? else {
-        return Ok(SinkReport {
-            summary: "sink: the topic is empty; nothing to do".into(),
-            counts: vec![],
-            stopped: shutdown.reason(),
-        });
+    let empty = || SinkReport {
+        summary: "sink: the topic is empty; nothing to do".into(),
+        counts: vec![],
+        stopped: shutdown.reason(),
+    };
+    let (table, stored, target) = match &cfg.iceberg {
+        Some(opts) => {
+            let sample = async || {
+                let records = start::sample_records(&kafka, &cfg, &partitions, &shutdown).await?;
+                Ok(records.map(|r| crate::schema::resolve::from_records(&r).0))
+            };
+            match iceberg::open(&cfg, opts, store.clone(), sample).await? {
+                None => return Ok(empty()),
+                Some((table, target)) => (table, true, Some(target)),
+            }
+        }
+        None => match resolve_table(&store, &kafka, &cfg, &partitions, &shutdown).await? {
+            None => return Ok(empty()),
+            Some((table, stored)) => (table, stored, None),
+        },
     };
     let schema = table.schema.clone();
-    let spec = PartitionSpec::parse(&table.partition_by, &schema)?;
+    // An Iceberg table partitions its files itself (its own spec, applied by its writer): the buffer keeps one group.
+    let spec = match target {
+        Some(_) => PartitionSpec::default(),
+        None => PartitionSpec::parse(&table.partition_by, &schema)?,
+    };
     let sort = sort_indices(&schema, &table.sort_by)?;
     tracing::info!(
         topic = %cfg.topic, lake = %cfg.lake.display(), schema = %schema.name, schema_version = table.version(),
@@ -191,6 +225,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
             row_group_rows: cfg.row_group_rows,
             retry_for: cfg.retry_for,
         },
+        iceberg: target.clone(),
         spec,
         sort,
         stats: stats.clone(),
@@ -215,7 +250,8 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
     };
     // One writer per Kafka partition: every lease before any data moves, in partition order, so that two sinks
     // started at once cannot split the partitions between them (the second waits on the first's lowest one).
-    for &p in &partitions {
+    // An Iceberg table fences writers itself (each commit checks its partition's offsets): no leases.
+    for &p in partitions.iter().filter(|_| target.is_none()) {
         if let Err(e) = ctx.committer.fence.acquire(p, &shutdown).await {
             renewing.1.trigger(crate::shutdown::StopReason::Terminate);
             ctx.committer.fence.release().await;

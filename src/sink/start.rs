@@ -124,7 +124,7 @@ pub(super) async fn resolve_table(
 
 /// Up to 1,000 JSON objects from the start of the first non-empty partition; waits for data unless
 /// `--exit-at-end` (then `None` for an empty topic).
-async fn sample_records(
+pub(super) async fn sample_records(
     kafka: &Kafka,
     cfg: &SinkConfig,
     partitions: &[i32],

@@ -37,14 +37,18 @@ pub(crate) async fn run_partition(ctx: Arc<Ctx>, p: i32) -> Result<(), SinkError
     let offsets = ctx.kafka.offsets(&pc).await?;
     // The partition's lease is held (`sink::run` took it). The checkpoint is rewritten with this sink's id, so that
     // a paused former holder's next conditional write is refused.
-    let mut cp = match load_checkpoint(&ctx, p).await? {
-        Some(mut cp) => {
-            if cp.writer.as_deref() != Some(ctx.committer.fence.writer()) {
-                ctx.committer.save_checkpoint(&mut cp).await?;
+    // An Iceberg table records where each partition resumes in its snapshots; the checkpoint is only in memory.
+    let mut cp = match &ctx.iceberg {
+        Some(t) => Checkpoint::new(&topic, p, t.next_offset(p).unwrap_or(offsets.earliest)),
+        None => match load_checkpoint(&ctx, p).await? {
+            Some(mut cp) => {
+                if cp.writer.as_deref() != Some(ctx.committer.fence.writer()) {
+                    ctx.committer.save_checkpoint(&mut cp).await?;
+                }
+                cp
             }
-            cp
-        }
-        None => Checkpoint::new(&topic, p, offsets.earliest),
+            None => Checkpoint::new(&topic, p, offsets.earliest),
+        },
     };
     // Retention: offsets the checkpoint still needs may be gone.
     let needed = cp.pending.map_or(cp.next_offset, |c| c.first);
@@ -62,7 +66,9 @@ pub(crate) async fn run_partition(ctx: Arc<Ctx>, p: i32) -> Result<(), SinkError
         cp.skipped.push(PendingCut { first: needed, last: offsets.earliest - 1 });
         cp.pending = None;
         cp.next_offset = offsets.earliest;
-        ctx.committer.save_checkpoint(&mut cp).await?;
+        if ctx.iceberg.is_none() {
+            ctx.committer.save_checkpoint(&mut cp).await?;
+        }
     }
     let redo = cp.pending;
     if let Some(r) = redo {
@@ -294,7 +300,10 @@ async fn start_commit(ctx: &Arc<Ctx>, st: &mut State) -> Result<(), SinkError> {
     let (ctx, mut cp) = (ctx.clone(), st.cp.clone());
     st.inflight = Some(tokio::spawn(async move {
         let t = std::time::Instant::now();
-        let done = ctx.committer.commit(&mut cp, cut, bytes).await;
+        let done = match &ctx.iceberg {
+            Some(table) => table.commit(&mut cp, cut, bytes).await,
+            None => ctx.committer.commit(&mut cp, cut, bytes).await,
+        };
         // The cut's rows are freed by now (moved into the encode tasks): release their share of the budget.
         ctx.buffered.fetch_sub(bytes, Ordering::Relaxed);
         let done = done?;

@@ -1,0 +1,378 @@
+//! Iceberg tables (`sink --format iceberg`), read back with pyiceberg through the same catalog: every row once,
+//! field by field; the schema, partition spec and sort order; SIGKILLs; a concurrent writer; a second sink fenced;
+//! a new field that becomes a column.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::env_or_skip;
+use crate::support::*;
+
+/// Where a test table lives: catalog, warehouse (`--to`) and name.
+struct Ice {
+    catalog: String,
+    to: String,
+    warehouse: String,
+    table: String,
+}
+
+impl Ice {
+    fn sqlite(dir: &Path) -> Ice {
+        let lake = dir.join("lake");
+        std::fs::create_dir_all(&lake).unwrap();
+        let lake = std::fs::canonicalize(lake).unwrap();
+        Ice {
+            catalog: format!("sqlite:{}", dir.join("lake/catalog.db").display()),
+            to: lake.display().to_string(),
+            warehouse: format!("file://{}", lake.display()),
+            table: format!("market.{}", random_name("t").replace('-', "_")),
+        }
+    }
+
+    fn glue(env: &TestEnv) -> Ice {
+        let bucket = env.create_bucket();
+        Ice {
+            catalog: "glue".into(),
+            to: format!("s3://{bucket}/warehouse"),
+            warehouse: format!("s3://{bucket}/warehouse"),
+            table: format!("market.{}", random_name("t").replace('-', "_")),
+        }
+    }
+
+    fn sink(&self, env: &TestEnv, topic: &str, extra: &[&str]) -> std::process::Command {
+        let mut c = sink_cmd(env, topic, &self.to, &["--format", "iceberg", "--catalog", &self.catalog]);
+        c.args(["--table", &self.table]).args(extra);
+        c
+    }
+
+    /// pyiceberg's view of the table (see `check/read_iceberg.py`).
+    fn read(&self, env: &TestEnv) -> serde_json::Value {
+        let out = ok(run(&mut self.py(env)));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn py(&self, env: &TestEnv) -> std::process::Command {
+        let mut c = env.python();
+        c.arg(repo_path("proto-tests/check/read_iceberg.py"));
+        c.args(["--catalog", &self.catalog, "--warehouse", &self.warehouse, "--table", &self.table]);
+        c
+    }
+}
+
+/// (partition, offset) of every row, which must each appear once, and be exactly the topic's records.
+fn assert_every_offset_once(table: &serde_json::Value, records: &[ReadRecord]) {
+    let mut seen: BTreeMap<(i64, i64), usize> = BTreeMap::new();
+    for r in table["rows"].as_array().unwrap() {
+        *seen.entry((r["kafka_partition"].as_i64().unwrap(), r["kafka_offset"].as_i64().unwrap())).or_default() += 1;
+    }
+    let dups: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(dups.is_empty(), "offsets stored more than once: {dups:?}");
+    let want: Vec<(i64, i64)> = records.iter().map(|r| (r.partition as i64, r.offset)).collect();
+    let got: Vec<(i64, i64)> = seen.keys().copied().collect();
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    let missing: Vec<_> = want_sorted.iter().filter(|k| !seen.contains_key(k)).take(5).collect();
+    assert!(missing.is_empty(), "offsets missing from the table: {missing:?} ({} of {})", got.len(), want.len());
+    assert_eq!(got, want_sorted);
+}
+
+/// Every CSV row is in the table once, field by field (prices as doubles, volume as a long, dates as dates).
+fn assert_rows_match_csv(table: &serde_json::Value, csv: &Path) {
+    let schema = ticklake::schema::Schema::indices();
+    let key = |fields: Vec<String>| fields.join("|");
+    let mut want: Vec<String> = csv_rows(csv)
+        .iter()
+        .map(|row| {
+            key(schema
+                .fields
+                .iter()
+                .map(|f| {
+                    let v = &row[f.source_name()];
+                    match f.ty {
+                        ticklake::schema::ColumnType::Double => format!("{:?}", v.parse::<f64>().unwrap()),
+                        ticklake::schema::ColumnType::Bigint => format!("{}", v.parse::<f64>().unwrap() as i64),
+                        _ => v.clone(),
+                    }
+                })
+                .collect())
+        })
+        .collect();
+    let mut got: Vec<String> = table["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            key(schema
+                .fields
+                .iter()
+                .map(|f| match &r[&f.name] {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(n) if f.ty == ticklake::schema::ColumnType::Double => {
+                        format!("{:?}", n.as_f64().unwrap())
+                    }
+                    other => other.to_string(),
+                })
+                .collect())
+        })
+        .collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got.len(), want.len(), "row count");
+    let diff: Vec<_> = got.iter().zip(&want).filter(|(g, w)| g != w).take(3).collect();
+    assert!(diff.is_empty(), "rows differ (got, csv): {diff:?}");
+}
+
+fn replay_indices(env: &TestEnv, csv: &Path, partitions: u32) -> (String, Vec<ReadRecord>) {
+    let topic = random_name("ice");
+    replay_csv(env, csv, &topic, partitions, &[]);
+    let records = tokio::runtime::Runtime::new().unwrap().block_on(read_topic(&env.brokers, &topic));
+    (topic, records)
+}
+
+/// The offsets the newest ticklake snapshot records for `topic`.
+fn recorded_offsets(table: &serde_json::Value, topic: &str) -> BTreeMap<String, i64> {
+    let current = table["current"].as_i64().unwrap();
+    let snaps = table["snapshots"].as_array().unwrap();
+    let mut id = Some(current);
+    while let Some(i) = id {
+        let s = snaps.iter().find(|s| s["id"].as_i64() == Some(i)).unwrap();
+        if let Some(v) = s["summary"].get(format!("ticklake.offsets.{topic}")) {
+            return serde_json::from_str(v.as_str().unwrap()).unwrap();
+        }
+        id = s["parent"].as_i64();
+    }
+    BTreeMap::new()
+}
+
+fn check_round_trip(env: &TestEnv, ice: &Ice) {
+    let csv = repo_path("data/indices.csv");
+    let (topic, records) = replay_indices(env, &csv, 3);
+    let out = ok(run(&mut ice.sink(env, &topic, &["--max-rows", "1500"])));
+    assert!(stderr(&out).contains("created the iceberg table"), "{}", stderr(&out));
+    let table = ice.read(env);
+    assert_rows_match_csv(&table, &csv);
+    assert_every_offset_once(&table, &records);
+    // The schema, partition spec and sort order ticklake was asked for (the indices defaults).
+    let schema: Vec<(String, String, bool)> = serde_json::from_value(table["schema"].clone()).unwrap();
+    let types: BTreeMap<&str, &str> = schema.iter().map(|(n, t, _)| (n.as_str(), t.as_str())).collect();
+    assert_eq!(types["trade_date"], "date");
+    assert_eq!(types["close"], "double");
+    assert_eq!(types["volume"], "long");
+    assert_eq!(types["symbol"], "string");
+    assert_eq!(types["kafka_partition"], "int");
+    assert_eq!(types["kafka_offset"], "long");
+    assert_eq!(types["kafka_timestamp"], "timestamp");
+    assert_eq!(table["partition_spec"], serde_json::json!([["trade_date_year", "year", "trade_date"]]));
+    let sort: Vec<Vec<String>> = serde_json::from_value(table["sort_order"].clone()).unwrap();
+    assert_eq!(sort.iter().map(|s| s[0].as_str()).collect::<Vec<_>>(), ["trade_date", "symbol"]);
+    assert_eq!(table["properties"]["write.parquet.compression-codec"], "zstd");
+    // The offsets each partition resumes from, in the newest snapshot's summary.
+    let recorded = recorded_offsets(&table, &topic);
+    for (p, recs) in by_partition(&records) {
+        assert_eq!(recorded[&p.to_string()], recs.last().unwrap().offset + 1, "partition {p}");
+    }
+    // Data files follow Athena's naming rule (no leading _ or .) and sit in year folders.
+    for f in table["files"].as_array().unwrap() {
+        let name = f.as_str().unwrap().rsplit('/').next().unwrap();
+        assert!(!name.starts_with('_') && !name.starts_with('.') && name.ends_with(".parquet"), "{f}");
+        assert!(f.as_str().unwrap().contains("trade_date_year="), "{f}");
+    }
+    // A second run resumes from the recorded offsets: nothing new, no new snapshot.
+    let snapshots = table["snapshots"].as_array().unwrap().len();
+    ok(run(&mut ice.sink(env, &topic, &[])));
+    let again = ice.read(env);
+    assert_eq!(again["snapshots"].as_array().unwrap().len(), snapshots);
+    assert_every_offset_once(&again, &records);
+}
+
+#[test]
+fn sqlite_catalog_table_reads_back_every_csv_row_once() {
+    let env = env_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    check_round_trip(&env, &Ice::sqlite(dir.path()));
+}
+
+#[test]
+fn glue_catalog_table_on_s3_reads_back_every_csv_row_once() {
+    let env = env_or_skip!();
+    let ice = Ice::glue(&env);
+    check_round_trip(&env, &ice);
+    // Glue holds the table the way Athena reads it.
+    let script = format!(
+        "import boto3, json; t = boto3.client('glue', endpoint_url='{}', region_name='us-east-1').get_table(DatabaseName='market', Name='{}')['Table']; print(json.dumps(t['Parameters']))",
+        env.s3_endpoint(),
+        ice.table.split('.').nth(1).unwrap()
+    );
+    let params: serde_json::Value =
+        serde_json::from_slice(&ok(run(env.python().args(["-c", &script]))).stdout).unwrap();
+    assert_eq!(params["table_type"].as_str().map(str::to_ascii_uppercase).as_deref(), Some("ICEBERG"));
+    assert!(params["metadata_location"].as_str().unwrap().starts_with(&ice.warehouse), "{params}");
+}
+
+fn seed() -> u64 {
+    let s = std::env::var("TICKLAKE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    eprintln!("seed {s} (rerun with TICKLAKE_TEST_SEED={s})");
+    s
+}
+
+#[test]
+fn sigkill_at_random_moments_never_loses_or_duplicates_a_row() {
+    let env = env_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("indices.csv");
+    let args = ["sample", "indices", "--rows", "60000", "--symbols", "20", "-o", csv.to_str().unwrap()];
+    ok(run(env.ticklake().args(args)));
+    let (topic, records) = replay_indices(&env, &csv, 3);
+    let ice = Ice::sqlite(dir.path());
+    let sink = |extra: &[&str]| {
+        let mut c = ice.sink(&env, &topic, &["--max-rows", "500"]);
+        c.args(extra);
+        c
+    };
+    let mut state = seed();
+    let mut kills = 0;
+    while kills < 12 {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        // Each round waits for a commit of its own (an event), then kills after a random delay: mid-write,
+        // mid-commit or between commits.
+        let wait = Duration::from_millis((state >> 33) % 400);
+        let mut cmd = sink(&[]);
+        cmd.env("RUST_LOG", "info,ticklake::sink=debug,rskafka=error");
+        let sink = Logged::spawn(&mut cmd);
+        let committed = sink.wait_count(|l| l.contains("cut committed"), 1);
+        if !committed || sink.exited() {
+            break;
+        }
+        std::thread::sleep(wait);
+        if sink.exited() {
+            break;
+        }
+        sink.signal("-KILL");
+        let _ = sink.finish();
+        kills += 1;
+    }
+    eprintln!("iceberg crash test: {kills} SIGKILLs");
+    assert!(kills >= 10, "only {kills} kills before the sink finished: give it more rows");
+    ok(run(&mut sink(&[])));
+    let table = ice.read(&env);
+    assert_every_offset_once(&table, &records);
+}
+
+#[test]
+fn a_concurrent_writer_costs_a_retry_never_a_row() {
+    let env = env_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("indices.csv");
+    let args = ["sample", "indices", "--rows", "20000", "--symbols", "10", "-o", csv.to_str().unwrap()];
+    ok(run(env.ticklake().args(args)));
+    let (topic, _) = replay_indices(&env, &csv, 2);
+    let ice = Ice::sqlite(dir.path());
+    // A sink that follows the topic, in small cuts (many commits).
+    let cmd = ice.sink(&env, &topic, &["--max-rows", "300", "--max-age", "1s"]);
+    let args: Vec<String> =
+        cmd.get_args().filter(|a| *a != "--exit-at-end").map(|a| a.to_string_lossy().into()).collect();
+    let mut follow = env.ticklake();
+    follow.args(&args).env("RUST_LOG", "info,ticklake::sink=debug,rskafka=error");
+    let sink = Logged::spawn(&mut follow);
+    sink.wait_count(|l| l.contains("cut committed"), 2);
+    // Another writer commits in the middle of the run: pyiceberg rewrites every file (what OPTIMIZE does) and
+    // appends a row of its own (kafka_partition 99, outside the topic).
+    let rows = dir.path().join("other.json");
+    std::fs::write(
+        &rows,
+        r#"[{"symbol": "OTHER", "trade_date": "2020-01-01", "kafka_partition": 99, "kafka_offset": 0, "kafka_timestamp": "2020-01-01T00:00:00+00:00"}]"#,
+    )
+    .unwrap();
+    for _ in 0..3 {
+        ok(run(ice.py(&env).arg("--rewrite")));
+        ok(run(ice.py(&env).args(["--append-from", rows.to_str().unwrap()])));
+    }
+    // More records after the other writer's commits; the sink takes them too.
+    replay_csv(&env, &csv, &topic, 2, &[]);
+    let records = tokio::runtime::Runtime::new().unwrap().block_on(read_topic(&env.brokers, &topic));
+    let total = records.len() as i64;
+    wait_until("the sink to commit every record", || {
+        let t = ice.read(&env);
+        let n = t["rows"].as_array().unwrap().iter().filter(|r| r["kafka_partition"].as_i64() != Some(99)).count();
+        (n as i64 >= total).then_some(())
+    });
+    sink.signal("-TERM");
+    let (status, log) = sink.finish();
+    assert!(status.code() == Some(143) || status.success(), "{log}");
+    let mut table = ice.read(&env);
+    let rows = table["rows"].as_array_mut().unwrap();
+    let others = rows.iter().filter(|r| r["kafka_partition"].as_i64() == Some(99)).count();
+    assert_eq!(others, 3, "the other writer's rows stay");
+    rows.retain(|r| r["kafka_partition"].as_i64() != Some(99));
+    assert_every_offset_once(&table, &records);
+}
+
+#[test]
+fn a_second_sink_on_the_same_partitions_is_fenced() {
+    let env = env_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("indices.csv");
+    let args = ["sample", "indices", "--rows", "30000", "--symbols", "10", "-o", csv.to_str().unwrap()];
+    ok(run(env.ticklake().args(args)));
+    let (topic, records) = replay_indices(&env, &csv, 1);
+    let ice = Ice::sqlite(dir.path());
+    // Create the table first, so both sinks start from the same state.
+    ok(run(&mut ice.sink(&env, &topic, &["--max-rows", "100000000"])));
+    replay_csv(&env, &csv, &topic, 1, &[]);
+    let records_after = tokio::runtime::Runtime::new().unwrap().block_on(read_topic(&env.brokers, &topic));
+    assert!(records_after.len() > records.len());
+    let a = Logged::spawn(&mut ice.sink(&env, &topic, &["--max-rows", "400"]));
+    let b = Logged::spawn(&mut ice.sink(&env, &topic, &["--max-rows", "400"]));
+    let (sa, la) = a.finish();
+    let (sb, lb) = b.finish();
+    let codes = [sa.code(), sb.code()];
+    assert!(codes.contains(&Some(13)), "neither sink was fenced: {codes:?}\n{la}\n{lb}");
+    let fenced = if sa.code() == Some(13) { &la } else { &lb };
+    assert!(fenced.contains("another sink writes this Kafka partition"), "{fenced}");
+    // Whatever the survivor did not finish, a last run does.
+    ok(run(&mut ice.sink(&env, &topic, &[])));
+    assert_every_offset_once(&ice.read(&env), &records_after);
+}
+
+#[test]
+fn a_field_appearing_mid_stream_becomes_a_column() {
+    let env = env_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let topic = random_name("ice-evolve");
+    let row = |i: usize, extra: bool| {
+        let mut v = serde_json::json!({"symbol": format!("S{}", i % 3), "trade_date": "2024-01-02", "close": i as f64});
+        if extra {
+            v["venue"] = serde_json::json!(format!("V{i}"));
+        }
+        serde_json::to_vec(&v).unwrap()
+    };
+    let first: Vec<Vec<u8>> = (0..50).map(|i| row(i, false)).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(produce_raw(&env.brokers, &topic, 1, &first));
+    let ice = Ice::sqlite(dir.path());
+    ok(run(&mut ice.sink(&env, &topic, &[])));
+    let second: Vec<Vec<u8>> = (50..100).map(|i| row(i, true)).collect();
+    rt.block_on(produce_more(&env.brokers, &topic, &second));
+    let out = ok(run(&mut ice.sink(&env, &topic, &[])));
+    assert!(stderr(&out).contains("added columns to the iceberg table"), "{}", stderr(&out));
+    let table = ice.read(&env);
+    let names: Vec<String> =
+        table["schema"].as_array().unwrap().iter().map(|f| f[0].as_str().unwrap().to_string()).collect();
+    assert!(names.contains(&"venue".to_string()), "{names:?}");
+    let mut rows: Vec<(i64, serde_json::Value)> = table["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["kafka_offset"].as_i64().unwrap(), r["venue"].clone()))
+        .collect();
+    rows.sort_by_key(|r| r.0);
+    assert_eq!(rows.len(), 100);
+    for (offset, venue) in rows {
+        if offset < 50 {
+            assert!(venue.is_null(), "offset {offset}: {venue}");
+        } else {
+            assert_eq!(venue, serde_json::json!(format!("V{offset}")), "offset {offset}");
+        }
+    }
+}
