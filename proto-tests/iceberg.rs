@@ -40,6 +40,19 @@ impl Ice {
         }
     }
 
+    /// `ticklake lake verify` on the table, which must pass; its report.
+    fn verify(&self, env: &TestEnv, topic: &str) -> String {
+        let out = run(env.ticklake().args(["lake", "verify", "--topic", topic, "--to", &self.to]).args([
+            "--table",
+            &self.table,
+            "--catalog",
+            &self.catalog,
+        ]));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success() && text.contains("exactly once: yes"), "{text}\n{}", stderr(&out));
+        text
+    }
+
     fn sink(&self, env: &TestEnv, topic: &str, extra: &[&str]) -> std::process::Command {
         let mut c = sink_cmd(env, topic, &self.to, &["--format", "iceberg", "--catalog", &self.catalog]);
         c.args(["--table", &self.table]).args(extra);
@@ -178,6 +191,18 @@ fn check_round_trip(env: &TestEnv, ice: &Ice) {
         assert!(!name.starts_with('_') && !name.starts_with('.') && name.ends_with(".parquet"), "{f}");
         assert!(f.as_str().unwrap().contains("trade_date_year="), "{f}");
     }
+    // ticklake's own view agrees: verify from the kafka_* columns, stats from the metadata.
+    let report = ice.verify(env, &topic);
+    assert!(report.contains("orphan data files: none"), "{report}");
+    let stats = ok(run(env.ticklake().args(["lake", "stats", "--topic", &topic, "--to", &ice.to]).args([
+        "--table",
+        &ice.table,
+        "--catalog",
+        &ice.catalog,
+    ])));
+    let stats = String::from_utf8_lossy(&stats.stdout).into_owned();
+    assert!(stats.contains(&format!("{} row(s)", records.len())), "{stats}");
+    assert!(stats.contains("partition spec: year(trade_date)"), "{stats}");
     // A second run resumes from the recorded offsets: nothing new, no new snapshot.
     let snapshots = table["snapshots"].as_array().unwrap().len();
     ok(run(&mut ice.sink(env, &topic, &[])));
@@ -207,7 +232,15 @@ fn glue_catalog_table_on_s3_reads_back_every_csv_row_once() {
     let params: serde_json::Value =
         serde_json::from_slice(&ok(run(env.python().args(["-c", &script]))).stdout).unwrap();
     assert_eq!(params["table_type"].as_str().map(str::to_ascii_uppercase).as_deref(), Some("ICEBERG"));
-    assert!(params["metadata_location"].as_str().unwrap().starts_with(&ice.warehouse), "{params}");
+    let metadata = params["metadata_location"].as_str().unwrap();
+    assert!(metadata.starts_with(&ice.warehouse), "{params}");
+    // `ticklake athena` knows there is nothing to create, and names the maintenance commands.
+    let text = ok(run(env.ticklake().args(["athena", "--to", &ice.to, "--table", &ice.table, "--catalog", "glue"])));
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.contains("Nothing to create"), "{text}");
+    assert!(text.contains(metadata), "{text}");
+    assert!(text.contains(&format!("OPTIMIZE {} REWRITE DATA USING BIN_PACK;", ice.table)), "{text}");
+    assert!(text.contains(&format!("VACUUM {};", ice.table)), "{text}");
 }
 
 fn seed() -> u64 {
@@ -257,6 +290,13 @@ fn sigkill_at_random_moments_never_loses_or_duplicates_a_row() {
     ok(run(&mut sink(&[])));
     let table = ice.read(&env);
     assert_every_offset_once(&table, &records);
+    // Files written by a killed sink before its commit are orphans: listed, never read.
+    let report = ice.verify(&env, &topic);
+    eprintln!("{report}");
+    assert!(
+        report.contains("orphan data files (written, never committed"),
+        "no kill landed between upload and commit: {report}"
+    );
 }
 
 #[test]
@@ -333,6 +373,7 @@ fn a_second_sink_on_the_same_partitions_is_fenced() {
     // Whatever the survivor did not finish, a last run does.
     ok(run(&mut ice.sink(&env, &topic, &[])));
     assert_every_offset_once(&ice.read(&env), &records_after);
+    ice.verify(&env, &topic);
 }
 
 #[test]

@@ -59,11 +59,20 @@ pub async fn run(cli: Cli) -> Result<Option<Kind>> {
             report_summary("sink", &report.summary, &report.counts);
             Ok(report.stopped.map(|r| r.kind()))
         }
-        Command::Lake(LakeCommand::Stats { topic, lake }) => {
-            print(&crate::lake_cmd::stats(&lake.url()?, &lake.s3(), &topic).await?)?;
+        Command::Lake(LakeCommand::Stats { topic, lake, iceberg }) => {
+            let text = match iceberg.table()? {
+                Some(t) => crate::lake_cmd::iceberg::stats(&lake.url()?, &lake.s3(), &t, &topic).await?,
+                None => crate::lake_cmd::stats(&lake.url()?, &lake.s3(), &topic).await?,
+            };
+            print(&text)?;
             Ok(None)
         }
-        Command::Lake(LakeCommand::Verify { topic, lake }) => {
+        Command::Lake(LakeCommand::Verify { topic, lake, iceberg }) => {
+            if let Some(t) = iceberg.table()? {
+                let report = crate::lake_cmd::iceberg::verify(&lake.url()?, &lake.s3(), &t, &topic).await?;
+                print(report.render(&t.table, &topic).trim_end())?;
+                return Ok((!report.exactly_once()).then_some(Kind::VerifyFailed));
+            }
             let report = crate::lake_cmd::verify(&lake.url()?, &lake.s3(), &topic).await?;
             print(report.render(&topic).trim_end())?;
             Ok((!report.ok()).then_some(Kind::VerifyFailed))

@@ -7,6 +7,7 @@
 //! else `injected` (queries must then filter the key with `=`).
 
 mod ddl;
+mod iceberg;
 mod queries;
 
 pub use ddl::{DdlError, LOCAL_PLACEHOLDER, MAX_ENUM_VALUES, TableOptions, add_columns, create_table, identity_values};
@@ -33,6 +34,8 @@ pub struct Request {
     pub queries: Option<(String, i32)>,
     /// Print `ALTER TABLE ... ADD COLUMNS` for the columns added after this schema version, instead of the DDL.
     pub since_version: Option<u32>,
+    /// An Iceberg table in this catalog instead of the hive lake.
+    pub catalog: Option<crate::lake::iceberg::CatalogUrl>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +60,10 @@ pub async fn read_table(store: &Store) -> Result<Option<TableSpec>, AthenaError>
 /// cannot drift from the files), else from `--schema`/`--partition-by`, else from a legacy per-topic schema.
 pub async fn run(req: &Request) -> Result<String, AthenaError> {
     let usage = AthenaError::Usage;
+    if let Some(catalog) = &req.catalog {
+        let table = crate::lake::iceberg::open_table(catalog, &req.lake, &req.s3, &req.table).await.map_err(usage)?;
+        return Ok(iceberg::text(&req.table, catalog, &req.lake, &table));
+    }
     let lake = req.lake.display();
     let mut store = None;
     let (schema, spec_text, table) = match &req.schema {

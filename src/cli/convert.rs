@@ -40,6 +40,18 @@ impl LakeArgs {
     }
 }
 
+impl IcebergTableArgs {
+    /// The Iceberg table `lake stats|verify` read (`None`: the hive lake).
+    pub fn table(&self) -> Result<Option<crate::lake_cmd::iceberg::IcebergTable>, crate::Error> {
+        let (Some(table), Some(catalog)) = (&self.table, &self.catalog) else { return Ok(None) };
+        crate::lake::iceberg::table_ident(table).map_err(crate::Error::Usage)?;
+        Ok(Some(crate::lake_cmd::iceberg::IcebergTable {
+            table: table.clone(),
+            catalog: crate::lake::iceberg::CatalogUrl::parse(catalog).map_err(crate::Error::Usage)?,
+        }))
+    }
+}
+
 impl TryFrom<&SinkArgs> for crate::sink::SinkConfig {
     type Error = crate::Error;
     fn try_from(a: &SinkArgs) -> Result<Self, Self::Error> {
@@ -229,6 +241,12 @@ pub fn athena_request(a: &AthenaArgs) -> Result<crate::athena::Request, crate::E
         first_year: a.first_year,
         queries: a.print_queries.then(|| (a.query_symbol.clone(), a.query_year)),
         since_version: a.since_version,
+        catalog: a
+            .catalog
+            .as_deref()
+            .map(crate::lake::iceberg::CatalogUrl::parse)
+            .transpose()
+            .map_err(crate::Error::Usage)?,
     })
 }
 

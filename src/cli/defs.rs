@@ -164,6 +164,10 @@ pub struct AthenaArgs {
     /// Athena table was created at; `lake stats` and this command's log show the current one) instead of the DDL.
     #[arg(long, value_name = "VERSION")]
     pub since_version: Option<u32>,
+    /// An Iceberg table written by `sink --format iceberg`: its catalog (`glue`, `sqlite:PATH`, `rest:URL`). Prints
+    /// what Athena needs for it (with glue: nothing to create) and the maintenance commands.
+    #[arg(long)]
+    pub catalog: Option<String>,
     /// A plain partitioned table plus MSCK REPAIR TABLE instead of partition projection.
     #[arg(long)]
     pub no_projection: bool,
@@ -195,6 +199,17 @@ pub struct LakeArgs {
     pub region: Option<String>,
 }
 
+/// `lake stats|verify` on an Iceberg table instead of the hive lake.
+#[derive(Debug, Args)]
+pub struct IcebergTableArgs {
+    /// An Iceberg table (`database.table`, written by `sink --format iceberg`) instead of the hive lake.
+    #[arg(long, requires = "catalog")]
+    pub table: Option<String>,
+    /// The Iceberg table's catalog: `glue`, `sqlite:PATH` or `rest:URL`.
+    #[arg(long, requires = "table")]
+    pub catalog: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum LakeCommand {
     /// Hive partitions, files, rows and bytes of a topic's lake, and its checkpoints.
@@ -203,6 +218,8 @@ pub enum LakeCommand {
         topic: String,
         #[command(flatten)]
         lake: LakeArgs,
+        #[command(flatten)]
+        iceberg: IcebergTableArgs,
     },
     /// Check from the files themselves that every offset is in the lake exactly once; exits non-zero otherwise.
     Verify {
@@ -210,6 +227,8 @@ pub enum LakeCommand {
         topic: String,
         #[command(flatten)]
         lake: LakeArgs,
+        #[command(flatten)]
+        iceberg: IcebergTableArgs,
     },
     /// Merge the small files of each hive partition (per Kafka partition) into files near --target-size, exactly
     /// once and resumably; safe while a sink writes the same lake.

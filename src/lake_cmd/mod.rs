@@ -5,6 +5,7 @@
 //! once, as a row or a reject, and that no object lies outside what the checkpoints cover.
 
 pub mod compact;
+pub mod iceberg;
 
 use std::collections::BTreeMap;
 

@@ -38,17 +38,11 @@ use super::commit::{Committed, put_with_retry};
 use super::{SinkConfig, SinkError};
 use crate::lake::Store;
 use crate::lake::iceberg::offsets::{self, Offsets, Verdict};
-use crate::lake::iceberg::{self as ice, Guarded, spec};
+use crate::lake::iceberg::{self as ice, Guarded, PROP_EVENT_TIME, PROP_KEY, PROP_SCHEMA_NAME, spec};
 use crate::lake::layout::KAFKA_COLUMNS;
 use crate::lake::state::{Checkpoint, rejects_key};
 use crate::lake::table::{TableSpec, default_layout};
 use crate::schema::{Field, Schema};
-
-/// Table properties ticklake sets at creation: ZSTD data files, and the roles of the schema's columns (so a later
-/// sink and `ticklake athena` know the key and event-time columns).
-const PROP_SCHEMA_NAME: &str = "ticklake.schema";
-const PROP_KEY: &str = "ticklake.key";
-const PROP_EVENT_TIME: &str = "ticklake.event-time";
 
 /// An Iceberg failure as a sink error: a catalog or storage that does not answer is worth retrying, anything else
 /// is the table's or the flags' fault.

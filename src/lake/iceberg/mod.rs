@@ -162,6 +162,22 @@ pub async fn open_catalog(url: &CatalogUrl, lake: &LakeUrl, s3: &S3Options) -> R
     }
 }
 
+/// Opens the catalog and loads `table` (`database.table`).
+pub async fn open_table(url: &CatalogUrl, lake: &LakeUrl, s3: &S3Options, table: &str) -> Result<Table, String> {
+    let catalog = open_catalog(url, lake, s3).await?;
+    let ident = table_ident(table)?;
+    catalog
+        .load_table(&ident)
+        .await
+        .map_err(|e| format!("iceberg table {table} in the {} catalog: {e}", url.describe()))
+}
+
+/// Table properties ticklake sets at creation: the roles of the schema's columns (so a later sink and `ticklake
+/// athena` know the key and event-time columns).
+pub const PROP_SCHEMA_NAME: &str = "ticklake.schema";
+pub const PROP_KEY: &str = "ticklake.key";
+pub const PROP_EVENT_TIME: &str = "ticklake.event-time";
+
 /// Creates the table's namespace (a Glue database) if it is missing.
 pub async fn ensure_namespace(catalog: &dyn Catalog, ident: &TableIdent) -> IcebergResult<()> {
     let ns = ident.namespace();
