@@ -8,6 +8,8 @@
    ZSTD, 4,096-row groups, with boto3 into another bucket.
 5. Peak RSS of the sink with 1,000 hive partitions open (1,000 symbols, --partition-by symbol).
 6. The same sink into a local folder: the sink without the S3 server's share of the two cores.
+7. The same sink with --format iceberg: a Glue table (moto serves Glue too) on the same S3 server, and a sqlite-catalog
+   table in a local folder; each verified with `lake verify --table`. Records/s and peak RSS next to the hive sink's.
 Every run also reports CPU-seconds: the process's own, and the broker's and S3 server's while it ran (they share
 the machine's two cores, so a run can go no faster than all of that CPU divided by two).
 Run through `just bench-sink`.
@@ -138,6 +140,18 @@ def main():
         sink_files = sum(1 for o in s3.list_objects_v2(Bucket=bucket, Prefix="lake/")["Contents"]
                          if o["Key"].endswith(".parquet"))
 
+        # The same records into an Iceberg table: Glue catalog (moto) + the same S3 server, then sqlite + local folder.
+        ice_s, ice_rss, _, ice_cpu, ice_broker, ice_s3 = timed(
+            [a.bin, "sink", "--topic", topic, "--to", f"s3://{bucket}/warehouse", "--exit-at-end", "--format", "iceberg",
+             "--catalog", "glue", "--table", f"bench.ice_{tag}"], env)
+        verify = subprocess.run([a.bin, "lake", "verify", "--topic", topic, "--to", f"s3://{bucket}/warehouse",
+                                 "--table", f"bench.ice_{tag}", "--catalog", "glue"], env=env, capture_output=True,
+                                text=True)
+        if verify.returncode != 0:
+            raise SystemExit(verify.stdout + verify.stderr)
+        ice_files = sum(1 for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="warehouse/")
+                        for o in page.get("Contents", []) if o["Key"].endswith(".parquet"))
+
         peer_bucket = f"bench-peer-{tag}"
         s3.create_bucket(Bucket=peer_bucket)
         s0, c0, t0 = server_cpu(), time.process_time(), time.perf_counter()
@@ -149,6 +163,11 @@ def main():
         local_s, _, _, local_cpu, local_broker, _ = timed(
             [a.bin, "sink", "--topic", topic, "--to", local, "--exit-at-end"], env)
         local_files = sum(f.endswith(".parquet") for _, _, fs in os.walk(local) for f in fs)
+        ice_local = os.path.join(tmp, "iceberg")
+        ice_local_s, ice_local_rss, _, ice_local_cpu, ice_local_broker, _ = timed(
+            [a.bin, "sink", "--topic", topic, "--to", ice_local, "--exit-at-end", "--format", "iceberg",
+             "--catalog", f"sqlite:{ice_local}/catalog.db", "--table", "bench.indices"], env)
+        ice_local_files = sum(f.endswith(".parquet") for _, _, fs in os.walk(ice_local) for f in fs)
 
         # Peak RSS with 1,000 hive partitions open.
         csv2 = os.path.join(tmp, "wide.csv")
@@ -169,6 +188,12 @@ def main():
     row("ticklake sink (year partitions, sorted, ZSTD, verified)", sink_s, sink_files, sink_cpu, sink_broker, sink_s3)
     row("Python peer (confluent-kafka + json + pyarrow + boto3)", peer_s, peer_files, peer_cpu, peer_broker, peer_s3)
     row("ticklake sink into a local folder (no S3 server)", local_s, local_files, local_cpu, local_broker, 0)
+    row("ticklake sink --format iceberg, Glue + S3 (verified)", ice_s, ice_files, ice_cpu, ice_broker, ice_s3)
+    row("ticklake sink --format iceberg, sqlite + local folder", ice_local_s, ice_local_files, ice_local_cpu,
+        ice_local_broker, 0)
+    print(f"iceberg / hive sink, records/s: {sink_s / ice_s:.2f}x to S3, {local_s / ice_local_s:.2f}x local   "
+          f"peak RSS: {ice_rss:.0f} vs {sink_rss:.0f} MiB ({ice_rss / sink_rss:.2f}x) to S3, "
+          f"{ice_local_rss:.0f} MiB local")
     print(f"ratio sink / drain: {drain_s / sink_s:.2f}x   sink / Python peer: {peer_s / sink_s:.1f}x   "
           f"local-folder sink / drain: {drain_s / local_s:.2f}x")
     total = sink_cpu + sink_broker + sink_s3
