@@ -7,6 +7,7 @@
 //! else `injected` (queries must then filter the key with `=`).
 
 mod ddl;
+#[cfg(feature = "iceberg")]
 mod iceberg;
 mod queries;
 
@@ -61,8 +62,14 @@ pub async fn read_table(store: &Store) -> Result<Option<TableSpec>, AthenaError>
 pub async fn run(req: &Request) -> Result<String, AthenaError> {
     let usage = AthenaError::Usage;
     if let Some(catalog) = &req.catalog {
-        let table = crate::lake::iceberg::open_table(catalog, &req.lake, &req.s3, &req.table).await.map_err(usage)?;
-        return Ok(iceberg::text(&req.table, catalog, &req.lake, &table));
+        #[cfg(feature = "iceberg")]
+        {
+            let table =
+                crate::lake::iceberg::open_table(catalog, &req.lake, &req.s3, &req.table).await.map_err(usage)?;
+            return Ok(iceberg::text(&req.table, catalog, &req.lake, &table));
+        }
+        #[cfg(not(feature = "iceberg"))]
+        return Err(usage(format!("--catalog {}: {}", catalog.describe(), crate::lake::iceberg::NOT_BUILT)));
     }
     let lake = req.lake.display();
     let mut store = None;

@@ -44,7 +44,7 @@ impl IcebergTableArgs {
     /// The Iceberg table `lake stats|verify` read (`None`: the hive lake).
     pub fn table(&self) -> Result<Option<crate::lake_cmd::iceberg::IcebergTable>, crate::Error> {
         let (Some(table), Some(catalog)) = (&self.table, &self.catalog) else { return Ok(None) };
-        crate::lake::iceberg::table_ident(table).map_err(crate::Error::Usage)?;
+        crate::lake::iceberg::table_name(table).map_err(crate::Error::Usage)?;
         Ok(Some(crate::lake_cmd::iceberg::IcebergTable {
             table: table.clone(),
             catalog: crate::lake::iceberg::CatalogUrl::parse(catalog).map_err(crate::Error::Usage)?,
@@ -72,7 +72,8 @@ impl TryFrom<&SinkArgs> for crate::sink::SinkConfig {
                 let (Some(table), Some(catalog)) = (&a.table, &a.catalog) else {
                     return Err(usage("--format iceberg needs --table database.table and --catalog".into()));
                 };
-                crate::lake::iceberg::table_ident(table).map_err(usage)?;
+                crate::lake::iceberg::table_name(table).map_err(usage)?;
+                #[cfg(feature = "iceberg")]
                 if let Some(p) = &a.partition_by {
                     crate::lake::iceberg::spec::normalize_partition_by(p).map_err(|e| usage(e.to_string()))?;
                 }

@@ -6,6 +6,8 @@
 
 pub mod compact;
 pub mod iceberg;
+#[cfg(feature = "iceberg")]
+mod iceberg_io;
 
 use std::collections::BTreeMap;
 

@@ -11,6 +11,10 @@ pub mod commit;
 pub mod decode;
 pub mod evolve;
 pub mod fence;
+#[cfg(feature = "iceberg")]
+pub mod iceberg;
+#[cfg(not(feature = "iceberg"))]
+#[path = "iceberg_off.rs"]
 pub mod iceberg;
 mod start;
 pub mod stats;

@@ -5,21 +5,31 @@
 //! snapshot summaries. The Iceberg crates (`iceberg`, `iceberg-catalog-{sql,glue,rest}`) write the metadata; the
 //! data files go through their OpenDAL storage (local files and S3).
 
+//!
+//! This module's own items are pure (flags, names, offsets) and always built; what needs the Iceberg crates is in
+//! `catalog` and `spec`, built with the `iceberg` feature (on by default; the fuzz targets build without it).
+
+#[cfg(feature = "iceberg")]
+mod catalog;
 pub mod offsets;
+#[cfg(feature = "iceberg")]
 pub mod spec;
 
-use std::collections::HashMap;
+#[cfg(feature = "iceberg")]
+pub use catalog::*;
+
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
-use iceberg::table::Table;
-use iceberg::{
-    Catalog, CatalogBuilder, Namespace, NamespaceIdent, Result as IcebergResult, TableCommit, TableCreation, TableIdent,
-};
-use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
+use super::LakeUrl;
 
-use super::{LakeUrl, S3Options};
+/// Table properties ticklake sets at creation: the roles of the schema's columns (so a later sink and `ticklake
+/// athena` know the key and event-time columns).
+pub const PROP_SCHEMA_NAME: &str = "ticklake.schema";
+pub const PROP_KEY: &str = "ticklake.key";
+pub const PROP_EVENT_TIME: &str = "ticklake.event-time";
+
+/// What a build without the `iceberg` feature says to an Iceberg flag.
+pub const NOT_BUILT: &str = "this ticklake was built without Iceberg support (cargo feature `iceberg`, on by default)";
 
 /// The catalog name in a SQL catalog: other tools open the same file as `SqlCatalog("ticklake", uri=...)`.
 pub const SQL_CATALOG_NAME: &str = "ticklake";
@@ -65,8 +75,8 @@ impl CatalogUrl {
     }
 }
 
-/// `--table db.name` as a table identifier (one namespace level, as Glue and Athena have).
-pub fn table_ident(s: &str) -> Result<TableIdent, String> {
+/// `--table db.name`: (database, table), one namespace level, as Glue and Athena have.
+pub fn table_name(s: &str) -> Result<(String, String), String> {
     let parts: Vec<&str> = s.split('.').collect();
     let ok = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if parts.len() != 2 || !parts.iter().all(|p| ok(p)) {
@@ -74,7 +84,7 @@ pub fn table_ident(s: &str) -> Result<TableIdent, String> {
             "--table '{s}': expected database.table in lower-case letters, digits and _ (Athena and Glue names), e.g. market.indices"
         ));
     }
-    TableIdent::from_strs(parts).map_err(|e| e.to_string())
+    Ok((parts[0].to_string(), parts[1].to_string()))
 }
 
 /// The warehouse location the Iceberg crates write to: `s3://bucket/prefix` or `file:///absolute/folder`.
@@ -91,210 +101,6 @@ pub fn warehouse(lake: &LakeUrl) -> Result<String, String> {
     }
 }
 
-/// Storage settings for the Iceberg crates' S3 client: the same endpoint and region as ticklake's own.
-fn storage_props(s3: &S3Options) -> HashMap<String, String> {
-    use iceberg::io::{S3_ENDPOINT, S3_PATH_STYLE_ACCESS, S3_REGION};
-    let mut props = HashMap::new();
-    if let Some(e) = &s3.endpoint {
-        props.insert(S3_ENDPOINT.to_string(), e.clone());
-        props.insert(S3_PATH_STYLE_ACCESS.to_string(), "true".to_string());
-    }
-    let region = s3
-        .region
-        .clone()
-        .or_else(|| std::env::var("AWS_REGION").ok())
-        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok());
-    if let Some(r) = region {
-        props.insert(S3_REGION.to_string(), r);
-    }
-    props
-}
-
-/// Opens the catalog. The storage (local files, S3) is chosen per path by the OpenDAL resolving factory.
-pub async fn open_catalog(url: &CatalogUrl, lake: &LakeUrl, s3: &S3Options) -> Result<Arc<dyn Catalog>, String> {
-    let warehouse = warehouse(lake)?;
-    let factory = Arc::new(OpenDalResolvingStorageFactory::new());
-    let mut props = storage_props(s3);
-    let err = |e: iceberg::Error| format!("opening the {} catalog: {e}", url.describe());
-    match url {
-        CatalogUrl::Sqlite(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            }
-            props.insert(
-                iceberg_catalog_sql::SQL_CATALOG_PROP_URI.into(),
-                format!("sqlite://{}?mode=rwc", path.display()),
-            );
-            props.insert(iceberg_catalog_sql::SQL_CATALOG_PROP_WAREHOUSE.into(), warehouse);
-            props.insert(iceberg_catalog_sql::SQL_CATALOG_PROP_BIND_STYLE.into(), "QMark".into());
-            let c = iceberg_catalog_sql::SqlCatalogBuilder::default()
-                .with_storage_factory(factory)
-                .load(SQL_CATALOG_NAME, props)
-                .await
-                .map_err(err)?;
-            Ok(Arc::new(c))
-        }
-        CatalogUrl::Glue => {
-            props.insert(iceberg_catalog_glue::GLUE_CATALOG_PROP_WAREHOUSE.into(), warehouse);
-            if let Some(e) = &s3.endpoint {
-                props.insert(iceberg_catalog_glue::GLUE_CATALOG_PROP_URI.into(), e.clone());
-            }
-            if let Some(r) = props.get(iceberg::io::S3_REGION).cloned() {
-                props.insert(iceberg_catalog_glue::AWS_REGION_NAME.into(), r);
-            }
-            let c = iceberg_catalog_glue::GlueCatalogBuilder::default()
-                .with_storage_factory(factory)
-                .load("glue", props)
-                .await
-                .map_err(err)?;
-            Ok(Arc::new(c))
-        }
-        CatalogUrl::Rest(uri) => {
-            props.insert(iceberg_catalog_rest::REST_CATALOG_PROP_URI.into(), uri.clone());
-            props.insert(iceberg_catalog_rest::REST_CATALOG_PROP_WAREHOUSE.into(), warehouse);
-            let c = iceberg_catalog_rest::RestCatalogBuilder::default()
-                .with_storage_factory(factory)
-                .load("rest", props)
-                .await
-                .map_err(err)?;
-            Ok(Arc::new(c))
-        }
-    }
-}
-
-/// Opens the catalog and loads `table` (`database.table`).
-pub async fn open_table(url: &CatalogUrl, lake: &LakeUrl, s3: &S3Options, table: &str) -> Result<Table, String> {
-    let catalog = open_catalog(url, lake, s3).await?;
-    let ident = table_ident(table)?;
-    catalog
-        .load_table(&ident)
-        .await
-        .map_err(|e| format!("iceberg table {table} in the {} catalog: {e}", url.describe()))
-}
-
-/// Table properties ticklake sets at creation: the roles of the schema's columns (so a later sink and `ticklake
-/// athena` know the key and event-time columns).
-pub const PROP_SCHEMA_NAME: &str = "ticklake.schema";
-pub const PROP_KEY: &str = "ticklake.key";
-pub const PROP_EVENT_TIME: &str = "ticklake.event-time";
-
-/// Creates the table's namespace (a Glue database) if it is missing.
-pub async fn ensure_namespace(catalog: &dyn Catalog, ident: &TableIdent) -> IcebergResult<()> {
-    let ns = ident.namespace();
-    if !catalog.namespace_exists(ns).await? {
-        match catalog.create_namespace(ns, HashMap::new()).await {
-            Ok(_) => {}
-            // Another sink created it first.
-            Err(_) if catalog.namespace_exists(ns).await? => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// A catalog that runs a check on every table it loads for a commit, and refuses the commit when the check fails.
-/// `Transaction::commit` loads the table, applies its actions to that state and commits them with a requirement
-/// on it (the catalog refuses the commit if the table moved in between, and the transaction then loads again):
-/// so the check always sees the state the commit lands on, not an earlier one.
-pub struct Guarded<F> {
-    pub inner: Arc<dyn Catalog>,
-    pub check: F,
-    /// Why the last check refused, if it did.
-    pub refused: Mutex<Option<offsets::Verdict>>,
-}
-
-impl<F> std::fmt::Debug for Guarded<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Guarded").field("inner", &self.inner).finish()
-    }
-}
-
-#[async_trait]
-impl<F> Catalog for Guarded<F>
-where
-    F: Fn(&Table) -> offsets::Verdict + Send + Sync,
-{
-    async fn list_namespaces(&self, parent: Option<&NamespaceIdent>) -> IcebergResult<Vec<NamespaceIdent>> {
-        self.inner.list_namespaces(parent).await
-    }
-    async fn create_namespace(
-        &self,
-        namespace: &NamespaceIdent,
-        properties: HashMap<String, String>,
-    ) -> IcebergResult<Namespace> {
-        self.inner.create_namespace(namespace, properties).await
-    }
-    async fn get_namespace(&self, namespace: &NamespaceIdent) -> IcebergResult<Namespace> {
-        self.inner.get_namespace(namespace).await
-    }
-    async fn namespace_exists(&self, namespace: &NamespaceIdent) -> IcebergResult<bool> {
-        self.inner.namespace_exists(namespace).await
-    }
-    async fn update_namespace(
-        &self,
-        namespace: &NamespaceIdent,
-        properties: HashMap<String, String>,
-    ) -> IcebergResult<()> {
-        self.inner.update_namespace(namespace, properties).await
-    }
-    async fn drop_namespace(&self, namespace: &NamespaceIdent) -> IcebergResult<()> {
-        self.inner.drop_namespace(namespace).await
-    }
-    async fn list_tables(&self, namespace: &NamespaceIdent) -> IcebergResult<Vec<TableIdent>> {
-        self.inner.list_tables(namespace).await
-    }
-    async fn create_table(&self, namespace: &NamespaceIdent, creation: TableCreation) -> IcebergResult<Table> {
-        self.inner.create_table(namespace, creation).await
-    }
-    async fn load_table(&self, table: &TableIdent) -> IcebergResult<Table> {
-        let t = self.inner.load_table(table).await?;
-        match (self.check)(&t) {
-            offsets::Verdict::Go => Ok(t),
-            other => {
-                let msg = format!("{other:?}");
-                *self.refused.lock().expect("not poisoned") = Some(other);
-                Err(iceberg::Error::new(iceberg::ErrorKind::PreconditionFailed, msg))
-            }
-        }
-    }
-    async fn drop_table(&self, table: &TableIdent) -> IcebergResult<()> {
-        self.inner.drop_table(table).await
-    }
-    async fn purge_table(&self, table: &TableIdent) -> IcebergResult<()> {
-        self.inner.purge_table(table).await
-    }
-    async fn table_exists(&self, table: &TableIdent) -> IcebergResult<bool> {
-        self.inner.table_exists(table).await
-    }
-    async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> IcebergResult<()> {
-        self.inner.rename_table(src, dest).await
-    }
-    async fn register_table(&self, table: &TableIdent, metadata_location: String) -> IcebergResult<Table> {
-        self.inner.register_table(table, metadata_location).await
-    }
-    async fn update_table(&self, commit: TableCommit) -> IcebergResult<Table> {
-        self.inner.update_table(commit).await
-    }
-}
-
-/// The snapshot summaries of a table's current snapshot and its ancestors, newest first.
-pub fn ancestry(table: &Table) -> Vec<(i64, &HashMap<String, String>)> {
-    let meta = table.metadata();
-    let mut out = Vec::new();
-    let mut next = meta.current_snapshot_id();
-    while let Some(id) = next {
-        let Some(s) = meta.snapshot_by_id(id) else { break };
-        out.push((id, &s.summary().additional_properties));
-        next = s.parent_snapshot_id();
-    }
-    out
-}
-
-/// The offsets `topic` has recorded in `table`.
-pub fn recorded(table: &Table, topic: &str) -> Result<offsets::Recorded, String> {
-    offsets::recorded(topic, ancestry(table))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,9 +113,9 @@ mod tests {
         assert!(CatalogUrl::parse("sqlite:").is_err());
         assert!(CatalogUrl::parse("rest:h").is_err());
         assert!(CatalogUrl::parse("hive").unwrap_err().contains("glue, sqlite:PATH or rest:URL"));
-        assert_eq!(table_ident("market.indices").unwrap().name(), "indices");
+        assert_eq!(table_name("market.indices").unwrap(), ("market".into(), "indices".into()));
         for bad in ["indices", "a.b.c", "Market.indices", "m.ind-ices", ".x"] {
-            assert!(table_ident(bad).is_err(), "{bad}");
+            assert!(table_name(bad).is_err(), "{bad}");
         }
         assert_eq!(
             warehouse(&LakeUrl::S3 { bucket: "b".into(), prefix: "w/".into() }).unwrap(),
