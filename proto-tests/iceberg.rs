@@ -203,8 +203,14 @@ fn check_round_trip(env: &TestEnv, ice: &Ice) {
     let stats = String::from_utf8_lossy(&stats.stdout).into_owned();
     assert!(stats.contains(&format!("{} row(s)", records.len())), "{stats}");
     assert!(stats.contains("partition spec: year(trade_date)"), "{stats}");
-    // A second run resumes from the recorded offsets: nothing new, no new snapshot.
+    // An existing table's spec is used as it is: conflicting flags stop before any data moves (exit 2).
     let snapshots = table["snapshots"].as_array().unwrap().len();
+    for flags in [["--partition-by", "month(trade_date)"], ["--sort-by", "symbol"]] {
+        let out = run(&mut ice.sink(env, &topic, &flags));
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("conflicts with table"), "{}", stderr(&out));
+    }
+    // A second run resumes from the recorded offsets: nothing new, no new snapshot.
     ok(run(&mut ice.sink(env, &topic, &[])));
     let again = ice.read(env);
     assert_eq!(again["snapshots"].as_array().unwrap().len(), snapshots);
@@ -393,7 +399,9 @@ fn a_field_appearing_mid_stream_becomes_a_column() {
     rt.block_on(produce_raw(&env.brokers, &topic, 1, &first));
     let ice = Ice::sqlite(dir.path());
     ok(run(&mut ice.sink(&env, &topic, &[])));
-    let second: Vec<Vec<u8>> = (50..100).map(|i| row(i, true)).collect();
+    let mut second: Vec<Vec<u8>> = (50..100).map(|i| row(i, true)).collect();
+    // Offset 60 cannot be stored (a string in the table's double column): a reject, kept with its reason, never a row.
+    second[10] = br#"{"symbol": "S1", "trade_date": "2024-01-02", "close": "high"}"#.to_vec();
     rt.block_on(produce_more(&env.brokers, &topic, &second));
     let out = ok(run(&mut ice.sink(&env, &topic, &[])));
     assert!(stderr(&out).contains("added columns to the iceberg table"), "{}", stderr(&out));
@@ -408,7 +416,12 @@ fn a_field_appearing_mid_stream_becomes_a_column() {
         .map(|r| (r["kafka_offset"].as_i64().unwrap(), r["venue"].clone()))
         .collect();
     rows.sort_by_key(|r| r.0);
-    assert_eq!(rows.len(), 100);
+    assert_eq!(rows.len(), 99);
+    assert!(rows.iter().all(|r| r.0 != 60), "the bad record is not a row");
+    let report = ice.verify(&env, &topic);
+    assert!(report.contains("99 row(s) + 1 reject(s)"), "{report}");
+    let rejects = std::fs::read_dir(Path::new(&ice.to).join("_ticklake/rejects").join(&topic)).unwrap().count();
+    assert_eq!(rejects, 1);
     for (offset, venue) in rows {
         if offset < 50 {
             assert!(venue.is_null(), "offset {offset}: {venue}");
@@ -416,4 +429,43 @@ fn a_field_appearing_mid_stream_becomes_a_column() {
             assert_eq!(venue, serde_json::json!(format!("V{offset}")), "offset {offset}");
         }
     }
+}
+
+#[test]
+fn bucket_and_truncate_transforms_partition_the_table() {
+    let env = env_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = repo_path("data/indices.csv");
+    let (topic, records) = replay_indices(&env, &csv, 1);
+    let ice = Ice::sqlite(dir.path());
+    let spec = "year(trade_date),bucket[4](symbol),first=truncate[1](symbol)";
+    ok(run(&mut ice.sink(&env, &topic, &["--partition-by", spec])));
+    let table = ice.read(&env);
+    assert_eq!(
+        table["partition_spec"],
+        serde_json::json!([
+            ["trade_date_year", "year", "trade_date"],
+            ["symbol_bucket", "bucket[4]", "symbol"],
+            ["first", "truncate[1]", "symbol"]
+        ])
+    );
+    assert_rows_match_csv(&table, &csv);
+    assert_every_offset_once(&table, &records);
+    // pyiceberg computes the same buckets: its filter on a symbol prunes to that symbol's bucket files and finds
+    // exactly that symbol's rows.
+    let script = format!(
+        "import sys, json; sys.argv = ['x', '--catalog', {c:?}, '--warehouse', {w:?}, '--table', {t:?}]\n\
+         from pyiceberg.catalog.sql import SqlCatalog\n\
+         cat = SqlCatalog('ticklake', uri='sqlite:///' + {c:?}[len('sqlite:'):], warehouse={w:?})\n\
+         t = cat.load_table({t:?})\n\
+         scan = t.scan(row_filter=\"symbol == 'NYA'\")\n\
+         print(json.dumps({{'files': len(list(scan.plan_files())), 'all': len(list(t.scan().plan_files())), 'rows': scan.to_arrow().num_rows}}))",
+        c = ice.catalog,
+        w = ice.warehouse,
+        t = ice.table
+    );
+    let out: serde_json::Value = serde_json::from_slice(&ok(run(env.python().args(["-c", &script]))).stdout).unwrap();
+    let nya = csv_rows(&csv).iter().filter(|r| r["Index"] == "NYA").count() as u64;
+    assert_eq!(out["rows"].as_u64(), Some(nya), "{out}");
+    assert!(out["files"].as_u64() < out["all"].as_u64(), "bucket pruning: {out}");
 }
