@@ -26,7 +26,7 @@ use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
-use iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerator, DefaultLocationGenerator};
+use iceberg::writer::file_writer::location_generator::DefaultFileNameGenerator;
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use iceberg::{Catalog, TableCreation, TableIdent};
@@ -220,6 +220,66 @@ async fn create(
     }
 }
 
+/// Where data files go: `<table>/data/<partition path>/<file>`, with the partition values written the way Iceberg's
+/// Java library and Spark write them (`trade_date_year=2021`, `ts_month=2024-03`, `ts_hour=2024-03-04-09`), not as
+/// the transforms' raw numbers (`trade_date_year=51`) that iceberg-rust's default generator writes. Readers use
+/// the metadata, never the path; the path is for people browsing the bucket.
+#[derive(Clone)]
+struct HumanPaths {
+    data: String,
+}
+
+impl HumanPaths {
+    fn new(meta: &iceberg::spec::TableMetadata) -> Self {
+        let data = meta
+            .properties()
+            .get("write.data.path")
+            .cloned()
+            .unwrap_or_else(|| format!("{}/data", meta.location().trim_end_matches('/')));
+        HumanPaths { data }
+    }
+}
+
+/// A partition value as a path segment (see `HumanPaths`).
+fn human_value(transform: iceberg::spec::Transform, value: Option<&iceberg::spec::Literal>, raw: String) -> String {
+    use iceberg::spec::{Literal, PrimitiveLiteral, Transform};
+    let n = match value {
+        Some(Literal::Primitive(PrimitiveLiteral::Int(n))) => Some(*n as i64),
+        _ => None,
+    };
+    let month = |m: i64| format!("{:04}-{:02}", 1970 + m.div_euclid(12), m.rem_euclid(12) + 1);
+    let escaped = |v: String| crate::lake::partition::escape_hive(&v);
+    match (transform, n) {
+        (Transform::Year, Some(y)) => format!("{}", 1970 + y),
+        (Transform::Month, Some(m)) => month(m),
+        (Transform::Hour, Some(h)) => {
+            chrono::DateTime::from_timestamp(h * 3600, 0).map_or(raw, |t| t.format("%Y-%m-%d-%H").to_string())
+        }
+        _ => escaped(raw),
+    }
+}
+
+impl iceberg::writer::file_writer::location_generator::LocationGenerator for HumanPaths {
+    fn generate_location(&self, key: Option<&iceberg::spec::PartitionKey>, file_name: &str) -> String {
+        let Some(key) = key.filter(|k| !k.spec().is_unpartitioned()) else {
+            return format!("{}/{file_name}", self.data);
+        };
+        let types = key.spec().partition_type(key.schema()).map(|t| t.fields().to_vec()).unwrap_or_default();
+        let path: Vec<String> = key
+            .spec()
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let value = key.data()[i].as_ref();
+                let raw = types.get(i).map_or("null".into(), |t| f.transform.to_human_string(&t.field_type, value));
+                format!("{}={}", f.name, human_value(f.transform, value, raw))
+            })
+            .collect();
+        format!("{}/{}/{file_name}", self.data, path.join("/"))
+    }
+}
+
 /// Writer settings for data files: ZSTD, statistics, the row-group size of `--row-group-rows`.
 fn writer_properties(row_group_rows: usize) -> WriterProperties {
     WriterProperties::builder()
@@ -313,7 +373,7 @@ impl IcebergTarget {
             Some(suffix),
             DataFileFormat::Parquet,
         );
-        let locations = DefaultLocationGenerator::new(meta).map_err(err)?;
+        let locations = HumanPaths::new(meta);
         let builder = DataFileWriterBuilder::new(RollingFileWriterBuilder::new(
             ParquetWriterBuilder::new(writer_properties(self.row_group_rows), ischema.clone()),
             512 << 20,
@@ -443,5 +503,24 @@ impl IcebergTarget {
         self.expected.lock().expect("not poisoned").insert(p, next);
         cp.next_offset = next;
         Ok(Committed { files: files.len(), rows: cut.rows, rejects: cut.rejects.len(), bytes, buffered })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use iceberg::spec::{Literal, Transform};
+
+    use super::human_value;
+
+    #[test]
+    fn partition_paths_read_like_the_java_library_writes_them() {
+        let v = |n: i32| Literal::int(n);
+        assert_eq!(human_value(Transform::Year, Some(&v(51)), "51".into()), "2021");
+        assert_eq!(human_value(Transform::Month, Some(&v(650)), "650".into()), "2024-03");
+        assert_eq!(human_value(Transform::Month, Some(&v(-1)), "-1".into()), "1969-12");
+        assert_eq!(human_value(Transform::Hour, Some(&v(475_209)), "x".into()), "2024-03-18-09");
+        assert_eq!(human_value(Transform::Day, None, "2024-03-04".into()), "2024-03-04");
+        assert_eq!(human_value(Transform::Identity, None, "A/B".into()), "A%2FB");
+        assert_eq!(human_value(Transform::Bucket(4), Some(&v(3)), "3".into()), "3");
     }
 }
