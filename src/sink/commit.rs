@@ -29,7 +29,7 @@ const UPLOAD_CONCURRENCY: usize = 4;
 
 /// Parquet encodes running at once in the whole process. Each holds a file's Arrow arrays and output, and each runs
 /// on a blocking-pool thread with its own allocator heap: unbounded, they were a large part of peak RSS.
-static ENCODE_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+pub(super) static ENCODE_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 #[derive(Clone)]
 pub struct Committer {

@@ -62,6 +62,10 @@ pub struct IcebergTarget {
     /// Next offset per Kafka partition as this sink last read or committed it: a commit expects to find exactly
     /// this in the table.
     expected: std::sync::Mutex<Offsets>,
+    /// The table as this sink's last commit (or load) left it: a commit prepares from it, and the check on the
+    /// state the commit lands on says when it is stale (then it is loaded again). Saves two catalog round trips
+    /// and two metadata reads per commit.
+    cached: std::sync::Mutex<Option<Table>>,
     /// `--to`: where rejects go (outside the table's folder).
     store: Store,
     row_group_rows: usize,
@@ -178,6 +182,7 @@ pub(super) async fn open(
         writer: writer_id(),
         commit_lock: tokio::sync::Mutex::new(()),
         expected: std::sync::Mutex::new(recorded.offsets),
+        cached: std::sync::Mutex::new(Some(table)),
         store,
         row_group_rows: cfg.row_group_rows,
         retry_for: cfg.retry_for,
@@ -280,6 +285,9 @@ impl iceberg::writer::file_writer::location_generator::LocationGenerator for Hum
     }
 }
 
+/// Rows converted to Arrow and handed to the Iceberg writers at a time.
+const WRITE_SLICE_ROWS: usize = 65_536;
+
 /// Writer settings for data files: ZSTD, statistics, the row-group size of `--row-group-rows`.
 fn writer_properties(row_group_rows: usize) -> WriterProperties {
     WriterProperties::builder()
@@ -335,7 +343,11 @@ impl IcebergTarget {
     /// Adds the columns of `schema` the table lacks (optional columns, one schema update); returns the table.
     async fn ensure_columns(&self, schema: &Schema) -> Result<Table, SinkError> {
         loop {
-            let table = self.load().await?;
+            let cached = self.cached.lock().expect("not poisoned").clone();
+            let table = match cached {
+                Some(t) => t,
+                None => self.load().await?,
+            };
             let current = table.metadata().current_schema();
             let missing: Vec<&Field> =
                 schema.fields.iter().filter(|f| current.field_by_name(&f.name).is_none()).collect();
@@ -348,7 +360,9 @@ impl IcebergTarget {
                 update = update.add_column(AddColumn::optional(&f.name, Type::Primitive(spec::iceberg_type(f.ty))));
             }
             let tx = update.apply(tx).map_err(|e| iceberg_error("schema update", e))?;
-            match tx.commit(&*self.catalog).await {
+            let committed = tx.commit(&*self.catalog).await;
+            *self.cached.lock().expect("not poisoned") = None;
+            match committed {
                 Ok(_) => tracing::warn!(
                     table = %self.ident, columns = ?missing.iter().map(|f| &f.name).collect::<Vec<_>>(),
                     "added columns to the iceberg table"
@@ -381,37 +395,37 @@ impl IcebergTarget {
             locations,
             names,
         ));
-        let mut batches = Vec::new();
+        // Rows go to the writers a slice at a time: the Arrow copy of a whole cut (and its timestamp casts and
+        // partition splits) would hold several times the cut's buffered bytes at once.
+        let splitter = match spec.is_unpartitioned() {
+            true => None,
+            false => Some(RecordBatchPartitionSplitter::try_new_with_computed_values(ischema, spec).map_err(err)?),
+        };
+        let mut writers = HashMap::new();
+        let mut order = Vec::new();
         for f in &cut.files {
-            let batch = RecordBatch::try_new(cut.layout.arrow.clone(), f.cols.arrays(&f.rows))
-                .map_err(|e| SinkError::Iceberg(format!("building a batch: {e}")))?;
-            batches.push(conform(&batch, &arrow_schema)?);
-        }
-        let mut files = Vec::new();
-        if spec.is_unpartitioned() {
-            let mut w = builder.build(None).await.map_err(err)?;
-            for b in batches {
-                w.write(b).await.map_err(err)?;
-            }
-            files.extend(w.close().await.map_err(err)?);
-        } else {
-            let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(ischema, spec).map_err(err)?;
-            let mut writers = HashMap::new();
-            let mut order = Vec::new();
-            for b in batches {
-                for (key, part) in splitter.split(&b).map_err(err)? {
-                    let k = key.data().clone();
+            for rows in f.rows.chunks(WRITE_SLICE_ROWS) {
+                let batch = RecordBatch::try_new(cut.layout.arrow.clone(), f.cols.arrays(rows))
+                    .map_err(|e| SinkError::Iceberg(format!("building a batch: {e}")))?;
+                let batch = conform(&batch, &arrow_schema)?;
+                let parts = match &splitter {
+                    None => vec![(None, batch)],
+                    Some(s) => s.split(&batch).map_err(err)?.into_iter().map(|(k, b)| (Some(k), b)).collect(),
+                };
+                for (key, part) in parts {
+                    let k = key.as_ref().map(|k| k.data().clone());
                     if !writers.contains_key(&k) {
                         order.push(k.clone());
-                        writers.insert(k.clone(), builder.build(Some(key)).await.map_err(err)?);
+                        writers.insert(k.clone(), builder.build(key).await.map_err(err)?);
                     }
                     writers.get_mut(&k).expect("inserted").write(part).await.map_err(err)?;
                 }
             }
-            for k in order {
-                let mut w = writers.remove(&k).expect("one writer per key");
-                files.extend(w.close().await.map_err(err)?);
-            }
+        }
+        let mut files = Vec::new();
+        for k in order {
+            let mut w = writers.remove(&k).expect("one writer per key");
+            files.extend(w.close().await.map_err(err)?);
         }
         Ok(files)
     }
@@ -424,7 +438,13 @@ impl IcebergTarget {
             let _one = self.commit_lock.lock().await;
             self.ensure_columns(&cut.layout.schema).await?
         };
-        let files = if cut.rows > 0 { self.write_files(&table, &cut).await? } else { Vec::new() };
+        let files = if cut.rows > 0 {
+            // The same bound as the hive sink's encodes: at most two cuts are being written at once.
+            let _slot = super::commit::ENCODE_SLOTS.acquire().await.expect("the encode semaphore is never closed");
+            self.write_files(&table, &cut).await?
+        } else {
+            Vec::new()
+        };
         let bytes: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
         if !cut.rejects.is_empty() {
             let mut lines = Vec::new();
@@ -438,7 +458,11 @@ impl IcebergTarget {
         let expected = self.next_offset(p);
         let deadline = std::time::Instant::now() + self.retry_for;
         loop {
-            let table = self.load().await?;
+            let cached = self.cached.lock().expect("not poisoned").take();
+            let table = match cached {
+                Some(t) => t,
+                None => self.load().await?,
+            };
             let now = ice::recorded(&table, &self.topic).map_err(SinkError::Corrupt)?;
             // Prepared from what the table records now, with this partition where this sink left it.
             let mut base = now.offsets.clone();
@@ -468,7 +492,10 @@ impl IcebergTarget {
                     let result = tx.commit(&guard).await;
                     let refused = guard.refused.lock().expect("not poisoned").take();
                     match result {
-                        Ok(_) => Verdict::Go,
+                        Ok(committed) => {
+                            *self.cached.lock().expect("not poisoned") = Some(committed);
+                            Verdict::Go
+                        }
                         Err(e) => match refused {
                             Some(v) => v,
                             None if std::time::Instant::now() < deadline => {
