@@ -286,7 +286,7 @@ impl iceberg::writer::file_writer::location_generator::LocationGenerator for Hum
 }
 
 /// Rows converted to Arrow and handed to the Iceberg writers at a time.
-const WRITE_SLICE_ROWS: usize = 65_536;
+const WRITE_SLICE_ROWS: usize = 8_192;
 
 /// Writer settings for data files: ZSTD, statistics, the row-group size of `--row-group-rows`.
 fn writer_properties(row_group_rows: usize) -> WriterProperties {
@@ -403,6 +403,7 @@ impl IcebergTarget {
         };
         let mut writers = HashMap::new();
         let mut order = Vec::new();
+        let mut files = Vec::new();
         for f in &cut.files {
             for rows in f.rows.chunks(WRITE_SLICE_ROWS) {
                 let batch = RecordBatch::try_new(cut.layout.arrow.clone(), f.cols.arrays(rows))
@@ -412,6 +413,7 @@ impl IcebergTarget {
                     None => vec![(None, batch)],
                     Some(s) => s.split(&batch).map_err(err)?.into_iter().map(|(k, b)| (Some(k), b)).collect(),
                 };
+                let mut seen = Vec::with_capacity(parts.len());
                 for (key, part) in parts {
                     let k = key.as_ref().map(|k| k.data().clone());
                     if !writers.contains_key(&k) {
@@ -419,10 +421,18 @@ impl IcebergTarget {
                         writers.insert(k.clone(), builder.build(key).await.map_err(err)?);
                     }
                     writers.get_mut(&k).expect("inserted").write(part).await.map_err(err)?;
+                    seen.push(k);
                 }
+                // Rows are sorted (by the sort order, which usually leads with the partition's time column): a
+                // partition the slice did not touch is done, and its writer (open column buffers and dictionaries)
+                // is closed now rather than held open with every other partition's until the end of the cut.
+                for k in order.iter().filter(|k| !seen.contains(k)) {
+                    let mut w = writers.remove(k).expect("one writer per key");
+                    files.extend(w.close().await.map_err(err)?);
+                }
+                order.retain(|k| seen.contains(k));
             }
         }
-        let mut files = Vec::new();
         for k in order {
             let mut w = writers.remove(&k).expect("one writer per key");
             files.extend(w.close().await.map_err(err)?);
