@@ -288,15 +288,21 @@ impl iceberg::writer::file_writer::location_generator::LocationGenerator for Hum
 /// Rows converted to Arrow and handed to the Iceberg writers at a time.
 const WRITE_SLICE_ROWS: usize = 8_192;
 
-/// Writer settings for data files: ZSTD, statistics, the row-group size of `--row-group-rows`.
-fn writer_properties(row_group_rows: usize) -> WriterProperties {
-    WriterProperties::builder()
+/// Writer settings for data files: those of the hive lake (ZSTD, statistics, `--row-group-rows`, no dictionary for
+/// double columns, whose values rarely repeat).
+fn writer_properties(row_group_rows: usize, schema: &iceberg::spec::Schema) -> WriterProperties {
+    let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(row_group_rows.max(1)))
-        .set_created_by(concat!("ticklake ", env!("CARGO_PKG_VERSION")).to_string())
-        .build()
+        .set_created_by(concat!("ticklake ", env!("CARGO_PKG_VERSION")).to_string());
+    for f in schema.as_struct().fields() {
+        if *f.field_type == Type::Primitive(iceberg::spec::PrimitiveType::Double) {
+            b = b.set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(f.name.as_str()), false);
+        }
+    }
+    b.build()
 }
 
 /// A cut's rows in the table's Arrow schema (with field ids): columns matched by name, timestamps to
@@ -389,7 +395,7 @@ impl IcebergTarget {
         );
         let locations = HumanPaths::new(meta);
         let builder = DataFileWriterBuilder::new(RollingFileWriterBuilder::new(
-            ParquetWriterBuilder::new(writer_properties(self.row_group_rows), ischema.clone()),
+            ParquetWriterBuilder::new(writer_properties(self.row_group_rows, &ischema), ischema.clone()),
             512 << 20,
             table.file_io().clone(),
             locations,
