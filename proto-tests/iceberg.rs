@@ -136,6 +136,23 @@ fn assert_rows_match_csv(table: &serde_json::Value, csv: &Path) {
     assert!(diff.is_empty(), "rows differ (got, csv): {diff:?}");
 }
 
+/// A generated index CSV of `rows` rows over `symbols` symbols, replayed into a new topic of `partitions`.
+fn sampled_topic(env: &TestEnv, dir: &Path, rows: u32, symbols: u32, partitions: u32) -> (String, Vec<ReadRecord>) {
+    let csv = dir.join("indices.csv");
+    let (rows, symbols) = (rows.to_string(), symbols.to_string());
+    ok(run(env.ticklake().args([
+        "sample",
+        "indices",
+        "--rows",
+        &rows,
+        "--symbols",
+        &symbols,
+        "-o",
+        csv.to_str().unwrap(),
+    ])));
+    replay_indices(env, &csv, partitions)
+}
+
 fn replay_indices(env: &TestEnv, csv: &Path, partitions: u32) -> (String, Vec<ReadRecord>) {
     let topic = random_name("ice");
     replay_csv(env, csv, &topic, partitions, &[]);
@@ -261,10 +278,7 @@ fn seed() -> u64 {
 fn sigkill_at_random_moments_never_loses_or_duplicates_a_row() {
     let env = env_or_skip!();
     let dir = tempfile::tempdir().unwrap();
-    let csv = dir.path().join("indices.csv");
-    let args = ["sample", "indices", "--rows", "60000", "--symbols", "20", "-o", csv.to_str().unwrap()];
-    ok(run(env.ticklake().args(args)));
-    let (topic, records) = replay_indices(&env, &csv, 3);
+    let (topic, records) = sampled_topic(&env, dir.path(), 60000, 20, 3);
     let ice = Ice::sqlite(dir.path());
     let sink = |extra: &[&str]| {
         let mut c = ice.sink(&env, &topic, &["--max-rows", "500"]);
@@ -311,10 +325,7 @@ fn sigkill_at_random_moments_never_loses_or_duplicates_a_row() {
 fn a_concurrent_writer_costs_a_retry_never_a_row() {
     let env = env_or_skip!();
     let dir = tempfile::tempdir().unwrap();
-    let csv = dir.path().join("indices.csv");
-    let args = ["sample", "indices", "--rows", "20000", "--symbols", "10", "-o", csv.to_str().unwrap()];
-    ok(run(env.ticklake().args(args)));
-    let (topic, _) = replay_indices(&env, &csv, 2);
+    let (topic, _) = sampled_topic(&env, dir.path(), 20000, 10, 2);
     let ice = Ice::sqlite(dir.path());
     // A sink that follows the topic, in small cuts (many commits).
     let cmd = ice.sink(&env, &topic, &["--max-rows", "300", "--max-age", "1s"]);
@@ -337,7 +348,7 @@ fn a_concurrent_writer_costs_a_retry_never_a_row() {
         ok(run(ice.py(&env).args(["--append-from", rows.to_str().unwrap()])));
     }
     // More records after the other writer's commits; the sink takes them too.
-    replay_csv(&env, &csv, &topic, 2, &[]);
+    replay_csv(&env, &dir.path().join("indices.csv"), &topic, 2, &[]);
     let records = tokio::runtime::Runtime::new().unwrap().block_on(read_topic(&env.brokers, &topic));
     let total = records.len() as i64;
     wait_until("the sink to commit every record", || {
@@ -360,14 +371,11 @@ fn a_concurrent_writer_costs_a_retry_never_a_row() {
 fn a_second_sink_on_the_same_partitions_is_fenced() {
     let env = env_or_skip!();
     let dir = tempfile::tempdir().unwrap();
-    let csv = dir.path().join("indices.csv");
-    let args = ["sample", "indices", "--rows", "30000", "--symbols", "10", "-o", csv.to_str().unwrap()];
-    ok(run(env.ticklake().args(args)));
-    let (topic, records) = replay_indices(&env, &csv, 1);
+    let (topic, records) = sampled_topic(&env, dir.path(), 30000, 10, 1);
     let ice = Ice::sqlite(dir.path());
     // Create the table first, so both sinks start from the same state.
     ok(run(&mut ice.sink(&env, &topic, &["--max-rows", "100000000"])));
-    replay_csv(&env, &csv, &topic, 1, &[]);
+    replay_csv(&env, &dir.path().join("indices.csv"), &topic, 1, &[]);
     let records_after = tokio::runtime::Runtime::new().unwrap().block_on(read_topic(&env.brokers, &topic));
     assert!(records_after.len() > records.len());
     let a = Logged::spawn(&mut ice.sink(&env, &topic, &["--max-rows", "400"]));
