@@ -12,7 +12,7 @@ use crate::{Error, Result};
 /// Runs one command: `Ok(None)` when it did its job, `Ok(Some(kind))` when it ran to its end but failed (a bad row,
 /// a verify that found a gap, a stop signal), `Err` when it could not run.
 pub async fn run(cli: Cli) -> Result<Option<Kind>> {
-    let shutdown = Shutdown::new();
+    let shutdown = Shutdown::process().clone();
     shutdown.listen_for_signals();
     let stopped = |s: &Shutdown| s.reason().map(|r| r.kind());
     match cli.command {
@@ -77,6 +77,14 @@ pub async fn run(cli: Cli) -> Result<Option<Kind>> {
             print(report.render(&topic).trim_end())?;
             Ok((!report.ok()).then_some(Kind::VerifyFailed))
         }
+        Command::Lake(LakeCommand::Schema { lake }) => {
+            print(crate::lake_cmd::schema(&lake.url()?, &lake.s3()).await?.trim_end())?;
+            Ok(None)
+        }
+        Command::Lake(LakeCommand::Retype { lake, column, ty }) => {
+            print(&crate::lake_cmd::retype(&lake.url()?, &lake.s3(), &column, ty).await?)?;
+            Ok(None)
+        }
         Command::Lake(LakeCommand::Compact { topic, lake, older_than, target_size }) => {
             let report =
                 crate::lake_cmd::compact::run(&lake.url()?, &lake.s3(), &topic, older_than, target_size).await?;
@@ -105,7 +113,7 @@ pub async fn run(cli: Cli) -> Result<Option<Kind>> {
             Ok(None)
         }
         Command::Completions { shell } => {
-            crate::cli::docs::completions(shell);
+            crate::cli::docs::completions(shell)?;
             Ok(None)
         }
         Command::Man { dir } => {

@@ -1,7 +1,8 @@
 //! Bounded retries with jittered exponential backoff, shared by every network edge (Kafka produce, S3).
 //!
 //! Foundation layer. One loop, so the policy (first wait 100 ms, doubling, full jitter in the upper half, a cap,
-//! and a deadline after which the last error is returned) cannot drift between the edges.
+//! and a deadline after which the last error is returned) cannot drift between the edges. A stop signal ends a
+//! wait early (`Shutdown::process().waits_cancelled()`), with the last error.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -31,8 +32,16 @@ where
         match op(attempt).await {
             Ok(v) => return Ok(v),
             Err(e) if transient(&e) && tokio::time::Instant::now() + backoff < give_up => {
+                let stop = crate::shutdown::Shutdown::process();
+                if stop.cancels_waits() {
+                    return Err(e);
+                }
                 tracing::warn!("{what} failed, retrying in about {backoff:?}: {e}");
-                tokio::time::sleep(backoff.mul_f64(rand::random_range(0.5..1.0))).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.mul_f64(rand::random_range(0.5..1.0))) => {}
+                    // A stop signal ends the wait (see `crate::shutdown`): the last error is the answer.
+                    _ = stop.waits_cancelled() => return Err(e),
+                }
                 backoff = (backoff * 2).min(max_backoff);
                 attempt += 1;
             }

@@ -64,12 +64,19 @@ impl Error {
             Error::SchemaFile(_) | Error::Source(_) => Kind::BadInput,
             Error::Sink(e) => e.kind(),
             Error::Lake(lake_cmd::LakeCmdError::Store(e)) => e.kind(),
+            Error::Lake(lake_cmd::LakeCmdError::NotInLake(_) | lake_cmd::LakeCmdError::Refused(_)) => Kind::Usage,
             Error::Lake(_) => Kind::Failure,
             Error::Athena(athena::AthenaError::Usage(_) | athena::AthenaError::Ddl(_)) => Kind::Usage,
             Error::Athena(athena::AthenaError::Store(e)) => e.kind(),
             Error::Io { .. } => Kind::Failure,
             Error::Internal(_) => Kind::Internal,
         }
+    }
+
+    /// Stdout was closed by its reader (`ticklake sample ... | head -1`): the command ends quietly with 0, as `cat`
+    /// and `rg` do, instead of reporting an error nobody asked about.
+    pub fn is_closed_stdout(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
     }
 
     pub fn exit_code(&self) -> u8 {
@@ -127,6 +134,7 @@ mod tests {
             ("lake verify", Error::Lake(lake_cmd::LakeCmdError::Store(no_creds())).kind(), 5),
             ("lake stats", Error::Lake(lake_cmd::LakeCmdError::Store(bucket_missing())).kind(), 8),
             ("lake verify", exit::Kind::VerifyFailed, 10),
+            ("lake verify", Error::Lake(lake_cmd::LakeCmdError::NotInLake("typo".into())).kind(), 2),
             ("athena", Error::Athena(athena::AthenaError::Store(no_creds())).kind(), 5),
             ("athena", Error::Athena(athena::AthenaError::Store(bucket_missing())).kind(), 8),
             ("athena", Error::Athena(athena::AthenaError::Usage("no spec".into())).kind(), 2),

@@ -20,6 +20,13 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(ticklake::app::run(cli)) {
         Ok(failure) => ExitCode::from(failure.map_or(0, ticklake::exit::code)),
+        Err(e) if e.is_closed_stdout() => ExitCode::SUCCESS,
+        // A stop signal ended a wait (an unreachable endpoint's retries): the error says what was awaited, the code
+        // says who stopped it (130/143).
+        Err(e) if let Some(stop) = ticklake::shutdown::Shutdown::process().reason() => {
+            ticklake::output::report_error(&format!("{} (stopped by {stop:?} while waiting)", error_chain(&e)));
+            ExitCode::from(ticklake::exit::code(stop.kind()))
+        }
         Err(e) => {
             ticklake::output::report_error(&error_chain(&e));
             ExitCode::from(e.exit_code())

@@ -3,9 +3,14 @@
 //! Ctrl-C and SIGTERM set it; every loop checks it (async loops with `wait()` in `select!`, the blocking CSV
 //! reader thread with `is_set()` per row), so a stop means "stop taking new input, finish what is in flight".
 //! Tests trigger it directly instead of sending signals.
+//!
+//! Waits between retries (`crate::backoff`) end on a stop too: at once while a command is still starting (nothing
+//! is in flight: an unreachable endpoint must not hold Ctrl-C for minutes), and on a second signal once it runs
+//! (the first one lets in-flight work finish, retries included). What those waits watch is the process's handle,
+//! `Shutdown::process()`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use tokio::sync::Notify;
 
@@ -30,11 +35,48 @@ pub struct Shutdown {
     /// 0 = running, 1 = interrupt, 2 = terminate.
     state: Arc<AtomicU8>,
     notify: Arc<Notify>,
+    /// The command is past its start-up (work is in flight that a first signal lets finish).
+    running: Arc<AtomicBool>,
+    /// A second signal came: stop waiting for anything.
+    forced: Arc<AtomicBool>,
 }
+
+static PROCESS: std::sync::OnceLock<Shutdown> = std::sync::OnceLock::new();
 
 impl Shutdown {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The process's handle: the one the signal handlers set and the retry waits watch.
+    pub fn process() -> &'static Shutdown {
+        PROCESS.get_or_init(Shutdown::new)
+    }
+
+    /// Marks the end of start-up: from now on a first signal lets in-flight work (and its retries) finish.
+    pub fn mark_running(&self) {
+        self.running.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a wait for a retry should end now.
+    pub fn cancels_waits(&self) -> bool {
+        self.forced.load(Ordering::SeqCst) || (self.is_set() && !self.running.load(Ordering::SeqCst))
+    }
+
+    /// Resolves once waits should end (see `cancels_waits`).
+    pub async fn waits_cancelled(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.cancels_waits() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn force(&self) {
+        self.forced.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
     }
 
     pub fn trigger(&self, reason: StopReason) {
@@ -81,9 +123,17 @@ impl Shutdown {
                     tracing::warn!("cannot install signal handlers; Ctrl-C will stop the process without a flush");
                     return;
                 };
-                tokio::select! {
-                    _ = int.recv() => me.trigger(StopReason::Interrupt),
-                    _ = term.recv() => me.trigger(StopReason::Terminate),
+                loop {
+                    let reason = tokio::select! {
+                        _ = int.recv() => StopReason::Interrupt,
+                        _ = term.recv() => StopReason::Terminate,
+                    };
+                    if me.is_set() {
+                        tracing::warn!("second stop signal: no longer waiting for retries");
+                        me.force();
+                    } else {
+                        me.trigger(reason);
+                    }
                 }
             }
             #[cfg(not(unix))]
@@ -111,5 +161,19 @@ mod tests {
         waiter.await.unwrap();
         assert_eq!(s.reason(), Some(StopReason::Terminate));
         assert_eq!(crate::exit::code(s.reason().unwrap().kind()), 143);
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_waits_at_once_while_starting_and_on_a_second_signal_once_running() {
+        let starting = Shutdown::new();
+        assert!(!starting.cancels_waits());
+        starting.trigger(StopReason::Interrupt);
+        starting.waits_cancelled().await;
+        let running = Shutdown::new();
+        running.mark_running();
+        running.trigger(StopReason::Interrupt);
+        assert!(!running.cancels_waits(), "in-flight work finishes after a first signal");
+        running.force();
+        running.waits_cancelled().await;
     }
 }

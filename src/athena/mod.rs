@@ -171,14 +171,21 @@ pub async fn run(req: &Request) -> Result<String, AthenaError> {
     };
     let mut out = create_table(&schema, &spec, &opts)?.trim_end().to_string();
     if let Some((symbol, year)) = &req.queries {
-        let queries = reference_queries(&schema, &spec, &req.table, symbol, *year).ok_or_else(|| {
-            usage(format!(
-                "no reference queries for schema '{}' (they need a key, a date and a close column)",
-                schema.name
-            ))
-        })?;
-        for (title, sql) in queries {
-            out.push_str(&format!("\n\n-- {title}\n{sql};"));
+        // The DDL stands on its own: queries that cannot be made for this schema are skipped, and said so.
+        match reference_queries(&schema, &spec, &req.table, symbol, *year) {
+            Some(queries) => {
+                for (title, sql) in queries {
+                    out.push_str(&format!("\n\n-- {title}\n{sql};"));
+                }
+            }
+            None => {
+                let why = format!(
+                    "no reference queries for schema '{}': they need a key, a date event-time column and a close column",
+                    schema.name
+                );
+                tracing::warn!("--print-queries: {why}; printed the DDL only");
+                out.push_str(&format!("\n\n-- {why}"));
+            }
         }
     }
     Ok(out)

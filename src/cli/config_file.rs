@@ -209,9 +209,14 @@ pub fn show(config: Option<&Path>, command_line: &[String]) -> Result<String, St
                     let v = if is_secret(id) { "****".to_string() } else { vals.join(",") };
                     let _ = writeln!(out, "{k} = {}  # {source}", quoted(&v));
                 }
-                _ => {
-                    let _ = writeln!(out, "# {k} (unset)");
-                }
+                _ => match super::values::env_default(&k) {
+                    Some((var, v)) => {
+                        let _ = writeln!(out, "{k} = {}  # env {var}", quoted(&v));
+                    }
+                    None => {
+                        let _ = writeln!(out, "# {k} (unset)");
+                    }
+                },
             }
         }
     }

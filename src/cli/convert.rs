@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::defs::*;
-use super::values::{env_value, parse_partition_list};
+use super::values::{env_default, parse_partition_list};
 use crate::consume::{ConsumeConfig, StartAt};
 use crate::kafka::security::{Security, TlsFiles};
 use crate::kafka::{Compression, KafkaConfig};
@@ -32,8 +32,8 @@ impl LakeArgs {
     }
     pub fn s3(&self) -> crate::lake::S3Options {
         crate::lake::S3Options {
-            region: self.region.clone().or_else(|| env_value("AWS_REGION")).or_else(|| env_value("AWS_DEFAULT_REGION")),
-            endpoint: self.s3_endpoint.clone().or_else(|| env_value("AWS_ENDPOINT_URL")),
+            region: self.region.clone().or_else(|| env_default("region").map(|(_, v)| v)),
+            endpoint: self.s3_endpoint.clone().or_else(|| env_default("s3_endpoint").map(|(_, v)| v)),
             request_timeout: Some(Duration::from_secs(30)),
             retry_for: Duration::from_secs(30),
         }
@@ -114,6 +114,7 @@ impl TryFrom<&SinkArgs> for crate::sink::SinkConfig {
             max_buffer: usize::try_from(a.max_buffer).unwrap_or(usize::MAX),
             max_record_bytes: usize::try_from(a.max_record_bytes).unwrap_or(usize::MAX),
             exit_at_end: a.exit_at_end,
+            strict_schema: a.strict_schema,
             skip_deleted: a.skip_deleted,
             retry_for: a.retry_for,
             stats_every: a.stats_every.max(Duration::from_millis(100)),

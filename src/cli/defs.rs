@@ -15,7 +15,7 @@ pub use crate::output::LogFormat;
 #[command(
     name = "ticklake",
     version,
-    about = "Replay market data from CSV into Kafka, land it in S3 as Parquet for Athena"
+    about = "Replay market data from CSV into Kafka, land it in S3 as Parquet or Apache Iceberg for Athena"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -85,9 +85,9 @@ pub enum Command {
     Schema(SchemaCommand),
     /// Generate deterministic sample CSV data (what `data/` holds).
     Sample(SampleArgs),
-    /// Land a topic in S3 (or a local folder) as hive-partitioned Parquet, exactly once.
+    /// Land a topic in S3 (or a local folder) as hive-partitioned Parquet or an Apache Iceberg table, exactly once.
     Sink(Box<SinkArgs>),
-    /// Inspect a lake: stats, and verify that it holds every offset exactly once.
+    /// Inspect and maintain a lake: stats, verify (every offset exactly once), compact, schema, retype.
     #[command(subcommand)]
     Lake(LakeCommand),
     /// Print the Athena CREATE EXTERNAL TABLE (with partition projection) matching what the sink writes.
@@ -214,6 +214,7 @@ pub struct IcebergTableArgs {
 pub enum LakeCommand {
     /// Hive partitions, files, rows and bytes of a topic's lake, and its checkpoints.
     Stats {
+        /// The Kafka topic whose lake to read (the sink's --topic).
         #[arg(long, short, env = "TICKLAKE_TOPIC")]
         topic: String,
         #[command(flatten)]
@@ -223,6 +224,7 @@ pub enum LakeCommand {
     },
     /// Check from the files themselves that every offset is in the lake exactly once; exits non-zero otherwise.
     Verify {
+        /// The Kafka topic whose lake to read (the sink's --topic).
         #[arg(long, short, env = "TICKLAKE_TOPIC")]
         topic: String,
         #[command(flatten)]
@@ -230,9 +232,28 @@ pub enum LakeCommand {
         #[command(flatten)]
         iceberg: IcebergTableArgs,
     },
+    /// Print the lake's schema as a schema file (TOML, for --schema).
+    Schema {
+        #[command(flatten)]
+        lake: LakeArgs,
+    },
+    /// Change the stored type of a column while no data file holds it: the repair of a column typed wrongly by
+    /// inference (`lake stats` lists the inferred ones). Refused once a file holds the column (it says how to
+    /// rewrite instead) or while a sink holds the lake.
+    Retype {
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// The column, by its name in the lake.
+        #[arg(long)]
+        column: String,
+        /// Its new type: string, bigint, double, date, timestamp or boolean.
+        #[arg(long = "type", value_parser = parse_column_type)]
+        ty: crate::schema::ColumnType,
+    },
     /// Merge the small files of each hive partition (per Kafka partition) into files near --target-size, exactly
     /// once and resumably; safe while a sink writes the same lake.
     Compact {
+        /// The Kafka topic whose lake to read (the sink's --topic).
         #[arg(long, short, env = "TICKLAKE_TOPIC")]
         topic: String,
         #[command(flatten)]
@@ -282,6 +303,7 @@ pub enum TopicCommand {
 
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
+    /// The topic to read.
     #[arg(long, short, env = "TICKLAKE_TOPIC")]
     pub topic: String,
     /// Only this partition (default: all).
@@ -334,4 +356,9 @@ pub struct SampleArgs {
     /// Seed of the deterministic generator: same seed, same bytes.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+}
+
+fn parse_column_type(s: &str) -> Result<crate::schema::ColumnType, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase()))
+        .map_err(|_| format!("'{s}' is not a column type: string, bigint, double, date, timestamp or boolean"))
 }

@@ -4,9 +4,12 @@ use super::defs::Cli;
 use crate::Error;
 
 /// Completions for `shell` on stdout.
-pub fn completions(shell: clap_complete::Shell) {
+pub fn completions(shell: clap_complete::Shell) -> Result<(), Error> {
     let mut cmd = <Cli as clap::CommandFactory>::command();
-    clap_complete::generate(shell, &mut cmd, "ticklake", &mut std::io::stdout());
+    // Into a buffer first: clap_complete panics when its writer fails (`completions zsh | head -3`).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "ticklake", &mut script);
+    crate::output::print(String::from_utf8_lossy(&script).trim_end())
 }
 
 /// The man page on stdout, or one page per command into `dir`.

@@ -11,6 +11,7 @@ use crate::replay::{OnError, TimestampMode};
 
 #[derive(Debug, Args)]
 pub struct SinkArgs {
+    /// The topic to land in the lake.
     #[arg(long, short, env = "TICKLAKE_TOPIC")]
     pub topic: String,
     #[command(flatten)]
@@ -32,6 +33,10 @@ pub struct SinkArgs {
     /// the preset whose fields the records carry, else inferred from the first records.
     #[arg(long)]
     pub schema: Option<String>,
+    /// Refuse inference: the schema is --schema, the lake's stored one or a preset's columns alone; a record
+    /// field the schema lacks makes the record a reject instead of a new column.
+    #[arg(long)]
+    pub strict_schema: bool,
     /// Partitioning: columns and transforms, e.g. `year(trade_date)` or `dt=day(ts),symbol`; with --format iceberg
     /// also `bucket[N](col)` and `truncate[W](col)`. Default: per schema.
     #[arg(long)]

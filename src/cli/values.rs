@@ -7,6 +7,18 @@ pub(crate) fn env_value(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// Flags whose default ticklake reads from the environment itself rather than through clap (clap's usage line in
+/// an error would list them as if the user had to pass them), with their variables in order. `LakeArgs::s3` and
+/// `config show` both read this table, so what is shown is what is used.
+const ENV_DEFAULTS: &[(&str, &[&str])] =
+    &[("s3_endpoint", &["AWS_ENDPOINT_URL"]), ("region", &["AWS_REGION", "AWS_DEFAULT_REGION"])];
+
+/// The environment's value for flag `key` (snake_case) of `ENV_DEFAULTS`, and the variable it came from.
+pub(crate) fn env_default(key: &str) -> Option<(&'static str, String)> {
+    let (_, vars) = ENV_DEFAULTS.iter().find(|(k, _)| *k == key)?;
+    vars.iter().find_map(|v| env_value(v).map(|value| (*v, value)))
+}
+
 /// `0,2,5-7` → [0, 2, 5, 6, 7].
 pub fn parse_partition_list(s: &str) -> Result<Vec<i32>, String> {
     let mut out = Vec::new();

@@ -156,6 +156,9 @@ pub fn decode_response(body: &[u8], correlation_id: i32) -> Result<Metadata, Str
     Ok(Metadata { brokers, controller_id, topics })
 }
 
+/// What an answer that no Kafka broker would give is called (an HTTP server's `HTTP/1.1 400`, read as a length).
+pub const NOT_KAFKA: &str = "this does not look like a Kafka broker";
+
 /// Sends one Metadata request on a fresh connection to `addr` (over TLS when `tls` is given), within `timeout`.
 pub async fn fetch(
     addr: &str,
@@ -193,7 +196,7 @@ async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     conn.read_exact(&mut len).await.map_err(|e| format!("no answer (the port may not be Kafka): {e}"))?;
     let len = i32::from_be_bytes(len);
     if len < 0 || len as usize > MAX_RESPONSE {
-        return Err(format!("answer of {len} bytes: this does not look like a Kafka broker (TLS port?)"));
+        return Err(format!("answer of {len} bytes: {NOT_KAFKA} (TLS port?)"));
     }
     let mut body = vec![0u8; len as usize];
     conn.read_exact(&mut body).await.map_err(|e| format!("reading the answer: {e}"))?;

@@ -196,6 +196,7 @@ impl Kafka {
     /// milliseconds with each address's own reason, instead of after rskafka's retries run out.
     pub async fn connect(cfg: KafkaConfig) -> Result<Self> {
         probe_bootstrap(&cfg).await?;
+        refuse_what_is_not_kafka(&cfg).await?;
         let backoff = BackoffConfig {
             init_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
@@ -370,6 +371,33 @@ async fn probe_bootstrap(cfg: &KafkaConfig) -> Result<()> {
         }
     }
     Err(Error::Unreachable { brokers: cfg.addr(), timeout: per_try, reason: reasons.join("; ") })
+}
+
+/// Without TLS, one Metadata request to each bootstrap address (as `doctor` sends) tells in a round trip whether a
+/// port that took the TCP connection speaks Kafka at all: an S3 or HTTP port answers with bytes no broker sends, and
+/// is refused at once with that reason instead of after the metadata deadline. Only that answer stops the start;
+/// a slow or silent answer (a SASL listener closes the connection on a request before its handshake) is left to
+/// the client's own connect.
+async fn refuse_what_is_not_kafka(cfg: &KafkaConfig) -> Result<()> {
+    if cfg.security.tls.is_some() {
+        return Ok(());
+    }
+    let per_try = cfg.timeout.min(Duration::from_secs(2));
+    let mut reasons = Vec::new();
+    for addr in &cfg.brokers {
+        match metadata::fetch(addr, Some(&[]), None, per_try).await {
+            Err(e) if e.contains(metadata::NOT_KAFKA) => reasons.push(format!("{addr}: {e}")),
+            _ => return Ok(()),
+        }
+    }
+    Err(Error::Unreachable {
+        brokers: cfg.addr(),
+        timeout: per_try,
+        reason: format!(
+            "{}; is --brokers (KAFKA_BROKERS) the broker's address? `ticklake doctor` checks it",
+            reasons.join("; ")
+        ),
+    })
 }
 
 /// Why a TCP probe failed: the name did not resolve, or no resolved address took the connection.

@@ -33,6 +33,13 @@ pub struct SchemaVersion {
     pub kafka_offset: Option<i64>,
     /// When the version was made (RFC 3339, UTC).
     pub at: String,
+    /// Columns of this version whose types were inferred from records (not given by a preset or `--schema`), and
+    /// from how many: a type learnt from a handful of records deserves a look (`lake stats` shows it, `lake
+    /// retype` fixes it while no data file depends on it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inferred: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inferred_from_records: Option<usize>,
 }
 
 /// The stored table spec.
@@ -86,6 +93,8 @@ impl TableSpec {
                 kafka_partition: None,
                 kafka_offset: None,
                 at: now(),
+                inferred: vec![],
+                inferred_from_records: None,
             }],
             schema,
         }
@@ -174,8 +183,66 @@ impl TableSpec {
             kafka_partition: at.map(|a| a.0),
             kafka_offset: at.map(|a| a.1),
             at: now(),
+            inferred: vec![],
+            inferred_from_records: None,
         });
         version
+    }
+
+    /// Notes that the newest version's `columns` were typed by inference from `records` records.
+    pub fn mark_inferred(&mut self, columns: &[String], records: usize) {
+        let Some(v) = self.versions.last_mut() else { return };
+        let columns: Vec<String> = columns.iter().filter(|c| v.added.contains(c)).cloned().collect();
+        if !columns.is_empty() {
+            v.inferred = columns;
+            v.inferred_from_records = Some(records);
+        }
+    }
+
+    /// Changes the stored type of `column` (the repair of a column inferred wrongly). The caller has checked that no
+    /// data file holds the column; here: it exists, plays no role (key, event time, partition source), and the type
+    /// differs. Recorded as a new version, so the change is visible in `lake stats`.
+    pub fn retype(&mut self, column: &str, ty: ColumnType) -> Result<u32, String> {
+        let Some(f) = self.schema.field(column) else {
+            let names: Vec<&str> = self.schema.fields.iter().map(|f| f.name.as_str()).collect();
+            return Err(format!("the lake's table has no column '{column}' (it has {})", names.join(", ")));
+        };
+        if f.ty == ty {
+            return Err(format!("column '{column}' is {ty} already"));
+        }
+        let role = if self.schema.key.as_deref() == Some(column) {
+            Some("key")
+        } else if self.schema.event_time.as_deref() == Some(column) {
+            Some("event-time column")
+        } else if self.partition_by.contains(&format!("({column})"))
+            || self.partition_by.split(',').any(|p| p == column)
+        {
+            Some("partition source")
+        } else {
+            None
+        };
+        if let Some(role) = role {
+            return Err(format!("column '{column}' is the table's {role}: its type cannot change in place"));
+        }
+        let from = f.ty;
+        let version = self.version() + 1;
+        for f in &mut self.schema.fields {
+            if f.name == column {
+                f.ty = ty;
+            }
+        }
+        self.versions.push(SchemaVersion {
+            version,
+            added: vec![],
+            reason: format!("retyped {column} from {from} to {ty} (lake retype)"),
+            topic: self.topics.first().cloned().unwrap_or_default(),
+            kafka_partition: None,
+            kafka_offset: None,
+            at: now(),
+            inferred: vec![],
+            inferred_from_records: None,
+        });
+        Ok(version)
     }
 
     /// The columns added after schema version `version`, in order (for `ALTER TABLE ... ADD COLUMNS`).
@@ -206,6 +273,22 @@ impl TableSpec {
                 _ => format!(" ({})", v.topic),
             };
             out.push_str(&format!("  v{} {}{from}, {}: {}\n", v.version, v.reason, v.at, v.added.join(", ")));
+            if let Some(n) = v.inferred_from_records {
+                let typed: Vec<String> = v
+                    .inferred
+                    .iter()
+                    .map(|c| format!("{c} {}", self.schema.field(c).map_or("?", |f| f.ty.athena_name())))
+                    .collect();
+                out.push_str(&format!(
+                    "    typed by inference from {n} record(s): {}{}\n",
+                    typed.join(", "),
+                    if n < 100 {
+                        " (few records: check them; `ticklake lake retype` fixes a wrong one while no data file holds it)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
         }
         out
     }
@@ -248,6 +331,28 @@ mod tests {
         assert_eq!(t.added_since(0).len(), 10);
         assert!(t.added_since(2).is_empty());
         assert!(t.describe().contains("v2 r at t/kafka partition 2/offset 40"), "{}", t.describe());
+    }
+
+    #[test]
+    fn inferred_columns_are_shown_and_a_retype_is_a_version() {
+        let mut t = table();
+        t.evolve(vec![Field::new("venue", "venue", ColumnType::Double)], "new field in a record", "t", Some((0, 3)));
+        t.mark_inferred(&["venue".into(), "not_added_here".into()], 1);
+        assert_eq!(t.versions[1].inferred, ["venue"]);
+        assert!(
+            t.describe().contains("typed by inference from 1 record(s): venue double (few records"),
+            "{}",
+            t.describe()
+        );
+        assert_eq!(t.retype("venue", ColumnType::String), Ok(3));
+        assert_eq!(t.schema.field("venue").unwrap().ty, ColumnType::String);
+        assert!(t.describe().contains("retyped venue from double to string"), "{}", t.describe());
+        assert!(t.retype("venue", ColumnType::String).unwrap_err().contains("already"));
+        assert!(t.retype("symbol", ColumnType::Bigint).unwrap_err().contains("key"));
+        assert!(t.retype("trade_date", ColumnType::String).unwrap_err().contains("event-time"));
+        assert!(t.retype("nope", ColumnType::String).unwrap_err().contains("has no column 'nope'"));
+        let back: TableSpec = toml::from_str(&t.to_toml()).unwrap();
+        assert_eq!(back, t);
     }
 
     #[test]

@@ -53,11 +53,9 @@ impl VerifyReport {
                 "FAIL"
             };
             out.push_str(&format!(
+                // Half-open, as the Iceberg verify prints it: `0..1847` is offsets 0 to 1846, the checkpoint 1847.
                 "kafka partition {p}: offsets {}..{} covered by {} row(s) + {} reject(s): {status}\n",
-                r.start,
-                r.next - 1,
-                r.rows,
-                r.rejects
+                r.start, r.next, r.rows, r.rejects
             ));
             if !r.duplicates.is_empty() {
                 let shown: Vec<_> = r.duplicates.iter().take(10).collect();

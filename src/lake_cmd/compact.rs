@@ -73,6 +73,7 @@ pub async fn run(
         report.resumed += 1;
     }
     let objects = store.list("").await?;
+    super::check_topic(&store, url, topic, &objects).await?;
     let cps = checkpoints(&store, topic, &objects).await?;
     let mut candidates = Vec::new();
     for o in &objects {

@@ -24,6 +24,138 @@ pub enum LakeCmdError {
     Parquet(#[from] crate::lake::parquet::ParquetError),
     #[error("{0}")]
     Corrupt(String),
+    /// The prefix holds no lake, or not this topic's: an answer about nothing would pass a check on a typo.
+    #[error("{0}")]
+    NotInLake(String),
+    /// A change to the lake that would break what it holds (`lake retype` on a column data files depend on).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// The lake's stored table spec; a prefix without one is no lake to change.
+async fn table_spec(store: &Store, url: &LakeUrl) -> Result<crate::lake::table::TableSpec, LakeCmdError> {
+    let key = crate::lake::table::table_key();
+    let Some(bytes) = store.get(&key).await? else {
+        return Err(LakeCmdError::NotInLake(format!(
+            "no table spec at {}/{key}: nothing committed yet, or not the sink's --to",
+            url.display()
+        )));
+    };
+    toml::from_str(&String::from_utf8_lossy(&bytes))
+        .map_err(|e| LakeCmdError::Corrupt(format!("{key} is not a valid table spec: {e}")))
+}
+
+/// `lake schema`: the lake's schema as a schema file (for `--schema`, e.g. to write the topics again into a new
+/// prefix with a type fixed).
+pub async fn schema(url: &LakeUrl, s3: &S3Options) -> Result<String, LakeCmdError> {
+    let store = Store::open(url, s3).await?;
+    Ok(table_spec(&store, url).await?.schema.to_toml())
+}
+
+/// `lake retype`: the repair of a column typed wrongly (by inference from a bad first record, say) before any data
+/// file holds it: checks that no sink holds a lease on the lake and that no data file's Parquet schema has the
+/// column, then stores the spec with the new type as a new version. Once a file holds the column, the repair is a
+/// rewrite into a new prefix (the refusal says how): files of two types under one Athena column would break it.
+pub async fn retype(
+    url: &LakeUrl,
+    s3: &S3Options,
+    column: &str,
+    ty: crate::schema::ColumnType,
+) -> Result<String, LakeCmdError> {
+    let store = Store::open(url, s3).await?;
+    let mut spec = table_spec(&store, url).await?;
+    let objects = store.list("").await?;
+    let leases = format!("{STATE_PREFIX}/leases/");
+    for o in objects.iter().filter(|o| o.key.starts_with(&leases)) {
+        let Some(bytes) = store.get(&o.key).await? else { continue };
+        if let Ok(lease) = serde_json::from_slice::<crate::lake::lease::Lease>(&bytes)
+            && !lease.released
+        {
+            return Err(LakeCmdError::Refused(format!(
+                "a sink may be writing this lake ({} holds {}; not released): stop every sink of {} first, then retype",
+                lease.describe(),
+                o.key,
+                url.display()
+            )));
+        }
+    }
+    let mut holding = Vec::new();
+    for o in &objects {
+        if o.key.starts_with(&format!("{STATE_PREFIX}/"))
+            || !spec.topics.iter().any(|t| parse_data_key(&o.key, t).is_some())
+        {
+            continue;
+        }
+        let (meta, _) = read_footer(&store, &o.key, o.size).await?;
+        if meta.file_metadata().schema_descr().columns().iter().any(|c| c.name() == column) {
+            holding.push(o.key.clone());
+        }
+    }
+    let stored = spec.schema.field(column).map(|f| f.ty);
+    if let (Some(first), Some(stored)) = (holding.first(), stored) {
+        return Err(LakeCmdError::Refused(format!(
+            "{} data file(s) hold column '{column}' as {stored} (the first: {first}): a new type in place would leave files of two types under one Athena column. To repair, write the topic(s) {} again into a new prefix with the type fixed: `ticklake lake schema --to {} > fixed.toml`, set `type = \"{ty}\"` for '{column}', then `ticklake sink --topic TOPIC --to NEW_PREFIX --schema fixed.toml` (Kafka's retention must still hold the records) and point Athena at the new prefix",
+            holding.len(),
+            spec.topics.join(", "),
+            url.display()
+        )));
+    }
+    let version = spec.retype(column, ty).map_err(LakeCmdError::Refused)?;
+    store.put(&crate::lake::table::table_key(), spec.to_toml().into_bytes()).await?;
+    Ok(format!(
+        "column '{column}' of {} is now {ty} (table spec v{version}); no data file held it. Records rejected for the old type stay in the rejects; replay them if they belong",
+        url.display()
+    ))
+}
+
+/// The topics a lake holds: the table spec's list, else (a lake from before the spec) the topics with checkpoints.
+pub(crate) async fn lake_topics(store: &Store, objects: &[ObjectInfo]) -> Result<Vec<String>, LakeCmdError> {
+    let spec_key = crate::lake::table::table_key();
+    if objects.iter().any(|o| o.key == spec_key)
+        && let Some(bytes) = store.get(&spec_key).await?
+    {
+        let spec: crate::lake::table::TableSpec = toml::from_str(&String::from_utf8_lossy(&bytes))
+            .map_err(|e| LakeCmdError::Corrupt(format!("{spec_key} is not a valid table spec: {e}")))?;
+        return Ok(spec.topics);
+    }
+    let under = format!("{STATE_PREFIX}/checkpoints/");
+    let mut topics: Vec<String> = objects
+        .iter()
+        .filter_map(|o| o.key.strip_prefix(&under)?.split_once('/').map(|(t, _)| t.to_string()))
+        .collect();
+    topics.dedup();
+    Ok(topics)
+}
+
+/// Refuses a lake command on a prefix that holds no lake, or on a topic the lake does not hold, naming what it
+/// holds: `lake verify --topic indcies` must not print "exactly once: yes" about zero files.
+pub(crate) async fn check_topic(
+    store: &Store,
+    url: &LakeUrl,
+    topic: &str,
+    objects: &[ObjectInfo],
+) -> Result<(), LakeCmdError> {
+    let topics = lake_topics(store, objects).await?;
+    if topics.iter().any(|t| t == topic) {
+        return Ok(());
+    }
+    let lake = url.display();
+    Err(LakeCmdError::NotInLake(if topics.is_empty() && objects.is_empty() {
+        format!(
+            "no lake at {lake}: nothing is stored under this prefix. Check --to (it must be the sink's --to, e.g. s3://bucket/prefix), or run the sink first"
+        )
+    } else if topics.is_empty() {
+        format!(
+            "no ticklake lake at {lake}: {} object(s), but no table spec ({}) and no checkpoints. Check --to (it must be the sink's --to)",
+            objects.len(),
+            crate::lake::table::table_key()
+        )
+    } else {
+        format!(
+            "the lake at {lake} does not hold topic '{topic}'; it holds {}. Check --topic",
+            topics.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ")
+        )
+    }))
 }
 
 /// The topic's checkpoints, read from the objects of one listing of the lake.
@@ -49,6 +181,7 @@ pub async fn verify(url: &LakeUrl, s3: &S3Options, topic: &str) -> Result<Verify
     let store = Store::open(url, s3).await?;
     // One listing serves data files, rejects and checkpoints.
     let objects = store.list("").await?;
+    check_topic(&store, url, topic, &objects).await?;
     let cps = checkpoints(&store, topic, &objects).await?;
     let mut files = Vec::new();
     // Only the footers and the two offset columns of each data file, by ranged GETs: a lake of 100 GB is verified
@@ -89,6 +222,7 @@ pub const SMALL_FILE_ROWS: i64 = 10_000;
 pub async fn stats(url: &LakeUrl, s3: &S3Options, topic: &str) -> Result<String, LakeCmdError> {
     let store = Store::open(url, s3).await?;
     let objects = store.list("").await?;
+    check_topic(&store, url, topic, &objects).await?;
     // Per hive partition: files and rows (the newest ones are printed: a live feed fills today's).
     let mut hive: BTreeMap<String, (u64, i64)> = BTreeMap::new();
     let (mut files, mut bytes, mut rows, mut read, mut small) = (0u64, 0u64, 0i64, 0u64, 0u64);

@@ -251,6 +251,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) 
         .map_err(|e| ReplayError::Schema { path: source.name().to_string(), source: e })?;
 
     let kafka = Kafka::connect(kafka_cfg).await?;
+    shutdown.mark_running();
     let topic = match kafka.topic(&cfg.topic).await {
         Ok(t) => t,
         // A live feed (`--sample`) creates its topic like `--partitions` does: one partition carries a row a second
@@ -310,7 +311,13 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) 
     let reader = Reader {
         cfg: cfg.clone(),
         parser,
-        encoder: RecordEncoder::new(schema.clone(), partitions, cfg.timestamp),
+        // A stamped row's event time is its send time; a date column can only hold its day, so the record timestamp
+        // comes from the clock in milliseconds, not from the stamped date's midnight.
+        encoder: RecordEncoder::new(
+            schema.clone(),
+            partitions,
+            if cfg.stamp_now { TimestampMode::Now } else { cfg.timestamp },
+        ),
         senders,
         pending: vec![Vec::new(); partitions as usize],
         pacer: Pacer::new(cfg.pace),
@@ -368,10 +375,21 @@ fn log_schema_choice(src: &CsvSource, schema: &Schema, choice: &SchemaChoice) {
             input = src.name(), schema = %schema.name, extra = ?extras,
             "header matches a preset; extra columns kept with inferred types"
         ),
-        SchemaChoice::Inferred => tracing::info!(
-            input = src.name(),
-            "no preset matches the header; inferred this schema (save it with `ticklake schema infer FILE > schema.toml`):\n{}",
-            schema.to_toml()
-        ),
+        SchemaChoice::Inferred => {
+            tracing::info!(
+                input = src.name(),
+                "no preset matches the header; inferred this schema (save it with `ticklake schema infer FILE > schema.toml`):\n{}",
+                schema.to_toml()
+            );
+            let key = schema.key.as_deref().unwrap_or("(none: records are spread round-robin)");
+            for (preset, near) in crate::schema::resolve::near_presets(&src.header) {
+                let pairs: Vec<String> = near.iter().map(|(h, p)| format!("`{h}` vs `{p}`")).collect();
+                tracing::warn!(
+                    input = src.name(),
+                    "header is close to preset {preset}: {}? The inferred schema keys records by `{key}`; rename the header to use the preset",
+                    pairs.join(", ")
+                );
+            }
+        }
     }
 }

@@ -126,7 +126,16 @@ impl Reader {
         }
         let mut row = std::mem::take(&mut self.row);
         let step = match self.parser.parse_into(rec, &mut row) {
-            Ok(()) => Ok(self.send(&row, Some(rec))),
+            Ok(()) => {
+                let queued = self.accepted;
+                let step = self.send(&row, Some(rec));
+                if self.accepted == queued {
+                    // A stop came while this row waited for its turn (pacing): it was never sent, so it is not
+                    // counted as read either, and the summary's counts add up (read = sent + skipped + failed).
+                    self.counters.read.fetch_sub(1, Ordering::Relaxed);
+                }
+                Ok(step)
+            }
             Err(error) => self.reject(path, line, rec, error),
         };
         self.row = row;

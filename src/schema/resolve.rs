@@ -39,13 +39,46 @@ fn pick(
     (infer_schema(header, sample, &InferOptions { name: name.into() }), SchemaChoice::Inferred)
 }
 
+/// Presets a header nearly matches: every preset column is there, some only under a spelling that differs in case,
+/// spaces or punctuation (`AdjClose` for `Adj Close`). Such a header gets an inferred schema, whose key may not be
+/// the one the preset would pick: the caller says so. Per preset, the `(header cell, preset column)` pairs that differ.
+pub fn near_presets(header: &[String]) -> Vec<(String, Vec<(String, String)>)> {
+    let squash = |s: &str| s.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_ascii_lowercase();
+    let mut out = Vec::new();
+    for preset in Schema::presets() {
+        let mut near = Vec::new();
+        let all = preset.fields.iter().all(|f| {
+            if header.iter().any(|h| h.trim() == f.source_name()) {
+                return true;
+            }
+            match header.iter().find(|h| squash(h) == squash(f.source_name()) || squash(h) == squash(&f.name)) {
+                Some(h) => {
+                    near.push((h.trim().to_string(), f.source_name().to_string()));
+                    true
+                }
+                None => false,
+            }
+        });
+        if all && !near.is_empty() {
+            out.push((preset.name.clone(), near));
+        }
+    }
+    out
+}
+
 /// The schema of a sample of JSON records (keys in the first record's order, then any key a later one adds).
 /// Record keys are kept as the fields' source names, so records decode by their own keys.
+///
+/// A preset's columns keep the preset's types whatever the sample holds: a record whose `open` is `"high"` is a
+/// reject, never the reason `open` becomes a string. Inference types only the columns the preset does not have
+/// (`SchemaChoice::Preset::extras`), or every column when no preset matches. A key whose sampled values include an
+/// array or an object becomes no column: the records carrying it are rejects (`column_for` says why), as they are
+/// when such a key first appears later.
 pub fn from_records(sample: &[serde_json::Map<String, Json>]) -> (Schema, SchemaChoice) {
     let mut header: Vec<String> = Vec::new();
     for m in sample {
         for k in m.keys() {
-            if !header.contains(k) {
+            if !header.contains(k) && !nested_somewhere(sample, k) {
                 header.push(k.clone());
             }
         }
@@ -55,7 +88,8 @@ pub fn from_records(sample: &[serde_json::Map<String, Json>]) -> (Schema, Schema
     // Records carry a preset's columns by their names (what replay writes) or by the CSV header names.
     let carries = |p: &Schema| p.fields.iter().all(|f| header.iter().any(|h| h == &f.name || h == f.source_name()));
     let (mut schema, choice) = pick(&header, &rows, "inferred", carries);
-    for f in &mut schema.fields {
+    let inferred = inferred_columns(&schema, &choice);
+    for f in schema.fields.iter_mut().filter(|f| inferred.contains(&f.name)) {
         let key = header.iter().find(|h| h.trim() == f.source_name() || h.trim() == f.name).cloned();
         // A type inferred from the text of a JSON string (`"42"`, `"true"`) would refuse the very records it came
         // from: the decoder takes a bigint from a JSON number only. Such a column is a string.
@@ -65,6 +99,20 @@ pub fn from_records(sample: &[serde_json::Map<String, Json>]) -> (Schema, Schema
         }
     }
     (schema, choice)
+}
+
+/// Does any sampled record hold an array or an object under `key`?
+fn nested_somewhere(sample: &[serde_json::Map<String, Json>], key: &str) -> bool {
+    sample.iter().any(|m| m.get(key).is_some_and(|v| v.is_array() || v.is_object()))
+}
+
+/// The columns of `schema` whose types came from inference rather than from a preset or a schema file.
+pub fn inferred_columns(schema: &Schema, choice: &SchemaChoice) -> Vec<String> {
+    match choice {
+        SchemaChoice::Given => vec![],
+        SchemaChoice::Preset { extras } => extras.clone(),
+        SchemaChoice::Inferred => schema.fields.iter().map(|f| f.name.clone()).collect(),
+    }
 }
 
 /// The column a record key that `schema` lacks becomes, typed by its first value (the same inference as replay's,
@@ -167,6 +215,36 @@ mod tests {
         assert_eq!(s.field("px").unwrap().source.as_deref(), Some("Px"));
         assert_eq!(s.field("qty").unwrap().ty, ColumnType::Bigint);
         assert_eq!(s.field("code").unwrap().ty, ColumnType::String, "a JSON string of digits stays a string");
+    }
+
+    #[test]
+    fn a_bad_value_among_the_sample_never_retypes_a_preset_column() {
+        let good = |close: f64| {
+            obj(serde_json::json!({"symbol":"HSI","trade_date":"2020-01-02","open":1.0,"high":1.0,"low":1.0,
+                "close":close,"adj_close":1.0,"volume":5,"close_usd":2.0}))
+        };
+        let mut bad = good(1.0);
+        bad.insert("open".into(), serde_json::json!("high"));
+        bad.insert("tags".into(), serde_json::json!(["a", "b"]));
+        bad.insert("venue".into(), serde_json::json!("XHKG"));
+        let (s, choice) = from_records(&[good(1.0), good(2.0), bad, good(3.0)]);
+        assert_eq!(s.field("open").unwrap().ty, ColumnType::Double, "the preset's type stays");
+        assert_eq!(choice, SchemaChoice::Preset { extras: vec!["venue".into()] }, "an array-valued key is no column");
+        assert!(s.field("tags").is_none());
+        assert_eq!(inferred_columns(&s, &choice), ["venue"]);
+        let (s, choice) = from_records(&[obj(serde_json::json!({"Ticker":"A","Px":"x","Qty":[1]}))]);
+        let mut inferred = inferred_columns(&s, &choice);
+        inferred.sort();
+        assert_eq!(inferred, ["px", "ticker"], "no preset: every column is inferred");
+    }
+
+    #[test]
+    fn a_header_close_to_a_preset_is_named() {
+        let h = |s: &str| s.split(',').map(String::from).collect::<Vec<_>>();
+        let near = near_presets(&h("Index,Date,Open,High,Low,Close,AdjClose,Volume,CloseUSD"));
+        assert_eq!(near, [("indices".to_string(), vec![("AdjClose".to_string(), "Adj Close".to_string())])]);
+        assert!(near_presets(&h("Index,Date,Open,High,Low,Close,Adj Close,Volume,CloseUSD")).is_empty(), "exact");
+        assert!(near_presets(&h("Index,Date,Open")).is_empty(), "too far");
     }
 
     #[test]

@@ -24,11 +24,17 @@ pub struct Table {
     /// Names that a new column must not take: the hive partition keys (a column and a path key of one name would
     /// confuse every reader).
     taken: Vec<String>,
+    /// `--strict-schema`: a field the schema lacks is a reject, never a new column.
+    strict: bool,
 }
 
 impl Table {
     pub fn new(spec: TableSpec, stored: bool, taken: Vec<String>) -> Table {
-        Table { spec: tokio::sync::Mutex::new(spec), unsaved: AtomicBool::new(!stored), taken }
+        Table { spec: tokio::sync::Mutex::new(spec), unsaved: AtomicBool::new(!stored), taken, strict: false }
+    }
+
+    pub fn strict(self, strict: bool) -> Table {
+        Table { strict, ..self }
     }
 
     pub async fn schema(&self) -> Schema {
@@ -52,6 +58,11 @@ impl Table {
             if grown.fields.iter().any(|f| &f.name == key || f.source_name() == key) {
                 continue;
             }
+            if self.strict && !value.is_null() {
+                return Err(format!(
+                    "field '{key}' is not a column of the lake's table, and --strict-schema adds none: send it under a column's name, or add it with --schema"
+                ));
+            }
             if let Some(mut f) = column_for(&grown, key, value)? {
                 while self.taken.contains(&f.name) || f.name.starts_with("kafka_") {
                     f.name.push_str("_extra");
@@ -63,7 +74,9 @@ impl Table {
         }
         if !added.is_empty() {
             let names: Vec<String> = added.iter().map(|f| format!("{} {}", f.name, f.ty)).collect();
+            let added_names: Vec<String> = added.iter().map(|f| f.name.clone()).collect();
             let version = spec.evolve(added, "new field in a record", topic, Some((partition, offset)));
+            spec.mark_inferred(&added_names, 1);
             tracing::warn!(
                 version, partition, offset, columns = %names.join(", "),
                 "the records carry new fields: added as nullable columns (rows before read them as NULL; run `ticklake athena --since-version {}` for the ALTER TABLE)",
@@ -109,5 +122,20 @@ mod tests {
         assert!(t.evolve("t", &[("a".to_string(), serde_json::json!([1]))], 0, 11).await.is_err());
         let spec = t.spec.lock().await;
         assert_eq!((spec.version(), spec.versions[1].kafka_offset), (3, Some(7)));
+        assert_eq!(
+            (spec.versions[1].inferred.as_slice(), spec.versions[1].inferred_from_records),
+            (&["venue".to_string()][..], Some(1)),
+            "a column typed from one record says so"
+        );
+    }
+
+    #[tokio::test]
+    async fn strict_tables_add_no_column() {
+        let spec = TableSpec::new("t", Schema::ticks(), String::new(), vec![], 10);
+        let t = Table::new(spec, true, vec![]).strict(true);
+        let e = t.evolve("t", &[("venue".to_string(), serde_json::json!("XNAS"))], 0, 1).await.unwrap_err();
+        assert!(e.contains("field 'venue'") && e.contains("--strict-schema"), "{e}");
+        let known = t.evolve("t", &[("price".to_string(), serde_json::json!(1.0))], 0, 2).await.unwrap();
+        assert!(!known.1, "a known column is no change");
     }
 }

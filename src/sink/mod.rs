@@ -62,6 +62,8 @@ pub struct SinkConfig {
     pub max_buffer: usize,
     pub max_record_bytes: usize,
     pub exit_at_end: bool,
+    /// `--strict-schema`: no column is typed by inference; unknown fields are rejects.
+    pub strict_schema: bool,
     /// Skip offsets that Kafka already deleted (retention) instead of stopping.
     pub skip_deleted: bool,
     pub retry_for: Duration,
@@ -186,7 +188,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
         Some(opts) => {
             let sample = async || {
                 let records = start::sample_records(&kafka, &cfg, &partitions, &shutdown).await?;
-                Ok(records.map(|r| crate::schema::resolve::from_records(&r).0))
+                records.map(|r| start::schema_from_records(&r, &cfg).map(|(s, _)| s)).transpose()
             };
             match iceberg::open(&cfg, opts, store.clone(), sample).await? {
                 None => return Ok(empty()),
@@ -224,7 +226,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
         committer: commit::Committer {
             store,
             topic: cfg.topic.clone(),
-            table: Arc::new(evolve::Table::new(table, stored, taken)),
+            table: Arc::new(evolve::Table::new(table, stored, taken).strict(cfg.strict_schema)),
             fence: fence.clone(),
             row_group_rows: cfg.row_group_rows,
             retry_for: cfg.retry_for,
@@ -262,6 +264,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
             return Err(e);
         }
     }
+    shutdown.mark_running();
     let mut workers = tokio::task::JoinSet::new();
     for p in partitions {
         let ctx = ctx.clone();

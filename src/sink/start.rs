@@ -64,14 +64,23 @@ pub(super) async fn resolve_table(
             Ok::<_, SinkError>(())
         };
         if !table.topics.contains(&cfg.topic) {
+            let mut inferred_from = None;
             let candidate = match &cfg.schema {
                 Some(s) => s.clone(),
                 None => match sample_records(kafka, cfg, partitions, shutdown).await? {
                     None => return Ok(None),
-                    Some(sample) => crate::schema::resolve::from_records(&sample).0,
+                    Some(sample) => {
+                        let (schema, inferred) = schema_from_records(&sample, cfg)?;
+                        inferred_from = Some((inferred, sample.len()));
+                        schema
+                    }
                 },
             };
+            let version = table.version();
             admit(&mut table, &candidate, &format!("the records of topic '{}'", cfg.topic), "new topic")?;
+            if let Some((cols, n)) = inferred_from.filter(|_| table.version() > version) {
+                table.mark_inferred(&cols, n);
+            }
             table.topics.push(cfg.topic.clone());
             stored = false;
         } else if let Some(given) = &cfg.schema {
@@ -88,6 +97,7 @@ pub(super) async fn resolve_table(
         })?),
         None => None,
     };
+    let mut inferred_from = None;
     let schema = match (legacy, &cfg.schema) {
         (Some(stored), Some(given)) if &stored != given => {
             let t = TableSpec::new(&cfg.topic, stored, String::new(), vec![], 0);
@@ -101,14 +111,8 @@ pub(super) async fn resolve_table(
         (None, None) => match sample_records(kafka, cfg, partitions, shutdown).await? {
             None => return Ok(None),
             Some(sample) => {
-                let (schema, choice) = crate::schema::resolve::from_records(&sample);
-                match choice {
-                    crate::schema::resolve::SchemaChoice::Preset { extras } => tracing::info!(
-                        schema = %schema.name, extra_columns = ?extras,
-                        "the records carry the fields of a preset (extra fields kept as columns)"
-                    ),
-                    _ => tracing::info!("no preset matches the records; inferred this schema:\n{}", schema.to_toml()),
-                }
+                let (schema, inferred) = schema_from_records(&sample, cfg)?;
+                inferred_from = Some((inferred, sample.len()));
                 schema
             }
         },
@@ -119,7 +123,58 @@ pub(super) async fn resolve_table(
     let sort = cfg.sort_by.clone().unwrap_or(default_sort);
     sort_indices(&schema, &sort)?;
     let describe = spec.describe(&schema);
-    Ok(Some((TableSpec::new(&cfg.topic, schema, describe, sort, cfg.row_group_rows), false)))
+    let mut table = TableSpec::new(&cfg.topic, schema, describe, sort, cfg.row_group_rows);
+    if let Some((cols, n)) = inferred_from {
+        table.mark_inferred(&cols, n);
+    }
+    Ok(Some((table, false)))
+}
+
+/// The schema a new lake (or a topic new to it) takes from its first records (`schema::resolve::from_records`),
+/// and the columns whose types were inferred, logged with how many records they were learnt from. Under
+/// `--strict-schema`: a preset's own columns only (a field beyond them makes its record a reject), and records that
+/// match no preset stop the sink.
+pub(super) fn schema_from_records(
+    sample: &[serde_json::Map<String, serde_json::Value>],
+    cfg: &SinkConfig,
+) -> Result<(Schema, Vec<String>), SinkError> {
+    use crate::schema::resolve::{SchemaChoice, from_records, inferred_columns};
+    let (mut schema, choice) = from_records(sample);
+    let mut inferred = inferred_columns(&schema, &choice);
+    match (&choice, cfg.strict_schema) {
+        (SchemaChoice::Preset { extras }, true) => {
+            schema.fields.retain(|f| !extras.contains(&f.name));
+            if !extras.is_empty() {
+                tracing::warn!(schema = %schema.name, fields = ?extras, "--strict-schema: these fields are not columns of the preset; records carrying them are rejects");
+            }
+            inferred.clear();
+        }
+        (_, true) => {
+            let keys: Vec<&str> = sample.first().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+            return Err(SinkError::Config(format!(
+                "--strict-schema: the records of topic '{}' match no preset (the first one has the fields {}); pass --schema FILE (`ticklake schema infer SOURCE.csv` writes one to check and save) or drop --strict-schema",
+                cfg.topic,
+                keys.join(", ")
+            )));
+        }
+        (SchemaChoice::Preset { extras }, false) if extras.is_empty() => {
+            tracing::info!(schema = %schema.name, "the records carry the fields of a preset");
+        }
+        (SchemaChoice::Preset { extras }, false) => tracing::info!(
+            schema = %schema.name, extra_columns = ?extras,
+            "the records carry the fields of a preset, and more (kept as columns)"
+        ),
+        _ => tracing::info!("no preset matches the records; inferred this schema:\n{}", schema.to_toml()),
+    }
+    if !inferred.is_empty() {
+        let typed: Vec<String> =
+            inferred.iter().filter_map(|c| schema.field(c)).map(|f| format!("{} {}", f.name, f.ty)).collect();
+        tracing::warn!(
+            records = sample.len(), columns = %typed.join(", "),
+            "columns typed by inference from the first records: check them (`ticklake lake stats` lists them). A wrong type can be fixed with `ticklake lake retype` before any data file holds the column; --schema or --strict-schema avoid inference"
+        );
+    }
+    Ok((schema, inferred))
 }
 
 /// Up to 1,000 JSON objects from the start of the first non-empty partition; waits for data unless

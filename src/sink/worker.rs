@@ -207,7 +207,13 @@ async fn consume(
         }
         if !caught_up && next >= hw {
             caught_up = true;
-            tracing::info!(kafka_partition = p, offset = next, "caught up with the end of the partition; following it");
+            if !ctx.cfg.exit_at_end {
+                tracing::info!(
+                    kafka_partition = p,
+                    offset = next,
+                    "caught up with the end of the partition; following it"
+                );
+            }
         }
         // A quiet partition still cuts at --max-age.
         if redo.is_none() {

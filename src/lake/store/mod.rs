@@ -81,6 +81,11 @@ pub enum StoreError {
     Request { op: &'static str, key: String, reason: String, transient: bool },
     #[error("{op} {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    /// The S3 endpoint took no connection at start-up.
+    #[error(
+        "{reason} at {endpoint}: is the S3 endpoint right (--s3-endpoint, AWS_ENDPOINT_URL) and its server running?"
+    )]
+    Unreachable { endpoint: String, reason: String },
     /// A conditional put lost: the object exists (`Put::Create`) or is not the version read (`Put::Replace`).
     #[error("{key}: another writer changed it first (conditional write refused)")]
     Conflict { key: String },
@@ -94,6 +99,7 @@ impl StoreError {
             StoreError::Denied { .. } | StoreError::NoCredentials => Kind::Auth,
             StoreError::BucketMissing { .. } => Kind::StorageMissing,
             StoreError::Config(_) => Kind::Usage,
+            StoreError::Unreachable { .. } => Kind::Unreachable,
             _ => Kind::Failure,
         }
     }

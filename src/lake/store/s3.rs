@@ -32,6 +32,12 @@ fn etag_of(headers: &std::collections::HashMap<String, String>) -> Etag {
 
 impl S3Store {
     pub async fn open(bucket: &str, prefix: &str, opts: &S3Options) -> Result<S3Store, StoreError> {
+        // One retry layer: ours (`store::retry`, counted and bounded by --retry-for). rust-s3 would otherwise
+        // retry reads once more inside each of our attempts, uncounted.
+        s3::set_retries(0);
+        if let Some(endpoint) = &opts.endpoint {
+            probe_endpoint(endpoint).await?;
+        }
         let region_name = opts.region.clone().unwrap_or_else(|| "us-east-1".into());
         let region = match &opts.endpoint {
             Some(endpoint) => Region::Custom { region: region_name, endpoint: endpoint.clone() },
@@ -73,6 +79,36 @@ impl S3Store {
     fn full_key(&self, key: &str) -> String {
         if self.prefix.is_empty() { key.to_string() } else { format!("{}/{key}", self.prefix) }
     }
+}
+
+/// `host:port` of an endpoint URL (`http://127.0.0.1:9000/` -> `127.0.0.1:9000`; the scheme's port by default).
+fn endpoint_addr(endpoint: &str) -> Result<String, StoreError> {
+    let (default_port, rest) = match endpoint.split_once("://") {
+        Some(("http", rest)) => (80, rest),
+        Some(("https", rest)) => (443, rest),
+        _ => {
+            return Err(StoreError::Config(format!(
+                "S3 endpoint '{endpoint}' must start with http:// or https:// (--s3-endpoint, AWS_ENDPOINT_URL)"
+            )));
+        }
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    let has_port = host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !host.ends_with(']');
+    Ok(if has_port { host.to_string() } else { format!("{host}:{default_port}") })
+}
+
+/// A TCP connect to a custom endpoint before the first request: a refused connection or an unknown host at
+/// start-up is a wrong endpoint or a server that is not running, not a transient failure to retry for minutes.
+async fn probe_endpoint(endpoint: &str) -> Result<(), StoreError> {
+    let addr = endpoint_addr(endpoint)?;
+    let timeout = std::time::Duration::from_secs(5);
+    let reason = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer to a TCP connect within {timeout:?}"),
+    };
+    Err(StoreError::Unreachable { endpoint: endpoint.to_string(), reason })
 }
 
 impl ObjectStore for S3Store {
@@ -168,5 +204,27 @@ impl ObjectStore for S3Store {
             let date = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("date")).map(|(_, v)| v.clone());
             Ok(date.and_then(|d| chrono::DateTime::parse_from_rfc2822(&d).ok()).map(|d| d.with_timezone(&chrono::Utc)))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_addresses() {
+        assert_eq!(endpoint_addr("http://127.0.0.1:29001").unwrap(), "127.0.0.1:29001");
+        assert_eq!(endpoint_addr("https://s3.example.com/").unwrap(), "s3.example.com:443");
+        assert_eq!(endpoint_addr("http://minio/path").unwrap(), "minio:80");
+        assert_eq!(endpoint_addr("http://[::1]:9000").unwrap(), "[::1]:9000");
+        assert!(matches!(endpoint_addr("127.0.0.1:9000"), Err(StoreError::Config(_))));
+    }
+
+    #[tokio::test]
+    async fn a_refused_endpoint_is_unreachable_at_once() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let e = probe_endpoint(&format!("http://127.0.0.1:{port}")).await.unwrap_err();
+        assert!(e.to_string().contains("connection refused at http://127.0.0.1:"), "{e}");
+        assert_eq!(e.kind(), crate::exit::Kind::Unreachable);
     }
 }
