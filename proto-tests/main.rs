@@ -40,5 +40,7 @@ mod security;
 mod iceberg;
 // resource bounds: peak RSS under --max-buffer plus a fixed overhead, 10,000 hive partitions and a skewed stream.
 mod resources;
+// a new user's trial: bad first records, checks on nothing, errors that end, counts that add up, honest words.
+mod trial;
 // Kafka faults: a proxy corrupting fetched batches; the sink stops naming partition and offset, then resumes.
 mod kafka_faults;

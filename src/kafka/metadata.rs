@@ -190,7 +190,11 @@ async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     topics: Option<&[&str]>,
 ) -> Result<Metadata, String> {
     let correlation_id = 1;
-    let req = encode_request(correlation_id, &format!("ticklake-doctor/{}", env!("CARGO_PKG_VERSION")), topics);
+    // The client id ends in an empty line: a broker takes it as any other text, while an HTTP server (an S3 port
+    // given as --brokers) sees the end of a malformed request and answers `HTTP/1.1 400` at once instead of waiting
+    // for more bytes, so "not Kafka" is told in a round trip.
+    let client_id = format!("ticklake-doctor/{}\r\n\r\n", env!("CARGO_PKG_VERSION"));
+    let req = encode_request(correlation_id, &client_id, topics);
     conn.write_all(&req).await.map_err(|e| format!("send: {e}"))?;
     let mut len = [0u8; 4];
     conn.read_exact(&mut len).await.map_err(|e| format!("no answer (the port may not be Kafka): {e}"))?;

@@ -51,6 +51,7 @@ pub async fn run(
     target_size: u64,
 ) -> Result<CompactReport, LakeCmdError> {
     let store = Store::open(url, s3).await?;
+    super::check_topic(&store, url, topic, &store.list("").await?).await?;
     let table: TableSpec = match store.get(&crate::lake::table::table_key()).await? {
         Some(b) => toml::from_str(&String::from_utf8_lossy(&b))
             .map_err(|e| LakeCmdError::Corrupt(format!("{}: {e}", crate::lake::table::table_key())))?,
@@ -73,7 +74,6 @@ pub async fn run(
         report.resumed += 1;
     }
     let objects = store.list("").await?;
-    super::check_topic(&store, url, topic, &objects).await?;
     let cps = checkpoints(&store, topic, &objects).await?;
     let mut candidates = Vec::new();
     for o in &objects {
