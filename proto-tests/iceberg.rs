@@ -479,3 +479,93 @@ fn bucket_and_truncate_transforms_partition_the_table() {
     assert_eq!(out["rows"].as_u64(), Some(nya), "{out}");
     assert!(out["files"].as_u64() < out["all"].as_u64(), "bucket pruning: {out}");
 }
+
+/// A sink following the topic, as a service runs it (no `--exit-at-end`), with debug logs of the commit steps.
+fn follow(env: &TestEnv, ice: &Ice, topic: &str, extra: &[&str]) -> Logged {
+    let cmd = ice.sink(env, topic, extra);
+    let args: Vec<String> =
+        cmd.get_args().filter(|a| *a != "--exit-at-end").map(|a| a.to_string_lossy().into()).collect();
+    let mut c = env.ticklake();
+    c.args(&args).env("RUST_LOG", "info,ticklake::sink=debug,rskafka=error");
+    Logged::spawn(&mut c)
+}
+
+/// Issue 19 item 3: a second sink on a table a sink is writing stops at start, naming the holder, before it
+/// consumes or uploads anything (no orphan, no lost commit for the first one).
+#[test]
+fn a_second_sink_on_a_running_table_stops_at_start_before_writing() {
+    let env = env_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, records) = sampled_topic(&env, dir.path(), 3000, 10, 2);
+    let ice = Ice::sqlite(dir.path());
+    let first = follow(&env, &ice, &topic, &["--max-rows", "500"]);
+    first.wait_for("the first sink's commit", |l| l.contains("cut committed"));
+    let out = run(ice.sink(&env, &topic, &[]).env("RUST_LOG", "info,ticklake::sink=debug,rskafka=error"));
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(13), "{e}");
+    assert!(e.contains("another sink writes this Kafka partition"), "{e}");
+    assert!(e.contains(&format!("pid {}", first.child.0.id())), "the holder is named: {e}");
+    assert!(!e.contains("data files written") && !e.contains("cut committed"), "it wrote nothing: {e}");
+    first.wait_for("the first sink to catch up", |l| l.contains("caught up"));
+    first.signal("-TERM");
+    let (status, log) = first.finish();
+    assert_eq!(status.code(), Some(143), "the first sink was never fenced: {log}");
+    assert_every_offset_once(&ice.read(&env), &records);
+    assert!(ice.verify(&env, &topic).contains("orphan data files: none"));
+}
+
+/// Issue 19 item 3: the data files a killed sink uploaded but never committed are removed by `lake
+/// remove-orphans` for the sqlite and the Glue catalog, which refuses while a sink of the table runs.
+#[test]
+fn orphans_of_a_killed_sink_are_removed_for_each_catalog() {
+    let env = env_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, records) = sampled_topic(&env, dir.path(), 6000, 10, 2);
+    for ice in [Ice::sqlite(dir.path()), Ice::glue(&env)] {
+        let remove = |older_than: &str| {
+            run(env.ticklake().args(["lake", "remove-orphans", "--topic", &topic, "--to", &ice.to]).args([
+                "--table",
+                &ice.table,
+                "--catalog",
+                &ice.catalog,
+                "--older-than",
+                older_than,
+            ]))
+        };
+        // Kill right after a cut's files are written, before its commit lands, until a kill leaves an orphan
+        // (the commit races the signal; each round is one more cut).
+        let mut orphaned = false;
+        for _ in 0..10 {
+            let sink = follow(&env, &ice, &topic, &["--max-rows", "300"]);
+            // The second cut's files: the first one committed (the table records the topic), this one may not.
+            if !sink.wait_count(|l| l.contains("data files written; committing"), 2) {
+                break;
+            }
+            sink.signal("-KILL");
+            let _ = sink.finish();
+            let report = ice.verify(&env, &topic);
+            if report.contains("orphan data files (written, never committed") {
+                orphaned = true;
+                break;
+            }
+        }
+        assert!(orphaned, "{}: no kill landed between upload and commit in 10 rounds", ice.catalog);
+        // While a sink of the table runs: refused, nothing deleted.
+        let running = follow(&env, &ice, &topic, &["--max-rows", "300"]);
+        running.wait_for("the sink to hold its leases", |l| l.contains("cut committed"));
+        let out = remove("0s");
+        assert_eq!(out.status.code(), Some(13), "{}", stderr(&out));
+        assert!(stderr(&out).contains("stop it first"), "{}", stderr(&out));
+        running.wait_for("the sink to catch up", |l| l.contains("caught up"));
+        running.signal("-TERM");
+        let _ = running.finish();
+        // Young orphans are kept by the default age bound; --older-than 0s takes them.
+        let kept = remove("1h");
+        assert!(String::from_utf8_lossy(&ok(kept).stdout).contains("removed 0 orphan"));
+        let out = ok(remove("0s"));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(text.contains("removed ") && !text.contains("removed 0 "), "{text}");
+        assert!(ice.verify(&env, &topic).contains("orphan data files: none"), "{}", ice.catalog);
+        assert_every_offset_once(&ice.read(&env), &records);
+    }
+}

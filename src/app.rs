@@ -77,6 +77,14 @@ pub async fn run(cli: Cli) -> Result<Option<Kind>> {
             print(report.render(&topic).trim_end())?;
             Ok((!report.ok()).then_some(Kind::VerifyFailed))
         }
+        Command::Lake(LakeCommand::RemoveOrphans { topic, lake, table, catalog, lease_ttl, older_than }) => {
+            let t = crate::cli::IcebergTableArgs { table: Some(table), catalog: Some(catalog) }
+                .table()?
+                .expect("both given");
+            let (url, s3) = (lake.url()?, lake.s3());
+            print(&crate::lake_cmd::iceberg::remove_orphans(&url, &s3, &t, &topic, lease_ttl, older_than).await?)?;
+            Ok(None)
+        }
         Command::Lake(LakeCommand::Schema { lake }) => {
             print(crate::lake_cmd::schema(&lake.url()?, &lake.s3()).await?.trim_end())?;
             Ok(None)

@@ -65,6 +65,7 @@ impl Error {
             Error::Sink(e) => e.kind(),
             Error::Lake(lake_cmd::LakeCmdError::Store(e)) => e.kind(),
             Error::Lake(lake_cmd::LakeCmdError::NotInLake(_) | lake_cmd::LakeCmdError::Refused(_)) => Kind::Usage,
+            Error::Lake(lake_cmd::LakeCmdError::Fenced(_)) => Kind::Fenced,
             Error::Lake(_) => Kind::Failure,
             Error::Athena(athena::AthenaError::Usage(_) | athena::AthenaError::Ddl(_)) => Kind::Usage,
             Error::Athena(athena::AthenaError::Store(e)) => e.kind(),

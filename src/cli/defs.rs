@@ -232,6 +232,28 @@ pub enum LakeCommand {
         #[command(flatten)]
         iceberg: IcebergTableArgs,
     },
+    /// Iceberg: delete the data files of the topic that no snapshot references (a crashed sink's uploads), for any
+    /// catalog. Takes the topic's leases first, as a sink would: exits 13 while a sink of the table runs.
+    RemoveOrphans {
+        /// The Kafka topic whose orphans to remove (the sink's --topic).
+        #[arg(long, short, env = "TICKLAKE_TOPIC")]
+        topic: String,
+        /// The warehouse (the sink's --to).
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// The Iceberg table (`database.table`).
+        #[arg(long)]
+        table: String,
+        /// Its catalog: `glue`, `sqlite:PATH` or `rest:URL`.
+        #[arg(long)]
+        catalog: String,
+        /// How long a lease not renewed means its sink is gone (the sink's --lease-ttl).
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        lease_ttl: Duration,
+        /// Only orphans last written longer ago than this (a paused sink may still commit a younger one).
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        older_than: Duration,
+    },
     /// Print the lake's schema as a schema file (TOML, for --schema).
     Schema {
         #[command(flatten)]

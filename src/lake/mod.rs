@@ -7,6 +7,7 @@
 
 pub mod columns;
 pub mod compact;
+pub mod fence;
 pub mod iceberg;
 pub mod layout;
 pub mod lease;

@@ -40,19 +40,135 @@ async fn referenced_files(table: &Table) -> Result<BTreeSet<String>, LakeCmdErro
 /// its commit (or by another writer that failed). No reader sees them; Athena `VACUUM` deletes them. `None`: the
 /// table's folder is not under `--to`, so it cannot be listed from here.
 async fn orphans(url: &LakeUrl, s3: &S3Options, table: &Table) -> Result<Option<Vec<String>>, LakeCmdError> {
+    let store = Store::open(url, s3).await?;
+    Ok(orphan_objects(url, &store, table).await?.map(|o| o.into_iter().map(|(_, full, _, _)| full).collect()))
+}
+
+/// The orphans as (key under `--to`, full path, size, last written).
+type Orphan = (String, String, u64, Option<chrono::DateTime<chrono::Utc>>);
+
+async fn orphan_objects(url: &LakeUrl, store: &Store, table: &Table) -> Result<Option<Vec<Orphan>>, LakeCmdError> {
     let warehouse = ice::warehouse(url).map_err(LakeCmdError::Corrupt)?;
     let location = table.metadata().location().trim_end_matches('/');
     let Some(rel) = location.strip_prefix(&format!("{warehouse}/")) else { return Ok(None) };
-    let store = Store::open(url, s3).await?;
     let listed = store.list(&format!("{rel}/data/")).await?;
     let referenced = referenced_files(table).await?;
     Ok(Some(
         listed
             .into_iter()
-            .map(|o| format!("{warehouse}/{}", o.key))
-            .filter(|k| k.ends_with(".parquet") && !referenced.contains(k))
+            .map(|o| {
+                let full = format!("{warehouse}/{}", o.key);
+                (o.key, full, o.size, o.modified)
+            })
+            .filter(|(_, full, _, _)| full.ends_with(".parquet") && !referenced.contains(full))
             .collect(),
     ))
+}
+
+/// The (topic, Kafka partition) a ticklake data file's name carries:
+/// `<topic>-<partition>-<first offset, 20 digits>-<n>-<random>.parquet` (see `sink::iceberg::files`).
+fn writer_of(path: &str) -> Option<(&str, i32)> {
+    let name = path.rsplit('/').next()?.strip_suffix(".parquet")?;
+    let mut parts = name.rsplitn(4, '-');
+    let (_random, _n, first, rest) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if first.len() != 20 || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (topic, p) = rest.rsplit_once('-')?;
+    Some((topic, p.parse().ok()?))
+}
+
+/// `lake remove-orphans`: deletes the data files of `topic` that no snapshot references (a crashed or fenced
+/// sink's uploads) and that were last written more than `older_than` ago, for any catalog. It first takes the
+/// topic's leases as a sink would (`lake::fence`): a live sink of the table makes it stop with exit 13 before it
+/// deletes anything, a crashed one's lease is taken over (at once on the same host, after the lease TTL
+/// elsewhere), and no sink can start while it runs. The table is read after the leases are held, so a commit that
+/// landed before counts. The age bound covers what leases cannot: a sink paused past its TTL that wakes with a cut
+/// whose files are written but not yet committed (as Iceberg's own remove_orphan_files keeps files of the last days).
+pub async fn remove_orphans(
+    url: &LakeUrl,
+    s3: &S3Options,
+    t: &IcebergTable,
+    topic: &str,
+    lease_ttl: std::time::Duration,
+    older_than: std::time::Duration,
+) -> Result<String, LakeCmdError> {
+    let store = Store::open(url, s3).await?;
+    let table = load(url, s3, t).await?;
+    check_topic_recorded(&table, t, topic)?;
+    let Some(listed) = orphan_objects(url, &store, &table).await? else {
+        return Err(LakeCmdError::Refused(format!(
+            "table {}'s folder ({}) is not under --to {}: pass the warehouse the table lives in",
+            t.table,
+            table.metadata().location(),
+            url.display()
+        )));
+    };
+    let mut partitions: BTreeSet<i32> =
+        ice::recorded(&table, topic).map_err(LakeCmdError::Corrupt)?.offsets.into_keys().collect();
+    partitions.extend(
+        listed.iter().filter_map(|(_, full, _, _)| writer_of(full)).filter(|(w, _)| *w == topic).map(|(_, p)| p),
+    );
+    let fence =
+        crate::lake::fence::Fence::new(store.clone(), topic, lease_ttl, s3.retry_for).for_iceberg_table(&t.table);
+    let shutdown = crate::shutdown::Shutdown::process().clone();
+    for &p in &partitions {
+        if let Err(e) = fence.acquire(p, &shutdown).await {
+            fence.release().await;
+            return Err(e.into());
+        }
+    }
+    let result = async {
+        let table = load(url, s3, t).await?;
+        let orphans = orphan_objects(url, &store, &table).await?.unwrap_or_default();
+        let before = chrono::Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        let (mine, recent): (Vec<_>, Vec<_>) = orphans
+            .iter()
+            .filter(|(_, full, _, _)| writer_of(full).is_some_and(|(w, _)| w == topic))
+            .partition(|(_, _, _, modified)| modified.is_some_and(|m| m <= before));
+        let bytes: u64 = mine.iter().map(|(_, _, size, _)| size).sum();
+        for (key, full, _, _) in &mine {
+            tracing::info!(file = %full, "removing an orphan data file");
+            crate::lake::retry("delete", key, s3.retry_for, || store.delete(key)).await?;
+        }
+        Ok::<_, LakeCmdError>(format!(
+            "removed {} orphan data file(s) ({}) of topic {topic} from table {}; kept {} written in the last {} (--older-than) and {} of other writers",
+            mine.len(),
+            crate::units::human_bytes(bytes),
+            t.table,
+            recent.len(),
+            format!("{older_than:?}"),
+            orphans.len() - mine.len() - recent.len()
+        ))
+    }
+    .await;
+    fence.release().await;
+    result
+}
+
+/// A topic the table holds no offsets of is an error naming the topics it does hold, as for a hive lake.
+fn check_topic_recorded(table: &Table, t: &IcebergTable, topic: &str) -> Result<(), LakeCmdError> {
+    let key = crate::lake::iceberg::offsets::offsets_key(topic);
+    let mut topics = BTreeSet::new();
+    for s in table.metadata().snapshots() {
+        for k in s.summary().additional_properties.keys() {
+            if k == &key {
+                return Ok(());
+            }
+            if let Some(other) = k.strip_prefix("ticklake.offsets.") {
+                topics.insert(other.to_string());
+            }
+        }
+    }
+    Err(LakeCmdError::NotInLake(if topics.is_empty() {
+        format!("table {} holds no offsets of any topic: no ticklake sink committed to it yet", t.table)
+    } else {
+        format!(
+            "table {} does not hold topic '{topic}'; it holds {}. Check --topic",
+            t.table,
+            topics.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ")
+        )
+    }))
 }
 
 /// (kafka_partition, kafka_offset) of every row of the current snapshot.
@@ -80,6 +196,7 @@ pub async fn verify(
     topic: &str,
 ) -> Result<IcebergVerify, LakeCmdError> {
     let table = load(url, s3, t).await?;
+    check_topic_recorded(&table, t, topic)?;
     let recorded = ice::recorded(&table, topic).map_err(LakeCmdError::Corrupt)?.offsets;
     let rows = offsets_in_rows(&table).await?;
     let store = Store::open(url, s3).await?;
@@ -108,6 +225,7 @@ pub async fn verify(
 
 pub async fn stats(url: &LakeUrl, s3: &S3Options, t: &IcebergTable, topic: &str) -> Result<String, LakeCmdError> {
     let table = load(url, s3, t).await?;
+    check_topic_recorded(&table, t, topic)?;
     let meta = table.metadata();
     let scan = table.scan().build().map_err(err("planning the scan"))?;
     let tasks: Vec<_> =
@@ -163,4 +281,14 @@ pub async fn stats(url: &LakeUrl, s3: &S3Options, t: &IcebergTable, topic: &str)
         out.push_str(&format!("last committed by {w}\n"));
     }
     Ok(out.trim_end().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn data_file_names_name_their_writer() {
+        let f = "s3://w/db/t/data/year=2021/my-topic-3-00000000000000000042-00001-0123456789abcdef.parquet";
+        assert_eq!(super::writer_of(f), Some(("my-topic", 3)));
+        assert_eq!(super::writer_of("x/00000-0-abc.parquet"), None, "another writer's file");
+    }
 }

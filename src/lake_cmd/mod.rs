@@ -30,6 +30,21 @@ pub enum LakeCmdError {
     /// A change to the lake that would break what it holds (`lake retype` on a column data files depend on).
     #[error("{0}")]
     Refused(String),
+    /// A sink holds the lake (or table) this command must not run beside.
+    #[error(
+        "{0}. A sink of this table is running: stop it first (`lake remove-orphans` must not delete the files of a cut in flight)"
+    )]
+    Fenced(String),
+}
+
+impl From<crate::lake::fence::FenceError> for LakeCmdError {
+    fn from(e: crate::lake::fence::FenceError) -> Self {
+        match e {
+            crate::lake::fence::FenceError::Store(e) => LakeCmdError::Store(e),
+            crate::lake::fence::FenceError::Corrupt(e) => LakeCmdError::Corrupt(e),
+            e => LakeCmdError::Fenced(e.to_string()),
+        }
+    }
 }
 
 /// The lake's stored table spec; a prefix without one is no lake to change.

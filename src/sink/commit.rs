@@ -21,7 +21,7 @@ use super::SinkError;
 use super::buffer::Cut;
 use crate::lake::parquet::{encode, writer_properties};
 use crate::lake::state::{Checkpoint, PendingCut, checkpoint_key, rejects_key};
-use crate::lake::store::{Etag, Put};
+use crate::lake::store::Put;
 use crate::lake::{Store, StoreError};
 
 /// Files encoded and uploaded at once per cut.
@@ -38,7 +38,7 @@ pub struct Committer {
     /// The table spec, stored before the first intent and again before any file with a new column.
     pub table: Arc<super::evolve::Table>,
     /// This sink's leases: checkpoint writes are conditional, and a refused one means another sink took over.
-    pub fence: Arc<super::fence::Fence>,
+    pub fence: Arc<crate::lake::fence::Fence>,
     pub row_group_rows: usize,
     /// How long a failing PUT is retried (jittered exponential backoff) before the sink stops.
     pub retry_for: Duration,
@@ -60,31 +60,7 @@ pub async fn put_with_retry(store: &Store, key: &str, bytes: Vec<u8>, retry_for:
     crate::lake::retry("store", key, retry_for, || store.put(key, bytes.clone())).await
 }
 
-/// A conditional PUT with retries. A retry after a lost response may find its own earlier write there (and be
-/// refused for it): the object holding exactly these bytes counts as success.
-pub async fn put_conditional_with_retry(
-    store: &Store,
-    key: &str,
-    bytes: Vec<u8>,
-    mode: Put,
-    retry_for: Duration,
-) -> Result<Etag, StoreError> {
-    let attempts = std::sync::atomic::AtomicU32::new(0);
-    let put = crate::lake::retry("store", key, retry_for, || {
-        attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        store.put_if(key, bytes.clone(), mode.clone())
-    })
-    .await;
-    match put {
-        Err(StoreError::Conflict { .. }) if attempts.load(std::sync::atomic::Ordering::Relaxed) > 1 => {
-            match store.get_versioned(key).await? {
-                Some((b, etag)) if b == bytes => Ok(etag),
-                _ => Err(StoreError::Conflict { key: key.into() }),
-            }
-        }
-        other => other,
-    }
-}
+pub use crate::lake::store::put_conditional_with_retry;
 
 /// GET with retries (see `lake::retry`).
 pub async fn get_with_retry(store: &Store, key: &str, retry_for: Duration) -> Result<Option<Vec<u8>>, StoreError> {
@@ -104,7 +80,7 @@ impl Committer {
                 cp.etag = Some(etag);
                 Ok(())
             }
-            Err(StoreError::Conflict { .. }) => Err(self.fence.refused(cp.partition).await),
+            Err(StoreError::Conflict { .. }) => Err(self.fence.refused(cp.partition).await.into()),
             Err(e) => Err(e.into()),
         }
     }
@@ -235,7 +211,7 @@ mod tests {
 
     /// A committer over `store`; `stored` says whether the table spec is already in it (a restart).
     fn committer(store: Store, stored: bool) -> Committer {
-        let fence = Arc::new(super::super::fence::Fence::new(
+        let fence = Arc::new(crate::lake::fence::Fence::new(
             store.clone(),
             "t",
             Duration::from_secs(30),

@@ -10,7 +10,6 @@ pub mod buffer;
 pub mod commit;
 pub mod decode;
 pub mod evolve;
-pub mod fence;
 #[cfg(feature = "iceberg")]
 pub mod iceberg;
 #[cfg(not(feature = "iceberg"))]
@@ -115,6 +114,17 @@ pub enum SinkError {
     RetentionGap { topic: String, partition: i32, needed: i64, earliest: i64, lost: i64 },
 }
 
+impl From<crate::lake::fence::FenceError> for SinkError {
+    fn from(e: crate::lake::fence::FenceError) -> Self {
+        use crate::lake::fence::FenceError;
+        match e {
+            FenceError::Fenced { topic, partition, holder } => SinkError::Fenced { topic, partition, holder },
+            FenceError::Store(e) => SinkError::Store(e),
+            FenceError::Corrupt(e) => SinkError::Corrupt(e),
+        }
+    }
+}
+
 impl SinkError {
     pub fn kind(&self) -> crate::exit::Kind {
         use crate::exit::Kind;
@@ -213,7 +223,11 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
     );
     let taken = spec.fields.iter().map(|f| f.name.clone()).collect();
     let stats = Arc::new(SinkStats::default());
-    let fence = Arc::new(fence::Fence::new(store.clone(), &cfg.topic, cfg.lease_ttl, cfg.retry_for));
+    let fence = crate::lake::fence::Fence::new(store.clone(), &cfg.topic, cfg.lease_ttl, cfg.retry_for);
+    let fence = Arc::new(match &cfg.iceberg {
+        Some(opts) => fence.for_iceberg_table(&opts.table),
+        None => fence,
+    });
     let renewing = {
         let (fence, stop, sink) = (fence.clone(), Shutdown::new(), shutdown.clone());
         let handle = tokio::spawn({
@@ -255,13 +269,15 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
         None => None,
     };
     // One writer per Kafka partition: every lease before any data moves, in partition order, so that two sinks
-    // started at once cannot split the partitions between them (the second waits on the first's lowest one).
-    // An Iceberg table fences writers itself (each commit checks its partition's offsets): no leases.
-    for &p in partitions.iter().filter(|_| target.is_none()) {
+    // started at once cannot split the partitions between them (the second waits on the first's lowest one). An
+    // Iceberg table takes leases too (under --to, named after the table): its commits check the partition's
+    // offsets on the table itself, which stops a zombie at its commit; the lease stops a second sink at start,
+    // before it consumes or uploads anything.
+    for &p in &partitions {
         if let Err(e) = ctx.committer.fence.acquire(p, &shutdown).await {
             renewing.1.trigger(crate::shutdown::StopReason::Terminate);
             ctx.committer.fence.release().await;
-            return Err(e);
+            return Err(e.into());
         }
     }
     shutdown.mark_running();

@@ -156,7 +156,8 @@ fn list_local(root: &Path, under: &str) -> Result<Vec<ObjectInfo>, StoreError> {
                 stack.push(path);
             } else if !entry.file_name().to_string_lossy().starts_with('.') {
                 let key = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
-                out.push(ObjectInfo { key, size: meta.len() });
+                let modified = meta.modified().ok().map(chrono::DateTime::<chrono::Utc>::from);
+                out.push(ObjectInfo { key, size: meta.len(), modified });
             }
         }
     }

@@ -103,7 +103,7 @@ impl ObjectStore for MemoryStore {
                 .expect("lock")
                 .iter()
                 .filter(|(k, _)| k.starts_with(under))
-                .map(|(k, b)| ObjectInfo { key: k.clone(), size: b.len() as u64 })
+                .map(|(k, b)| ObjectInfo { key: k.clone(), size: b.len() as u64, modified: None })
                 .collect())
         })
     }

@@ -128,6 +128,32 @@ where
     .await
 }
 
+/// A conditional PUT with retries. A retry after a lost response may find its own earlier write there (and be
+/// refused for it): the object holding exactly these bytes counts as success.
+pub async fn put_conditional_with_retry(
+    store: &Store,
+    key: &str,
+    bytes: Vec<u8>,
+    mode: Put,
+    retry_for: Duration,
+) -> Result<Etag, StoreError> {
+    let attempts = std::sync::atomic::AtomicU32::new(0);
+    let put = retry("store", key, retry_for, || {
+        attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        store.put_if(key, bytes.clone(), mode.clone())
+    })
+    .await;
+    match put {
+        Err(StoreError::Conflict { .. }) if attempts.load(std::sync::atomic::Ordering::Relaxed) > 1 => {
+            match store.get_versioned(key).await? {
+                Some((b, etag)) if b == bytes => Ok(etag),
+                _ => Err(StoreError::Conflict { key: key.into() }),
+            }
+        }
+        other => other,
+    }
+}
+
 /// Lake requests retried after a transient failure, process-wide (the sink publishes it as a metric).
 pub static RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -140,6 +166,8 @@ pub struct ObjectInfo {
     /// Key relative to the lake root.
     pub key: String,
     pub size: u64,
+    /// When it was last written, as the store tells it (`None` where it cannot: the in-memory store).
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Default for S3Options {

@@ -191,7 +191,11 @@ impl ObjectStore for S3Store {
             Ok(pages
                 .into_iter()
                 .flat_map(|p| p.contents)
-                .map(|o| ObjectInfo { key: o.key[strip.min(o.key.len())..].to_string(), size: o.size })
+                .map(|o| ObjectInfo {
+                    key: o.key[strip.min(o.key.len())..].to_string(),
+                    size: o.size,
+                    modified: chrono::DateTime::parse_from_rfc3339(&o.last_modified).ok().map(|t| t.to_utc()),
+                })
                 .collect())
         })
     }

@@ -213,6 +213,7 @@ impl IcebergTarget {
             Vec::new()
         };
         let bytes: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
+        tracing::debug!(partition = p, files = files.len(), "data files written; committing");
         if !cut.rejects.is_empty() {
             let mut lines = Vec::new();
             for r in &cut.rejects {

@@ -1,4 +1,5 @@
-//! One writer per Kafka partition of a lake (see `lake::lease`). Before a worker reads its checkpoint it takes the
+//! One writer per Kafka partition of a lake (see `lake::lease`), for the sink and for the `lake` commands that must
+//! not run beside one (`lake remove-orphans`). Before a worker reads its checkpoint it takes the
 //! partition's lease; a background task renews every held lease at a third of `--lease-ttl`; every checkpoint write
 //! is conditional on the version this sink last read or wrote. So:
 //!
@@ -19,18 +20,30 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::SinkError;
-use super::commit::put_conditional_with_retry;
-use crate::lake::lease::{Lease, host_name, lease_key, pid_runs_ticklake};
-use crate::lake::store::{Etag, Put};
-use crate::lake::{Store, StoreError};
+use super::lease::{Lease, host_name, lease_key, pid_runs_ticklake};
+use super::store::{Etag, Put, put_conditional_with_retry};
+use super::{Store, StoreError};
 use crate::shutdown::Shutdown;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FenceError {
+    /// Another writer holds the partition (its host and start time in `holder`).
+    #[error("{topic}/{partition}: held by {holder}")]
+    Fenced { topic: String, partition: i32, holder: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Corrupt(String),
+}
 
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 
 pub struct Fence {
     store: Store,
     topic: String,
+    /// What the leases are named under: the topic for a hive lake; `iceberg/<database.table>/<topic>` for an
+    /// Iceberg table (its leases live under `--to`, beside the tables of the warehouse, outside any table's folder).
+    scope: String,
     me: Lease,
     ttl: Duration,
     /// How long a lease request's transient failures (5xx, resets) are retried, as every lake request is.
@@ -56,6 +69,7 @@ impl Fence {
         Fence {
             store,
             topic: topic.into(),
+            scope: topic.into(),
             me,
             ttl,
             retry_for,
@@ -64,12 +78,17 @@ impl Fence {
         }
     }
 
+    /// Leases for the writers of an Iceberg table (see `scope`).
+    pub fn for_iceberg_table(self, table: &str) -> Fence {
+        Fence { scope: format!("iceberg/{table}/{}", self.topic), ..self }
+    }
+
     pub fn writer(&self) -> &str {
         &self.me.writer
     }
 
-    fn fenced(&self, partition: i32, holder: Option<&Lease>) -> SinkError {
-        SinkError::Fenced {
+    fn fenced(&self, partition: i32, holder: Option<&Lease>) -> FenceError {
+        FenceError::Fenced {
             topic: self.topic.clone(),
             partition,
             holder: holder.map_or_else(|| "another sink".into(), Lease::describe),
@@ -77,8 +96,8 @@ impl Fence {
     }
 
     /// Takes partition `p`'s lease, waiting out a holder that stopped renewing; `Fenced` if the holder is alive.
-    pub async fn acquire(&self, p: i32, shutdown: &Shutdown) -> Result<(), SinkError> {
-        let key = lease_key(&self.topic, p);
+    pub async fn acquire(&self, p: i32, shutdown: &Shutdown) -> Result<(), FenceError> {
+        let key = lease_key(&self.scope, p);
         let mut watched: Option<(Etag, Instant)> = None;
         loop {
             let store = &self.store;
@@ -87,7 +106,7 @@ impl Fence {
                 None => Put::Create,
                 Some((bytes, etag)) => {
                     let lease: Lease = serde_json::from_slice(bytes)
-                        .map_err(|e| SinkError::Corrupt(format!("{key} is not a valid lease: {e}")))?;
+                        .map_err(|e| FenceError::Corrupt(format!("{key} is not a valid lease: {e}")))?;
                     let ttl = self.ttl.max(Duration::from_millis(lease.ttl_ms));
                     let stale = match &watched {
                         Some((seen, since)) if seen == etag => since.elapsed() >= ttl,
@@ -142,7 +161,7 @@ impl Fence {
             for (p, (etag, lease)) in held {
                 let next = Lease { renewals: lease.renewals + 1, ..lease };
                 let bytes = serde_json::to_vec_pretty(&next).expect("lease serializes");
-                let key = lease_key(&self.topic, p);
+                let key = lease_key(&self.scope, p);
                 match put_conditional_with_retry(&self.store, &key, bytes, Put::Replace(etag), self.ttl / 3).await {
                     Ok(etag) => {
                         self.held.lock().expect("lock").insert(p, (etag, next));
@@ -179,12 +198,12 @@ impl Fence {
 
     /// The current holder of `p`'s lease, for messages.
     pub async fn holder(&self, p: i32) -> Option<Lease> {
-        let (bytes, _) = self.store.get_versioned(&lease_key(&self.topic, p)).await.ok()??;
+        let (bytes, _) = self.store.get_versioned(&lease_key(&self.scope, p)).await.ok()??;
         serde_json::from_slice(&bytes).ok()
     }
 
     /// The error for a refused checkpoint write of `p`.
-    pub async fn refused(&self, p: i32) -> SinkError {
+    pub async fn refused(&self, p: i32) -> FenceError {
         self.lost.store(true, Ordering::Relaxed);
         let holder = self.holder(p).await;
         self.fenced(p, holder.as_ref())
@@ -195,7 +214,7 @@ impl Fence {
         let held: Vec<(i32, (Etag, Lease))> = self.held.lock().expect("lock").drain().collect();
         for (p, (etag, lease)) in held {
             let bytes = serde_json::to_vec_pretty(&Lease { released: true, ..lease }).expect("lease serializes");
-            if let Err(e) = self.store.put_if(&lease_key(&self.topic, p), bytes, Put::Replace(etag)).await {
+            if let Err(e) = self.store.put_if(&lease_key(&self.scope, p), bytes, Put::Replace(etag)).await {
                 tracing::debug!(kafka_partition = p, "lease not released: {e}");
             }
         }
@@ -222,7 +241,7 @@ mod tests {
         });
         let b = Fence::new(store.clone(), "t", ttl, Duration::from_secs(1));
         let e = b.acquire(0, &Shutdown::new()).await.unwrap_err();
-        assert!(matches!(e, SinkError::Fenced { partition: 0, .. }), "{e}");
+        assert!(matches!(e, FenceError::Fenced { partition: 0, .. }), "{e}");
         assert!(e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
         shutdown.trigger(crate::shutdown::StopReason::Terminate);
         renewing.await.unwrap();
