@@ -132,12 +132,12 @@ pub async fn remove_orphans(
             crate::lake::retry("delete", key, s3.retry_for, || store.delete(key)).await?;
         }
         Ok::<_, LakeCmdError>(format!(
-            "removed {} orphan data file(s) ({}) of topic {topic} from table {}; kept {} written in the last {} (--older-than) and {} of other writers",
+            "removed {} orphan data file(s) ({}) of topic {topic} from table {}; kept {} written in the last {:?} (--older-than) and {} of other writers",
             mine.len(),
             crate::units::human_bytes(bytes),
             t.table,
             recent.len(),
-            format!("{older_than:?}"),
+            older_than,
             orphans.len() - mine.len() - recent.len()
         ))
     }
