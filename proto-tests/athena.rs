@@ -129,30 +129,59 @@ fn partition_values_read_back_as_the_symbols_in_duckdb() {
     assert_eq!(n, want, "WHERE symbol = '^GSPC' finds every ^GSPC row");
 }
 
-#[test]
-fn enum_projection_lists_the_lake_values() {
+/// A Glue table as boto3 reads it back from the test server: (columns, partition keys, parameters, location).
+fn glue_table(env: &TestEnv, db: &str, table: &str) -> serde_json::Value {
+    let script = format!(
+        "import boto3, json; t = boto3.client('glue', endpoint_url='{}', region_name='us-east-1').get_table(DatabaseName='{db}', Name='{table}')['Table']; print(json.dumps({{'columns': [[c['Name'], c['Type']] for c in t['StorageDescriptor'].get('Columns', [])], 'keys': [k['Name'] for k in t.get('PartitionKeys', [])], 'params': t.get('Parameters', {{}}), 'location': t['StorageDescriptor'].get('Location')}}))",
+        env.s3_endpoint()
+    );
+    serde_json::from_slice(&ok(run(env.python().args(["-c", &script]))).stdout).unwrap()
+}
+
+/// Issue 19 items 10 and 11: a printed DDL projects an identity key as `injected` (an enum listed today hides
+/// tomorrow's symbols) and starts ranges at the lake's first partition; `--apply` writes the table into Glue and,
+/// rerun, applies a new column and a new symbol (an enum kept current).
+#[tokio::test(flavor = "multi_thread")]
+async fn athena_apply_creates_the_glue_table_and_keeps_it_current() {
     let env = env_or_skip!();
-    let topic = random_name("enum");
+    let topic = random_name("apply");
     replay_csv(&env, &repo_path("data/indices.csv"), &topic, 1, &["--limit", "200"]);
     let bucket = env.create_bucket();
     let to = format!("s3://{bucket}/p");
-    ok(run(&mut sink_cmd(&env, &topic, &to, &["--partition-by", "symbol"])));
-    let ddl = ok(run(env.ticklake().args([
-        "athena",
-        "--table",
-        "m.t",
-        "--to",
-        &to,
-        "--topic",
-        &topic,
-        "--partition-by",
-        "symbol",
-    ])));
-    let ddl = String::from_utf8(ddl.stdout).unwrap();
-    let symbols: std::collections::BTreeSet<String> =
-        csv_rows(&repo_path("data/indices.csv")).into_iter().take(200).map(|r| r["Index"].clone()).collect();
-    let listed = symbols.into_iter().collect::<Vec<_>>().join(",");
-    assert!(ddl.contains("'projection.symbol.type'='enum'"), "{ddl}");
-    assert!(ddl.contains(&format!("'projection.symbol.values'='{listed}'")), "{ddl}");
-    assert!(ddl.contains("^GSPC"), "values as projection substitutes them:\n{ddl}");
+    ok(run(&mut sink_cmd(&env, &topic, &to, &["--partition-by", "year(trade_date),symbol"])));
+    let athena = |extra: &[&str]| {
+        let out = ok(run(env.ticklake().args(["athena", "--table", "apply_db.t", "--to", &to]).args(extra)));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let csv: Vec<_> = csv_rows(&repo_path("data/indices.csv")).into_iter().take(200).collect();
+    let first_year = csv.iter().map(|r| r["Date"][..4].to_string()).min().unwrap();
+    let ddl = athena(&[]);
+    assert!(ddl.contains("'projection.symbol.type'='injected'"), "{ddl}");
+    assert!(ddl.contains(&format!("'projection.year.range'='{first_year},2100'")), "from the lake: {ddl}");
+
+    let report = athena(&["--apply"]);
+    assert!(report.contains("created Glue table apply_db.t"), "{report}");
+    let t = glue_table(&env, "apply_db", "t");
+    let symbols: std::collections::BTreeSet<String> = csv.iter().map(|r| r["Index"].clone()).collect();
+    let listed = symbols.iter().cloned().collect::<Vec<_>>().join(",");
+    assert_eq!(t["keys"], serde_json::json!(["year", "symbol"]), "{t}");
+    assert_eq!(t["location"], serde_json::json!(format!("{to}/")), "{t}");
+    assert_eq!(t["params"]["projection.symbol.type"], "enum", "{t}");
+    assert_eq!(t["params"]["projection.symbol.values"], serde_json::json!(listed), "{t}");
+    for (name, ty) in
+        [("trade_date", "date"), ("close", "double"), ("volume", "bigint"), ("kafka_timestamp", "timestamp")]
+    {
+        assert!(t["columns"].as_array().unwrap().contains(&serde_json::json!([name, ty])), "{name} {ty}: {t}");
+    }
+
+    // A new field and a new symbol arrive; a rerun applies both.
+    let rec = serde_json::json!({"symbol": "NEWSYM", "trade_date": "2021-06-01", "close": 1.5, "venue": "X"});
+    produce_more(&env.brokers, &topic, &[serde_json::to_vec(&rec).unwrap()]).await;
+    ok(run(&mut sink_cmd(&env, &topic, &to, &[])));
+    let report = athena(&["--apply"]);
+    assert!(report.contains("updated Glue table apply_db.t") && report.contains("added column(s) venue"), "{report}");
+    let t = glue_table(&env, "apply_db", "t");
+    assert!(t["columns"].as_array().unwrap().contains(&serde_json::json!(["venue", "string"])), "{t}");
+    let values = t["params"]["projection.symbol.values"].as_str().unwrap().to_string();
+    assert!(values.split(',').any(|v| v == "NEWSYM"), "{values}");
 }

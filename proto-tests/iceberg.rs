@@ -569,3 +569,38 @@ fn orphans_of_a_killed_sink_are_removed_for_each_catalog() {
         assert_every_offset_once(&ice.read(&env), &records);
     }
 }
+
+/// Issue 19 item 11: `athena --apply` registers a sqlite-catalog table in Glue at its current metadata, and moves
+/// it forward after more commits; pyiceberg reads the same rows through Glue.
+#[test]
+fn athena_apply_registers_an_iceberg_table_in_glue() {
+    let env = env_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let (topic, records) = sampled_topic(&env, dir.path(), 400, 5, 1);
+    let ice = Ice::sqlite(dir.path());
+    ok(run(&mut ice.sink(&env, &topic, &[])));
+    let apply = || {
+        let out = ok(run(env.ticklake().args([
+            "athena",
+            "--to",
+            &ice.to,
+            "--table",
+            &ice.table,
+            "--catalog",
+            &ice.catalog,
+            "--apply",
+        ])));
+        (String::from_utf8_lossy(&out.stdout).into_owned(), stderr(&out))
+    };
+    let (text, log) = apply();
+    assert!(text.contains(&format!("registered Glue table {} (ICEBERG)", ice.table)), "{text}");
+    assert!(log.contains("run Athena's VACUUM"), "the two-catalog warning: {log}");
+    let via_glue =
+        Ice { catalog: "glue".into(), to: ice.to.clone(), warehouse: ice.warehouse.clone(), table: ice.table.clone() };
+    assert_eq!(via_glue.read(&env)["rows"].as_array().unwrap().len(), records.len());
+    replay_csv(&env, &dir.path().join("indices.csv"), &topic, 1, &[]);
+    ok(run(&mut ice.sink(&env, &topic, &[])));
+    let (text, _) = apply();
+    assert!(text.contains("updated Glue table") && text.contains("(was "), "{text}");
+    assert_eq!(via_glue.read(&env)["rows"].as_array().unwrap().len(), 2 * records.len());
+}

@@ -13,10 +13,52 @@ pub struct TableOptions {
     pub table: String,
     pub location: LakeUrl,
     pub projection: bool,
-    /// Known values of identity keys (from listing the lake), by key name.
+    /// Values of identity keys for an `enum` projection, by key name: given only when the table is kept current
+    /// (`athena --apply`, rerun as the lake grows); a printed DDL projects identity keys as `injected`, since an
+    /// enum from today's listing hides every value that arrives tomorrow.
     pub enum_values: Vec<(String, Vec<String>)>,
-    /// First year / date of the data, for `integer` and `date` ranges (default 1900 / 1900-01-01).
+    /// The first value of each time key in the lake (its own format: `2020`, `2024-03`, `2024-03-04`,
+    /// `2024-03-04-09`), where projection ranges start: a range from 1900 makes an hourly key span a million hours.
+    pub range_starts: Vec<(String, String)>,
+    /// Where ranges start for a key the lake has no value of yet (`--first-year`, else this year).
     pub first_year: i32,
+}
+
+/// The table as Athena's catalog holds it, from which both the DDL and the Glue API input are made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDef {
+    /// A comment to print above the DDL (a local lake's placeholder location).
+    pub note: String,
+    /// `database.table`.
+    pub table: String,
+    /// File columns (name, Athena type), in file order.
+    pub columns: Vec<(String, String)>,
+    /// Partition keys (always `string`: projection substitutes them into paths).
+    pub partition_keys: Vec<String>,
+    /// With a trailing `/`.
+    pub location: String,
+    /// TBLPROPERTIES, in order.
+    pub properties: Vec<(String, String)>,
+    pub projection: bool,
+}
+
+/// The first value of each time key (`year()`, `month()`, `day()`, `hour()`) found in the lake's object keys:
+/// where its projection range starts. Hive values of these keys sort as text in time order (zero-padded).
+pub fn range_starts(spec: &PartitionSpec, object_keys: &[String]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for f in spec.fields.iter().filter(|f| f.transform != Transform::Identity) {
+        let prefix = format!("{}=", f.name);
+        let first = object_keys
+            .iter()
+            .filter(|k| !k.starts_with("_ticklake/"))
+            .filter_map(|k| k.split('/').find_map(|seg| seg.strip_prefix(&prefix)))
+            .map(crate::lake::partition::unescape_hive)
+            .min();
+        if let Some(v) = first {
+            out.push((f.name.clone(), v));
+        }
+    }
+    out
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -62,6 +104,28 @@ pub fn identity_values(spec: &PartitionSpec, object_keys: &[String]) -> Vec<(Str
 
 /// `CREATE EXTERNAL TABLE` (plus `MSCK REPAIR TABLE` without projection).
 pub fn create_table(schema: &Schema, spec: &PartitionSpec, opts: &TableOptions) -> Result<String, DdlError> {
+    let def = table_def(schema, spec, opts)?;
+    let mut ddl = def.note.clone();
+    ddl.push_str(&format!("CREATE EXTERNAL TABLE IF NOT EXISTS {} (\n", def.table));
+    let cols: Vec<String> = def.columns.iter().map(|(n, t)| format!("  {} {t}", quote(n))).collect();
+    ddl.push_str(&cols.join(",\n"));
+    ddl.push_str("\n)\n");
+    if !def.partition_keys.is_empty() {
+        let keys: Vec<String> = def.partition_keys.iter().map(|k| format!("{} string", quote(k))).collect();
+        ddl.push_str(&format!("PARTITIONED BY ({})\n", keys.join(", ")));
+    }
+    ddl.push_str(&format!("STORED AS PARQUET\nLOCATION '{}'\n", def.location));
+    let props: Vec<String> =
+        def.properties.iter().map(|(k, v)| format!("  '{k}'='{}'", v.replace('\'', "''"))).collect();
+    ddl.push_str(&format!("TBLPROPERTIES (\n{}\n);\n", props.join(",\n")));
+    if !def.projection && !def.partition_keys.is_empty() {
+        ddl.push_str(&format!("MSCK REPAIR TABLE {};\n", def.table));
+    }
+    Ok(ddl)
+}
+
+/// The table definition (see `TableDef`): columns, partition keys, location and properties with projection.
+pub fn table_def(schema: &Schema, spec: &PartitionSpec, opts: &TableOptions) -> Result<TableDef, DdlError> {
     // Athena reads S3 only: a local lake gets a placeholder to replace once the folder is copied to S3.
     let (location, note) = match &opts.location {
         LakeUrl::S3 { .. } => (format!("{}/", opts.location.display().trim_end_matches('/')), String::new()),
@@ -82,41 +146,28 @@ pub fn create_table(schema: &Schema, spec: &PartitionSpec, opts: &TableOptions) 
         }
     }
     check_table_name(&opts.table)?;
-    let mut ddl = note;
-    ddl.push_str(&format!("CREATE EXTERNAL TABLE IF NOT EXISTS {} (\n", opts.table));
-    let cols: Vec<String> = columns.iter().map(|(n, t)| format!("  {} {t}", quote(n))).collect();
-    ddl.push_str(&cols.join(",\n"));
-    ddl.push_str("\n)\n");
-    if !spec.fields.is_empty() {
-        let keys: Vec<String> = spec.fields.iter().map(|f| format!("{} string", quote(&f.name))).collect();
-        ddl.push_str(&format!("PARTITIONED BY ({})\n", keys.join(", ")));
-    }
-    ddl.push_str(&format!("STORED AS PARQUET\nLOCATION '{location}'\n"));
     let mut props = vec![("parquet.compression".to_string(), "ZSTD".to_string())];
-    if opts.projection && !spec.fields.is_empty() {
+    let projection = opts.projection && !spec.fields.is_empty();
+    if projection {
         props.push(("projection.enabled".into(), "true".into()));
         for f in &spec.fields {
             let key = |k: &str| format!("projection.{}.{k}", f.name);
             let y = opts.first_year;
+            let first = opts.range_starts.iter().find(|(k, _)| k == &f.name).map(|(_, v)| v.clone());
             match f.transform {
                 Transform::Year => {
                     props.push((key("type"), "integer".into()));
-                    props.push((key("range"), format!("{y},2100")));
+                    props.push((key("range"), format!("{},2100", first.unwrap_or_else(|| y.to_string()))));
                 }
                 Transform::Month | Transform::Day | Transform::Hour => {
-                    let (format, unit) = match f.transform {
-                        Transform::Month => ("yyyy-MM", "MONTHS"),
-                        Transform::Day => ("yyyy-MM-dd", "DAYS"),
-                        _ => ("yyyy-MM-dd-HH", "HOURS"),
-                    };
-                    let start = match f.transform {
-                        Transform::Month => format!("{y}-01"),
-                        Transform::Day => format!("{y}-01-01"),
-                        _ => format!("{y}-01-01-00"),
+                    let (format, unit, start) = match f.transform {
+                        Transform::Month => ("yyyy-MM", "MONTHS", format!("{y}-01")),
+                        Transform::Day => ("yyyy-MM-dd", "DAYS", format!("{y}-01-01")),
+                        _ => ("yyyy-MM-dd-HH", "HOURS", format!("{y}-01-01-00")),
                     };
                     props.push((key("type"), "date".into()));
                     props.push((key("format"), format.into()));
-                    props.push((key("range"), format!("{start},NOW")));
+                    props.push((key("range"), format!("{},NOW", first.unwrap_or(start))));
                     props.push((key("interval"), "1".into()));
                     props.push((key("interval.unit"), unit.into()));
                 }
@@ -132,12 +183,15 @@ pub fn create_table(schema: &Schema, spec: &PartitionSpec, opts: &TableOptions) 
         let template: Vec<String> = spec.fields.iter().map(|f| format!("{0}=${{{0}}}", f.name)).collect();
         props.push(("storage.location.template".into(), format!("{location}{}/", template.join("/"))));
     }
-    let props: Vec<String> = props.iter().map(|(k, v)| format!("  '{k}'='{}'", v.replace('\'', "''"))).collect();
-    ddl.push_str(&format!("TBLPROPERTIES (\n{}\n);\n", props.join(",\n")));
-    if !opts.projection && !spec.fields.is_empty() {
-        ddl.push_str(&format!("MSCK REPAIR TABLE {};\n", opts.table));
-    }
-    Ok(ddl)
+    Ok(TableDef {
+        note,
+        table: opts.table.clone(),
+        columns: columns.into_iter().map(|(n, t)| (n, t.to_string())).collect(),
+        partition_keys: spec.fields.iter().map(|f| f.name.clone()).collect(),
+        location,
+        properties: props,
+        projection,
+    })
 }
 
 /// The LOCATION printed for a lake in a local folder.
@@ -172,6 +226,7 @@ mod tests {
             location: LakeUrl::parse("s3://lake/prices").unwrap(),
             projection,
             enum_values: vec![],
+            range_starts: vec![],
             first_year: 1965,
         }
     }
@@ -291,6 +346,23 @@ MSCK REPAIR TABLE markets.bars;
         assert!(create_table(&s, &spec, &o).unwrap().contains("'projection.symbol.values'='AAPL,MSFT'"));
         let plain = create_table(&s, &spec, &opts(false)).unwrap();
         assert!(!plain.contains("projection") && plain.ends_with("MSCK REPAIR TABLE markets.indices;\n"));
+    }
+
+    #[test]
+    fn ranges_start_at_the_lakes_first_partition() {
+        let s = Schema::ticks();
+        let spec = PartitionSpec::parse("h=hour(ts),symbol", &s).unwrap();
+        let keys: Vec<String> =
+            ["h=2024-03-04-10/symbol=A/x.parquet", "h=2024-03-04-09/symbol=B/y.parquet", "_ticklake/table.toml"]
+                .map(String::from)
+                .to_vec();
+        let starts = range_starts(&spec, &keys);
+        assert_eq!(starts, vec![("h".to_string(), "2024-03-04-09".to_string())]);
+        let mut o = opts(true);
+        o.range_starts = starts;
+        let ddl = create_table(&s, &spec, &o).unwrap();
+        assert!(ddl.contains("'projection.h.range'='2024-03-04-09,NOW'"), "{ddl}");
+        assert!(ddl.contains("'projection.symbol.type'='injected'"), "no enum unless kept current: {ddl}");
     }
 
     #[test]

@@ -8,6 +8,8 @@
 
 mod ddl;
 #[cfg(feature = "iceberg")]
+mod glue;
+#[cfg(feature = "iceberg")]
 mod iceberg;
 mod queries;
 
@@ -30,7 +32,10 @@ pub struct Request {
     pub schema: Option<Schema>,
     pub partition_by: Option<String>,
     pub projection: bool,
-    pub first_year: i32,
+    /// `--first-year`: where ranges of time keys start when the lake holds no value of them (else this year).
+    pub first_year: Option<i32>,
+    /// `--apply`: create or update the table in the AWS Glue Data Catalog instead of printing the DDL.
+    pub apply: bool,
     /// `--print-queries`: (symbol, year).
     pub queries: Option<(String, i32)>,
     /// Print `ALTER TABLE ... ADD COLUMNS` for the columns added after this schema version, instead of the DDL.
@@ -66,6 +71,9 @@ pub async fn run(req: &Request) -> Result<String, AthenaError> {
         {
             let table =
                 crate::lake::iceberg::open_table(catalog, &req.lake, &req.s3, &req.table).await.map_err(usage)?;
+            if req.apply {
+                return glue::apply_iceberg(&req.table, catalog, &table, &req.s3).await.map_err(usage);
+            }
             return Ok(iceberg::text(&req.table, catalog, &req.lake, &table));
         }
         #[cfg(not(feature = "iceberg"))]
@@ -141,19 +149,34 @@ pub async fn run(req: &Request) -> Result<String, AthenaError> {
     let spec = PartitionSpec::parse(&spec_text, &schema).map_err(|e| usage(e.to_string()))?;
     let identity: Vec<&str> =
         spec.fields.iter().filter(|f| f.transform == Transform::Identity).map(|f| f.name.as_str()).collect();
-    // With the lake at hand, list it for enum projection values.
-    let enum_values = match &store {
-        Some(st) if !identity.is_empty() && req.projection => {
-            let keys: Vec<String> = st.list("").await?.into_iter().map(|o| o.key).collect();
-            identity_values(&spec, &keys)
+    // With the lake at hand, list it: where time ranges start, and (when applying, so the table is kept current by
+    // rerunning) the values of identity keys for an enum.
+    let keys: Vec<String> = match &store {
+        Some(st) if req.projection && !spec.fields.is_empty() => {
+            st.list("").await?.into_iter().map(|o| o.key).collect()
         }
         _ => vec![],
     };
-    for key in identity.iter().filter(|k| !enum_values.iter().any(|(e, _)| e == *k)) {
-        tracing::warn!(
-            key,
-            "projection type 'injected': every query must filter {key} with = (run against the lake to list its values for an enum)"
-        );
+    let enum_values = if req.apply { identity_values(&spec, &keys) } else { vec![] };
+    let range_starts = ddl::range_starts(&spec, &keys);
+    let this_year = chrono::Datelike::year(&chrono::Utc::now().date_naive());
+    if req.projection {
+        for key in identity.iter().filter(|k| !enum_values.iter().any(|(e, _)| e == *k)) {
+            tracing::warn!(
+                key,
+                "projection type 'injected': every query must filter {key} with = ('{key}' values keep arriving, and an enum listed today would hide tomorrow's; `ticklake athena --apply`, rerun as the lake grows, keeps an enum of the lake's values current instead)"
+            );
+        }
+        for f in spec.fields.iter().filter(|f| f.transform != Transform::Identity) {
+            if !range_starts.iter().any(|(k, _)| k == &f.name) {
+                tracing::info!(
+                    key = %f.name,
+                    "the lake holds no value of {} yet: its projection range starts in {} (--first-year)",
+                    f.name,
+                    req.first_year.unwrap_or(this_year)
+                );
+            }
+        }
     }
     if let Some(t) = &table {
         tracing::info!(
@@ -167,8 +190,15 @@ pub async fn run(req: &Request) -> Result<String, AthenaError> {
         location: req.lake.clone(),
         projection: req.projection,
         enum_values,
-        first_year: req.first_year,
+        range_starts,
+        first_year: req.first_year.unwrap_or(this_year),
     };
+    if req.apply {
+        #[cfg(feature = "iceberg")]
+        return glue::apply_hive(&ddl::table_def(&schema, &spec, &opts)?, &req.s3).await.map_err(usage);
+        #[cfg(not(feature = "iceberg"))]
+        return Err(usage(format!("--apply: {}", crate::lake::iceberg::NOT_BUILT)));
+    }
     let mut out = create_table(&schema, &spec, &opts)?.trim_end().to_string();
     if let Some((symbol, year)) = &req.queries {
         // The DDL stands on its own: queries that cannot be made for this schema are skipped, and said so.

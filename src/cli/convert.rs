@@ -241,6 +241,7 @@ pub fn athena_request(a: &AthenaArgs) -> Result<crate::athena::Request, crate::E
         partition_by: a.partition_by.clone(),
         projection: !a.no_projection,
         first_year: a.first_year,
+        apply: a.apply,
         queries: a.print_queries.then(|| (a.query_symbol.clone(), a.query_year)),
         since_version: a.since_version,
         catalog: a

@@ -171,9 +171,16 @@ pub struct AthenaArgs {
     /// A plain partitioned table plus MSCK REPAIR TABLE instead of partition projection.
     #[arg(long)]
     pub no_projection: bool,
-    /// First year of the data, the start of year/date projection ranges.
-    #[arg(long, default_value_t = 1900)]
-    pub first_year: i32,
+    /// Where year/date projection ranges start for a key the lake holds no value of yet (default: this year).
+    /// With a lake, each range starts at its first partition.
+    #[arg(long)]
+    pub first_year: Option<i32>,
+    /// Create or update the table in the AWS Glue Data Catalog (what Athena reads) instead of printing the DDL:
+    /// columns, partition keys, projection (an enum of the lake's values for identity keys, current each time it
+    /// runs), location. For an Iceberg table on another catalog: register or update it in Glue at its current
+    /// metadata.
+    #[arg(long)]
+    pub apply: bool,
     /// Also print ready queries that hit the partitions (latest close per symbol in a year, a monthly average).
     #[arg(long)]
     pub print_queries: bool,

@@ -1,0 +1,280 @@
+//! `ticklake athena --apply`: the table Athena reads, written into the AWS Glue Data Catalog through the Glue API
+//! (the AWS SDK the Glue Iceberg catalog already brings), instead of a DDL for someone to paste.
+//!
+//! A hive lake: the same `TableDef` the printed DDL comes from (columns, partition keys, projection properties,
+//! location) becomes a `TableInput`; a missing database or table is created, an existing one updated, so a rerun
+//! applies the columns a schema change added, keeps the enum of each identity key current and moves range starts.
+//! An Iceberg table on another catalog (sqlite, REST): a Glue table of type ICEBERG pointing at its current
+//! metadata, created or moved forward. The Glue endpoint and region are the S3 ones (`AWS_ENDPOINT_URL` serves
+//! both on a local test server; unset for AWS).
+
+use aws_sdk_glue::Client;
+use aws_sdk_glue::types::{Column, DatabaseInput, SerDeInfo, StorageDescriptor, TableInput};
+
+use super::ddl::TableDef;
+use crate::lake::S3Options;
+use crate::lake::iceberg::CatalogUrl;
+
+/// Parquet as Hive and Athena name it.
+const PARQUET_SERDE: &str = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe";
+const PARQUET_INPUT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat";
+const PARQUET_OUTPUT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat";
+
+async fn client(s3: &S3Options) -> Client {
+    let mut config = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(e) = &s3.endpoint {
+        config = config.endpoint_url(e);
+    }
+    if let Some(r) = &s3.region {
+        config = config.region(aws_config::Region::new(r.clone()));
+    }
+    Client::new(&config.load().await)
+}
+
+fn column(name: &str, ty: &str) -> Result<Column, String> {
+    Column::builder().name(name).r#type(ty).build().map_err(|e| format!("glue column {name}: {e}"))
+}
+
+/// What Glue must hold for a hive lake: the `TableInput` of `def`.
+pub fn hive_table_input(def: &TableDef) -> Result<TableInput, String> {
+    let (_, name) =
+        def.table.split_once('.').ok_or_else(|| format!("--table '{}' must be database.table", def.table))?;
+    let mut sd = StorageDescriptor::builder()
+        .location(&def.location)
+        .input_format(PARQUET_INPUT)
+        .output_format(PARQUET_OUTPUT)
+        .serde_info(
+            SerDeInfo::builder().serialization_library(PARQUET_SERDE).parameters("serialization.format", "1").build(),
+        );
+    for (n, t) in &def.columns {
+        sd = sd.columns(column(n, t)?);
+    }
+    let mut input = TableInput::builder()
+        .name(name)
+        .table_type("EXTERNAL_TABLE")
+        .storage_descriptor(sd.build())
+        .parameters("EXTERNAL", "TRUE")
+        .parameters("classification", "parquet");
+    for k in &def.partition_keys {
+        input = input.partition_keys(column(k, "string")?);
+    }
+    for (k, v) in &def.properties {
+        input = input.parameters(k, v);
+    }
+    input.build().map_err(|e| format!("glue table input: {e}"))
+}
+
+/// Creates the database if it is missing.
+async fn ensure_database(glue: &Client, db: &str) -> Result<(), String> {
+    match glue.get_database().name(db).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_not_found_exception()) => {
+            let input = DatabaseInput::builder().name(db).build().map_err(|e| e.to_string())?;
+            glue.create_database()
+                .database_input(input)
+                .send()
+                .await
+                .map_err(|e| format!("glue create-database {db}: {e}"))?;
+            tracing::info!(database = db, "created the Glue database");
+            Ok(())
+        }
+        Err(e) => Err(format!("glue get-database {db}: {}", aws_sdk_glue::error::DisplayErrorContext(e))),
+    }
+}
+
+/// The table as Glue holds it now, `None` if missing.
+async fn current(glue: &Client, db: &str, name: &str) -> Result<Option<aws_sdk_glue::types::Table>, String> {
+    match glue.get_table().database_name(db).name(name).send().await {
+        Ok(t) => Ok(t.table),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_not_found_exception()) => Ok(None),
+        Err(e) => Err(format!("glue get-table {db}.{name}: {}", aws_sdk_glue::error::DisplayErrorContext(e))),
+    }
+}
+
+/// Creates or replaces `input` in database `db`.
+async fn put(glue: &Client, db: &str, input: TableInput, exists: bool) -> Result<(), String> {
+    let name = input.name().to_string();
+    let what = if exists { "update-table" } else { "create-table" };
+    let sent = if exists {
+        glue.update_table()
+            .database_name(db)
+            .table_input(input)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_sdk_glue::error::DisplayErrorContext(e).to_string())
+    } else {
+        glue.create_table()
+            .database_name(db)
+            .table_input(input)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_sdk_glue::error::DisplayErrorContext(e).to_string())
+    };
+    sent.map_err(|e| format!("glue {what} {db}.{name}: {e}"))
+}
+
+/// `--apply` for a hive lake: creates or updates the Glue table; says what changed.
+pub async fn apply_hive(def: &TableDef, s3: &S3Options) -> Result<String, String> {
+    let (db, name) =
+        def.table.split_once('.').ok_or_else(|| format!("--table '{}' must be database.table", def.table))?;
+    let input = hive_table_input(def)?;
+    let glue = client(s3).await;
+    ensure_database(&glue, db).await?;
+    let before = current(&glue, db, name).await?;
+    if let Some(t) = &before
+        && t.parameters().and_then(|p| p.get("table_type")).is_some_and(|v| v.eq_ignore_ascii_case("ICEBERG"))
+    {
+        return Err(format!(
+            "Glue table {} is an Iceberg table: --apply for a hive lake would replace it. Use another --table",
+            def.table
+        ));
+    }
+    let changes = describe_changes(before.as_ref(), &input);
+    put(&glue, db, input, before.is_some()).await?;
+    Ok(format!(
+        "{} Glue table {} at {}: {}",
+        if before.is_some() { "updated" } else { "created" },
+        def.table,
+        def.location,
+        changes
+    ))
+}
+
+/// What `input` changes against the table Glue held (for the report: columns added, enum values, ranges).
+fn describe_changes(before: Option<&aws_sdk_glue::types::Table>, input: &TableInput) -> String {
+    let cols = |sd: Option<&StorageDescriptor>| -> Vec<String> {
+        sd.map(|sd| sd.columns().iter().map(|c| c.name().to_string()).collect()).unwrap_or_default()
+    };
+    let new_cols = cols(input.storage_descriptor());
+    let Some(before) = before else {
+        return format!(
+            "{} column(s), partition keys {}",
+            new_cols.len(),
+            input.partition_keys().iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+        );
+    };
+    let old_cols = cols(before.storage_descriptor());
+    let added: Vec<&String> = new_cols.iter().filter(|c| !old_cols.contains(c)).collect();
+    let mut out = vec![if added.is_empty() {
+        "no new column".to_string()
+    } else {
+        format!("added column(s) {}", added.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "))
+    }];
+    let empty = std::collections::HashMap::new();
+    let (old, new) = (before.parameters().unwrap_or(&empty), input.parameters().unwrap_or(&empty));
+    let mut keys: Vec<&String> = new.keys().filter(|k| k.ends_with(".values") || k.ends_with(".range")).collect();
+    keys.sort();
+    for k in keys {
+        if old.get(k) != new.get(k) {
+            out.push(format!("{k} {} -> {}", old.get(k).map_or("(none)", String::as_str), new[k]));
+        }
+    }
+    out.join("; ")
+}
+
+/// `--apply` for an Iceberg table: with the Glue catalog there is nothing to do; with another catalog, the Glue
+/// table of type ICEBERG at the table's current metadata, created or moved forward.
+pub async fn apply_iceberg(
+    name: &str,
+    catalog: &CatalogUrl,
+    table: &iceberg::table::Table,
+    s3: &S3Options,
+) -> Result<String, String> {
+    if matches!(catalog, CatalogUrl::Glue) {
+        return Ok(format!(
+            "Iceberg table {name} is in the Glue catalog already (the sink commits there): nothing to apply"
+        ));
+    }
+    let (db, tbl) = name.split_once('.').ok_or_else(|| format!("--table '{name}' must be database.table"))?;
+    let metadata = table.metadata_location().ok_or("the table has no metadata location")?.to_string();
+    let meta = table.metadata();
+    let mut sd = StorageDescriptor::builder().location(meta.location());
+    for f in meta.current_schema().as_struct().fields() {
+        sd = sd.columns(column(&f.name, &hive_type(&f.field_type))?);
+    }
+    let glue = client(s3).await;
+    ensure_database(&glue, db).await?;
+    let before = current(&glue, db, tbl).await?;
+    let previous = before.as_ref().and_then(|t| t.parameters()).and_then(|p| p.get("metadata_location")).cloned();
+    if before.is_some() && previous.is_none() {
+        return Err(format!("Glue table {name} exists and is not an Iceberg table: use another --table"));
+    }
+    let mut input = TableInput::builder()
+        .name(tbl)
+        .table_type("EXTERNAL_TABLE")
+        .storage_descriptor(sd.build())
+        .parameters("table_type", "ICEBERG")
+        .parameters("metadata_location", &metadata);
+    if let Some(p) = &previous {
+        input = input.parameters("previous_metadata_location", p);
+    }
+    put(&glue, db, input.build().map_err(|e| e.to_string())?, before.is_some()).await?;
+    tracing::warn!(
+        "Glue and the {} catalog now both point at table {name}'s files: run Athena's VACUUM (or `ticklake lake remove-orphans`) from one of them only, and rerun --apply after the sink's commits for Athena to see them",
+        catalog.describe()
+    );
+    Ok(format!(
+        "{} Glue table {name} (ICEBERG) at {metadata}{}",
+        if before.is_some() { "updated" } else { "registered" },
+        previous.map_or(String::new(), |p| format!(" (was {p})"))
+    ))
+}
+
+/// An Iceberg type as Hive (Glue, Athena) names it.
+fn hive_type(t: &iceberg::spec::Type) -> String {
+    use iceberg::spec::{PrimitiveType as P, Type};
+    match t {
+        Type::Primitive(p) => match p {
+            P::Boolean => "boolean",
+            P::Int => "int",
+            P::Long => "bigint",
+            P::Float => "float",
+            P::Double => "double",
+            P::Date => "date",
+            P::Timestamp | P::Timestamptz | P::TimestampNs | P::TimestamptzNs => "timestamp",
+            P::String => "string",
+            P::Binary | P::Fixed(_) | P::Uuid => "binary",
+            P::Decimal { precision, scale } => return format!("decimal({precision},{scale})"),
+            P::Time => "string",
+        }
+        .to_string(),
+        _ => "string".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hive_table_input_is_the_ddls_table() {
+        let s = crate::schema::Schema::ticks();
+        let spec = crate::lake::PartitionSpec::parse("day(ts),symbol", &s).unwrap();
+        let opts = super::super::TableOptions {
+            table: "m.ticks".into(),
+            location: crate::lake::LakeUrl::parse("s3://b/ticks").unwrap(),
+            projection: true,
+            enum_values: vec![("symbol".into(), vec!["A".into(), "B".into()])],
+            range_starts: vec![("dt".into(), "2024-03-04".into())],
+            first_year: 2024,
+        };
+        let def = super::super::ddl::table_def(&s, &spec, &opts).unwrap();
+        let input = hive_table_input(&def).unwrap();
+        assert_eq!(input.name(), "ticks");
+        let sd = input.storage_descriptor().unwrap();
+        assert_eq!(sd.location(), Some("s3://b/ticks/"));
+        let cols: Vec<(&str, &str)> = sd.columns().iter().map(|c| (c.name(), c.r#type().unwrap())).collect();
+        assert_eq!(cols, def.columns.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect::<Vec<_>>());
+        let keys: Vec<&str> = input.partition_keys().iter().map(|c| c.name()).collect();
+        assert_eq!(keys, ["dt", "symbol"]);
+        let p = input.parameters().unwrap();
+        assert_eq!(p["projection.symbol.values"], "A,B");
+        assert_eq!(p["projection.dt.range"], "2024-03-04,NOW");
+        assert_eq!(
+            describe_changes(None, &input),
+            format!("{} column(s), partition keys dt, symbol", def.columns.len())
+        );
+    }
+}
