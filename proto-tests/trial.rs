@@ -346,3 +346,23 @@ fn walk_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Item 16: a stamped live feed gets a day layout by default (one folder per day, not one per year).
+#[test]
+fn a_stamped_live_feed_is_partitioned_by_day() {
+    let env = env_or_skip!();
+    let topic = random_name("live");
+    let csv = repo_path("data/indices.csv");
+    ok(run(env
+        .ticklake()
+        .args(["replay", csv.to_str().unwrap(), "--topic", &topic, "--sample", "--stamp-now"])
+        .args(["--rate", "1000", "--limit", "30"])));
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let out = ok(run(&mut sink_cmd(&env, &topic, lake.to_str().unwrap(), &[])));
+    assert!(stderr(&out).contains("a live feed"), "{}", stderr(&out));
+    let today = chrono::Utc::now().date_naive().to_string();
+    assert!(lake.join(format!("dt={today}")).is_dir(), "{:?}", walk_files(&lake));
+    let spec = std::fs::read_to_string(lake.join("_ticklake/table.toml")).unwrap();
+    assert!(spec.contains("partition_by = \"dt=day(trade_date)\""), "{spec}");
+}

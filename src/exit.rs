@@ -46,7 +46,11 @@ pub const TABLE: [(Kind, u8, &str); 15] = [
         3,
         "bad input (a bad CSV row with `--on-error fail`, an unreadable file, a schema that doesn't fit)",
     ),
-    (Kind::Unreachable, 4, "broker unreachable (or no answer within the deadline)"),
+    (
+        Kind::Unreachable,
+        4,
+        "broker or S3 endpoint unreachable (or no answer within the deadline), or `--brokers` is not a Kafka port",
+    ),
     (Kind::Auth, 5, "credentials refused (Kafka or S3), or no S3 credentials found"),
     (Kind::TopicMissing, 6, "topic missing"),
     (Kind::Unacknowledged, 7, "some rows were not acknowledged by the broker"),

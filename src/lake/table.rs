@@ -307,6 +307,19 @@ pub fn default_layout(schema: &Schema) -> (String, Vec<String>) {
     }
 }
 
+/// The default layout for a new lake whose first records are `sample`: a feed stamped with the time it is sent
+/// (`replay --sample --stamp-now`, or a live source) gets `day(...)` of its event time instead of a year layout,
+/// or every day of a year lands in one folder of small files. Live means every sampled event time is on `today`
+/// or the day before (days since 1970). The layout is fixed by the lake's first commit: this is the moment to choose.
+pub fn default_layout_for(schema: &Schema, sample_days: &[i32], today: i32) -> (String, Vec<String>) {
+    let (spec, sort) = default_layout(schema);
+    let live = !sample_days.is_empty() && sample_days.iter().all(|d| (today - 1..=today).contains(d));
+    match schema.event_time.as_deref() {
+        Some(t) if live && spec.starts_with("year(") => (format!("day({t})"), sort),
+        _ => (spec, sort),
+    }
+}
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -390,6 +403,16 @@ mod tests {
         assert!(t.admit("u", &fewer, "records of topic 'u'").is_ok(), "missing optional columns read as NULL");
         let e = t.admit("u", &Schema::ticks(), "records of topic 'u'").unwrap_err();
         assert!(matches!(e, TableError::TypeConflict { .. } | TableError::NotSameTable { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_live_feed_is_partitioned_by_day() {
+        let s = Schema::indices();
+        let today = 20_000;
+        assert_eq!(default_layout_for(&s, &[today, today - 1], today).0, "day(trade_date)");
+        assert_eq!(default_layout_for(&s, &[today, 100], today).0, "year(trade_date)", "history stays yearly");
+        assert_eq!(default_layout_for(&s, &[], today).0, "year(trade_date)");
+        assert_eq!(default_layout_for(&Schema::ticks(), &[today], today).0, "day(ts),symbol");
     }
 
     #[test]

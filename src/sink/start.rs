@@ -98,6 +98,7 @@ pub(super) async fn resolve_table(
         None => None,
     };
     let mut inferred_from = None;
+    let mut sampled_days = Vec::new();
     let schema = match (legacy, &cfg.schema) {
         (Some(stored), Some(given)) if &stored != given => {
             let t = TableSpec::new(&cfg.topic, stored, String::new(), vec![], 0);
@@ -113,12 +114,20 @@ pub(super) async fn resolve_table(
             Some(sample) => {
                 let (schema, inferred) = schema_from_records(&sample, cfg)?;
                 inferred_from = Some((inferred, sample.len()));
+                sampled_days = event_days(&schema, &sample);
                 schema
             }
         },
     };
     schema.validate().map_err(|e| SinkError::Config(e.to_string()))?;
-    let (default_spec, default_sort) = default_layout(&schema);
+    let today = chrono::Utc::now().timestamp().div_euclid(86_400) as i32;
+    let (default_spec, default_sort) = crate::lake::table::default_layout_for(&schema, &sampled_days, today);
+    if cfg.partition_by.is_none() && default_spec != default_layout(&schema).0 {
+        tracing::info!(
+            partition_by = %default_spec,
+            "the first records are from today (a live feed): partitioned by day, so each day's files share a folder; pass --partition-by to choose (the first commit fixes the layout)"
+        );
+    }
     let spec = PartitionSpec::parse(cfg.partition_by.as_deref().unwrap_or(&default_spec), &schema)?;
     let sort = cfg.sort_by.clone().unwrap_or(default_sort);
     sort_indices(&schema, &sort)?;
@@ -128,6 +137,20 @@ pub(super) async fn resolve_table(
         table.mark_inferred(&cols, n);
     }
     Ok(Some((table, false)))
+}
+
+/// The event day (days since 1970) of each sampled record that has one.
+fn event_days(schema: &Schema, sample: &[serde_json::Map<String, serde_json::Value>]) -> Vec<i32> {
+    use crate::schema::value::{parse_date, parse_timestamp};
+    let Some(f) = schema.event_time.as_deref().and_then(|t| schema.field(t)) else { return vec![] };
+    sample
+        .iter()
+        .filter_map(|m| m.get(&f.name).or_else(|| m.get(f.source_name()))?.as_str())
+        .filter_map(|v| match f.ty {
+            crate::schema::ColumnType::Date => parse_date(v).ok(),
+            _ => parse_timestamp(v).ok().map(|ms| ms.div_euclid(86_400_000) as i32),
+        })
+        .collect()
 }
 
 /// The schema a new lake (or a topic new to it) takes from its first records (`schema::resolve::from_records`),
