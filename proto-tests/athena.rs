@@ -149,8 +149,10 @@ async fn athena_apply_creates_the_glue_table_and_keeps_it_current() {
     let bucket = env.create_bucket();
     let to = format!("s3://{bucket}/p");
     ok(run(&mut sink_cmd(&env, &topic, &to, &["--partition-by", "year(trade_date),symbol"])));
+    let db = random_name("apply").replace('-', "_");
+    let table = format!("{db}.t");
     let athena = |extra: &[&str]| {
-        let out = ok(run(env.ticklake().args(["athena", "--table", "apply_db.t", "--to", &to]).args(extra)));
+        let out = ok(run(env.ticklake().args(["athena", "--table", &table, "--to", &to]).args(extra)));
         String::from_utf8(out.stdout).unwrap()
     };
     let csv: Vec<_> = csv_rows(&repo_path("data/indices.csv")).into_iter().take(200).collect();
@@ -160,8 +162,8 @@ async fn athena_apply_creates_the_glue_table_and_keeps_it_current() {
     assert!(ddl.contains(&format!("'projection.year.range'='{first_year},2100'")), "from the lake: {ddl}");
 
     let report = athena(&["--apply"]);
-    assert!(report.contains("created Glue table apply_db.t"), "{report}");
-    let t = glue_table(&env, "apply_db", "t");
+    assert!(report.contains(&format!("created Glue table {table}")), "{report}");
+    let t = glue_table(&env, &db, "t");
     let symbols: std::collections::BTreeSet<String> = csv.iter().map(|r| r["Index"].clone()).collect();
     let listed = symbols.iter().cloned().collect::<Vec<_>>().join(",");
     assert_eq!(t["keys"], serde_json::json!(["year", "symbol"]), "{t}");
@@ -179,8 +181,11 @@ async fn athena_apply_creates_the_glue_table_and_keeps_it_current() {
     produce_more(&env.brokers, &topic, &[serde_json::to_vec(&rec).unwrap()]).await;
     ok(run(&mut sink_cmd(&env, &topic, &to, &[])));
     let report = athena(&["--apply"]);
-    assert!(report.contains("updated Glue table apply_db.t") && report.contains("added column(s) venue"), "{report}");
-    let t = glue_table(&env, "apply_db", "t");
+    assert!(
+        report.contains(&format!("updated Glue table {table}")) && report.contains("added column(s) venue"),
+        "{report}"
+    );
+    let t = glue_table(&env, &db, "t");
     assert!(t["columns"].as_array().unwrap().contains(&serde_json::json!(["venue", "string"])), "{t}");
     let values = t["params"]["projection.symbol.values"].as_str().unwrap().to_string();
     assert!(values.split(',').any(|v| v == "NEWSYM"), "{values}");

@@ -537,8 +537,12 @@ fn orphans_of_a_killed_sink_are_removed_for_each_catalog() {
         let mut orphaned = false;
         for _ in 0..10 {
             let sink = follow(&env, &ice, &topic, &["--max-rows", "300"]);
-            // The second cut's files: the first one committed (the table records the topic), this one may not.
-            if !sink.wait_count(|l| l.contains("data files written; committing"), 2) {
+            // A cut's files written after a commit landed (the table records the topic), its own commit may not.
+            if !sink.wait_count(|l| l.contains("cut committed"), 1) {
+                break;
+            }
+            let written = sink.count(|l| l.contains("data files written; committing"));
+            if !sink.wait_count(|l| l.contains("data files written; committing"), written + 1) {
                 break;
             }
             sink.signal("-KILL");

@@ -197,7 +197,10 @@ fn a_restart_with_a_conflicting_layout_stops_before_any_data_moves() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("own --to prefix"), "{}", stderr(&out));
     let from_lake = ok(athena(&env, &["--to", to, "--table", "m.t"])).stdout;
-    let from_schema = ok(athena(&env, &["--to", to, "--table", "m.t", "--schema", "indices"])).stdout;
+    // With --schema the lake is not read: its ranges start at --first-year (the lake's own start at its first row).
+    let first = csv_rows(&repo_path("data/indices.csv")).iter().map(|r| r["Date"][..4].to_string()).min().unwrap();
+    let from_schema =
+        ok(athena(&env, &["--to", to, "--table", "m.t", "--schema", "indices", "--first-year", &first])).stdout;
     assert_eq!(String::from_utf8_lossy(&from_lake), String::from_utf8_lossy(&from_schema));
 }
 

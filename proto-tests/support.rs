@@ -242,6 +242,11 @@ impl Logged {
         }
     }
 
+    /// How many stderr lines so far match `pred`.
+    pub fn count(&self, pred: impl Fn(&str) -> bool) -> usize {
+        self.lines.0.lock().unwrap().iter().filter(|l| pred(l)).count()
+    }
+
     /// The address a `--metrics-addr 127.0.0.1:0` bound, from its log line.
     pub fn metrics_addr(&self) -> String {
         let line = self.wait_for("the metrics address", |l| l.contains("metrics on http://"));

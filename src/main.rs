@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         Err(e) if e.is_closed_stdout() => ExitCode::SUCCESS,
         // A stop signal ended a wait (an unreachable endpoint's retries): the error says what was awaited, the code
         // says who stopped it (130/143).
-        Err(e) if let Some(stop) = ticklake::shutdown::Shutdown::process().reason() => {
+        Err(e) if let Some(stop) = ticklake::shutdown::Shutdown::process().signal() => {
             ticklake::output::report_error(&format!("{} (stopped by {stop:?} while waiting)", error_chain(&e)));
             ExitCode::from(ticklake::exit::code(stop.kind()))
         }

@@ -39,6 +39,9 @@ pub struct Shutdown {
     running: Arc<AtomicBool>,
     /// A second signal came: stop waiting for anything.
     forced: Arc<AtomicBool>,
+    /// The stop came from a signal (Ctrl-C, SIGTERM), not from the command itself (a sink stops its other
+    /// partitions when one fails): only then does a failure exit with 130/143.
+    signalled: Arc<AtomicBool>,
 }
 
 static PROCESS: std::sync::OnceLock<Shutdown> = std::sync::OnceLock::new();
@@ -51,6 +54,11 @@ impl Shutdown {
     /// The process's handle: the one the signal handlers set and the retry waits watch.
     pub fn process() -> &'static Shutdown {
         PROCESS.get_or_init(Shutdown::new)
+    }
+
+    /// Why a signal stopped the process, if one did (an internal stop, such as a failed partition's, is not one).
+    pub fn signal(&self) -> Option<StopReason> {
+        if self.signalled.load(Ordering::SeqCst) { self.reason() } else { None }
     }
 
     /// Marks the end of start-up: from now on a first signal lets in-flight work (and its retries) finish.
@@ -128,7 +136,7 @@ impl Shutdown {
                         _ = int.recv() => StopReason::Interrupt,
                         _ = term.recv() => StopReason::Terminate,
                     };
-                    if me.is_set() {
+                    if me.signalled.swap(true, Ordering::SeqCst) {
                         tracing::warn!("second stop signal: no longer waiting for retries");
                         me.force();
                     } else {
