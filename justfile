@@ -5,6 +5,8 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 target_dir := env_var_or_default("CARGO_TARGET_DIR", "target")
 musl := "x86_64-unknown-linux-musl"
 servers := "proto-tests/scripts/servers.sh"
+# The proto-tests that also run against Tansu: delivery, the sink, crashes and compaction.
+core_tests := "replay:: sink:: compaction::"
 
 # List the recipes.
 default:
@@ -21,11 +23,15 @@ test: lint unit proto
 unit:
     cargo test --lib --bins
 
-# Proto-tests against the real servers; starts them if they are not running and stops only what it started.
+# Proto-tests against the reference servers (Apache Kafka, MinIO, moto for Glue), then the core set (replay, sink,
+# SIGKILLs, compaction) again against Tansu, a second broker implementation; starts the servers if they are not
+# running and stops only what it started.
 proto:
-    {{servers}} install
-    {{servers}} install-sqlite
-    owner="proto-$$"; {{servers}} start "$owner"; trap '{{servers}} stop "$owner"' EXIT; source .servers/env && cargo test --test proto -- --test-threads 2
+    {{servers}} install-reference
+    owner="proto-$$"; {{servers}} start-reference "$owner"; trap '{{servers}} stop "$owner"' EXIT; source .servers/env && \
+      cargo test --test proto -- --test-threads 2 && \
+      echo "proto: the core set against Tansu ($TICKLAKE_TANSU_BROKERS)" && \
+      KAFKA_BROKERS="$TICKLAKE_TANSU_BROKERS" TICKLAKE_BROKER=tansu cargo test --test proto -- --test-threads 2 {{core_tests}}
 
 # rustfmt and clippy, warnings are errors.
 lint:

@@ -133,7 +133,7 @@ fn partition_values_read_back_as_the_symbols_in_duckdb() {
 fn glue_table(env: &TestEnv, db: &str, table: &str) -> serde_json::Value {
     let script = format!(
         "import boto3, json; t = boto3.client('glue', endpoint_url='{}', region_name='us-east-1').get_table(DatabaseName='{db}', Name='{table}')['Table']; print(json.dumps({{'columns': [[c['Name'], c['Type']] for c in t['StorageDescriptor'].get('Columns', [])], 'keys': [k['Name'] for k in t.get('PartitionKeys', [])], 'params': t.get('Parameters', {{}}), 'location': t['StorageDescriptor'].get('Location')}}))",
-        env.s3_endpoint()
+        env.glue_endpoint()
     );
     serde_json::from_slice(&ok(run(env.python().args(["-c", &script]))).stdout).unwrap()
 }

@@ -1,4 +1,4 @@
-//! A broker restart while replay and sink run, against a broker whose storage survives it (Tansu with sqlite):
+//! A broker restart while replay and sink run, against a broker whose log survives it (Apache Kafka, SIGKILLed):
 //! replay retries and gets every row acknowledged, the sink rides out the outage and, killed afterwards, resumes
 //! from its checkpoint; the lake then holds every offset exactly once and every acknowledged row.
 
@@ -17,7 +17,7 @@ fn scrape(addr: &str, name: &str) -> f64 {
 #[test]
 fn broker_restart_while_replay_and_sink_run_loses_nothing() {
     let env = env_or_skip!();
-    let mut broker = Broker::sqlite();
+    let mut broker = Broker::persistent();
     let brokers = broker.addr.clone();
     let tl = || {
         let mut c = env.ticklake();

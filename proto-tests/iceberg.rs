@@ -251,7 +251,7 @@ fn glue_catalog_table_on_s3_reads_back_every_csv_row_once() {
     // Glue holds the table the way Athena reads it.
     let script = format!(
         "import boto3, json; t = boto3.client('glue', endpoint_url='{}', region_name='us-east-1').get_table(DatabaseName='market', Name='{}')['Table']; print(json.dumps(t['Parameters']))",
-        env.s3_endpoint(),
+        env.glue_endpoint(),
         ice.table.split('.').nth(1).unwrap()
     );
     let params: serde_json::Value =

@@ -42,5 +42,7 @@ mod iceberg;
 mod resources;
 // a new user's trial: bad first records, checks on nothing, errors that end, counts that add up, honest words.
 mod trial;
+// what Apache Kafka does that the stand-ins did not: time retention, timestamps in the future.
+mod reference;
 // Kafka faults: a proxy corrupting fetched batches; the sink stops naming partition and offset, then resumes.
 mod kafka_faults;

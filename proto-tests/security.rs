@@ -1,25 +1,21 @@
-//! TLS and SASL. SASL SCRAM-SHA-256/512 runs against the real broker with authentication on (Tansu with sqlite
-//! storage keeps SCRAM users). Tansu 0.6 accepts `--cert/--key` but never wraps its connections in TLS (its
-//! acceptor is built and left unused, `tansu-broker` 0.6.0 `src/broker.rs`), so the client's TLS is tested
-//! against a TLS terminator written here with rustls, in front of the real broker, which advertises it.
+//! TLS and SASL against Apache Kafka's own listeners: SSL and SASL_SSL (with mutual TLS) on a broker of the test's
+//! own, whose certificates the test makes (a private CA, PEM files Kafka reads as they are); SASL_PLAINTEXT with
+//! SCRAM-SHA-256/512 and PLAIN on the shared broker (`servers.sh start-reference`).
 
 use std::process::Output;
-use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use tokio::net::{TcpListener, TcpStream};
 
 use crate::env_or_skip;
 use crate::support::*;
 
-/// A CA and a certificate it signed, as PEM files in `dir`.
+/// A CA and certificates it signed, as PEM files in `dir`.
 struct Pki {
     ca: std::path::PathBuf,
-    server_cert: Vec<rustls::pki_types::CertificateDer<'static>>,
-    server_key: rustls::pki_types::PrivateKeyDer<'static>,
+    /// The broker's key and certificate in one PEM file (Kafka's `ssl.keystore.type=PEM`).
+    server: std::path::PathBuf,
     client_cert: std::path::PathBuf,
     client_key: std::path::PathBuf,
-    client_ca: rustls::pki_types::CertificateDer<'static>,
 }
 
 fn pki(dir: &std::path::Path) -> Pki {
@@ -43,42 +39,33 @@ fn pki(dir: &std::path::Path) -> Pki {
     };
     Pki {
         ca: write("ca.pem", ca.pem()),
-        server_cert: vec![server.der().clone()],
-        server_key: rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+        server: write("server.pem", format!("{}{}", server_key.serialize_pem(), server.pem())),
         client_cert: write("client.pem", client.pem()),
         client_key: write("client.key", client_key.serialize_pem()),
-        client_ca: ca.der().clone(),
     }
 }
 
-/// Terminates TLS on `listener` and forwards the plaintext to `upstream`; with `client_ca`, client certificates
-/// signed by it are required (mutual TLS).
-fn terminator(listener: TcpListener, upstream: String, pki: &Pki, mutual: bool) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder =
-        rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().unwrap();
-    let builder = if mutual {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(pki.client_ca.clone()).unwrap();
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().unwrap();
-        builder.with_client_cert_verifier(verifier)
-    } else {
-        builder.with_no_client_auth()
-    };
-    let config = builder.with_single_cert(pki.server_cert.clone(), pki.server_key.clone_key()).unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
-            let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
-                let Ok(mut up) = TcpStream::connect(&upstream).await else { return };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
-            });
-        }
-    });
+/// A broker of the test's own with SSL and SASL_SSL listeners (client certificates required when `mutual`); the
+/// (SSL, SASL_SSL) addresses.
+fn tls_broker(pki: &Pki, mutual: bool) -> (Broker, String, String) {
+    let (ssl, sasl_ssl) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let mut lines = vec![
+        format!("listeners+=SSL://{ssl},SASL_SSL://{sasl_ssl}"),
+        format!("advertised.listeners+=SSL://{ssl},SASL_SSL://{sasl_ssl}"),
+        "listener.security.protocol.map=CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL"
+            .to_string(),
+        "listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512".into(),
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;".into(),
+    ];
+    for l in ["ssl", "sasl_ssl"] {
+        lines.push(format!("listener.name.{l}.ssl.keystore.type=PEM"));
+        lines.push(format!("listener.name.{l}.ssl.keystore.location={}", pki.server.display()));
+        lines.push(format!("listener.name.{l}.ssl.truststore.type=PEM"));
+        lines.push(format!("listener.name.{l}.ssl.truststore.location={}", pki.ca.display()));
+        lines.push(format!("listener.name.{l}.ssl.client.auth={}", if mutual { "required" } else { "none" }));
+    }
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    (Broker::with(None, &lines), ssl, sasl_ssl)
 }
 
 async fn run_async(mut cmd: std::process::Command) -> Output {
@@ -91,11 +78,7 @@ async fn tls_with_a_private_ca_and_mutual_tls() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
     for mutual in [false, true] {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let tls_addr = listener.local_addr().unwrap().to_string();
-        // The broker advertises the terminator: clients come back through TLS for every request.
-        let broker = Broker::memory(Some(&tls_addr));
-        terminator(listener, broker.addr.clone(), &pki, mutual);
+        let (broker, tls_addr, sasl_ssl) = tls_broker(&pki, mutual);
         let tl = |extra: &[&str]| {
             let mut c = env.ticklake();
             c.env("KAFKA_BROKERS", &tls_addr).env("KAFKA_SECURITY_PROTOCOL", "SSL").args(extra);
@@ -126,7 +109,7 @@ async fn tls_with_a_private_ca_and_mutual_tls() {
         assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
         assert!(stderr(&out).contains("TLS with Kafka") && stderr(&out).contains("--ca-file"), "{}", stderr(&out));
         if mutual {
-            // Without the client certificate the terminator refuses the handshake.
+            // Without the client certificate the broker refuses the handshake.
             let out = run_async(tl(&["topic", "list", "--kafka-timeout", "3s", "--ca-file", ca])).await;
             assert!(!out.status.success(), "mutual TLS without a client certificate must fail");
         } else {
@@ -134,16 +117,35 @@ async fn tls_with_a_private_ca_and_mutual_tls() {
             let out = run_async(tl(&["doctor", "--ca-file", ca])).await;
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
             assert_eq!(out.status.code(), Some(0), "{text}");
-            assert!(text.contains(&format!("advertised: 111={tls_addr}")), "{text}");
+            assert!(text.contains(&format!("1={tls_addr}")), "{text}");
         }
+        // SASL_SSL: a SCRAM user made through the broker's plaintext listener, then TLS and SCRAM together.
+        let script = format!(
+            r#"
+from confluent_kafka.admin import AdminClient, UserScramCredentialUpsertion as U, ScramCredentialInfo as I, ScramMechanism as M
+a = AdminClient({{"bootstrap.servers": "{}"}})
+for f in a.alter_user_scram_credentials([U("carol", I(M.SCRAM_SHA_512, 8192), b"carol-Pw-3")]).values():
+    f.result(timeout=10)
+"#,
+            broker.addr
+        );
+        ok(run(env.python().args(["-c", &script])));
+        let mut c = env.ticklake();
+        c.env("KAFKA_BROKERS", &sasl_ssl)
+            .env("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+            .env("KAFKA_SASL_USERNAME", "carol");
+        c.env("KAFKA_SASL_PASSWORD", "carol-Pw-3").env("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512");
+        c.args(["consume", "--topic", &topic, "--exit-at-end", "--count", "--ca-file", ca]).args(&client);
+        let out = ok(run_async(c).await);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "4000", "{}", stderr(&out));
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sasl_scram_users_get_in_and_a_wrong_password_is_refused_without_showing_it() {
     let env = env_or_skip!();
-    let mut broker = Broker::sqlite();
-    // Users first, while the broker is open; then restart it with authentication required.
+    // Users through the shared broker's plaintext listener; the clients then use its SASL_PLAINTEXT listener.
+    let sasl = std::env::var("TICKLAKE_KAFKA_SASL").expect("TICKLAKE_KAFKA_SASL (set by `just proto`)");
     let script = format!(
         r#"
 from confluent_kafka.admin import AdminClient, UserScramCredentialUpsertion as U, ScramCredentialInfo as I, ScramMechanism as M
@@ -151,18 +153,16 @@ a = AdminClient({{"bootstrap.servers": "{}"}})
 for f in a.alter_user_scram_credentials([U("alice", I(M.SCRAM_SHA_256, 4096), b"alice-Pw-1"), U("bob", I(M.SCRAM_SHA_512, 8192), b"bob-Pw-2")]).values():
     f.result(timeout=10)
 "#,
-        broker.addr
+        env.brokers
     );
     ok(run(env.python().args(["-c", &script])));
-    broker.kill();
-    broker.start_with(&["--authentication"]);
 
     let dir = tempfile::tempdir().unwrap();
     let bob_file = dir.path().join("bob.pw");
     std::fs::write(&bob_file, "bob-Pw-2\n").unwrap();
     let tl = |user: &str, mechanism: &str| {
         let mut c = env.ticklake();
-        c.env("KAFKA_BROKERS", &broker.addr)
+        c.env("KAFKA_BROKERS", &sasl)
             .env("KAFKA_SECURITY_PROTOCOL", "sasl_plaintext")
             .env("KAFKA_SASL_MECHANISM", mechanism)
             .env("KAFKA_SASL_USERNAME", user)
@@ -205,7 +205,7 @@ for f in a.alter_user_scram_credentials([U("alice", I(M.SCRAM_SHA_256, 4096), b"
     }
     // A client without SASL is told what to try: unreachable (4), not a hang.
     let mut plain = env.ticklake();
-    plain.env("KAFKA_BROKERS", &broker.addr).args(["topic", "list", "--kafka-timeout", "3s"]);
+    plain.env("KAFKA_BROKERS", &sasl).args(["topic", "list", "--kafka-timeout", "3s"]);
     let out = run_async(plain).await;
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(stderr(&out).contains("--security-protocol"), "{}", stderr(&out));
@@ -216,4 +216,10 @@ for f in a.alter_user_scram_credentials([U("alice", I(M.SCRAM_SHA_256, 4096), b"
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("authenticated with SCRAM-SHA-512 as 'bob'"), "{text}");
+    // PLAIN, with the user the broker was formatted with.
+    let mut plain = tl(&std::env::var("TICKLAKE_KAFKA_SASL_USER").unwrap(), "PLAIN");
+    plain.env("KAFKA_SASL_PASSWORD", std::env::var("TICKLAKE_KAFKA_SASL_PASSWORD").unwrap());
+    plain.args(["consume", "--topic", &topic, "--exit-at-end", "--count"]);
+    let out = ok(run_async(plain).await);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "500");
 }

@@ -306,6 +306,11 @@ impl TestEnv {
         std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL (set by `just proto`)")
     }
 
+    /// The Glue API (moto): `AWS_ENDPOINT_URL_GLUE` when the S3 server (MinIO) serves no Glue.
+    pub fn glue_endpoint(&self) -> String {
+        std::env::var("AWS_ENDPOINT_URL_GLUE").unwrap_or_else(|_| self.s3_endpoint())
+    }
+
     /// Creates a fresh bucket on the test S3 server.
     pub fn create_bucket(&self) -> String {
         let bucket = random_name("lake");
@@ -402,72 +407,128 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A broker of the test's own (the same Tansu 0.6.0 as the shared one), killed on drop.
+/// A broker of the test's own, killed on drop: Apache Kafka (the jars `servers.sh install-reference` fetched), one
+/// KRaft node with its log in the broker's own folder, so what it acknowledged survives a SIGKILL and a restart.
+/// Its client listener advertises `advertised` (`{port}` is replaced by its port), or its own address; the broker
+/// itself talks to its controller and to itself on listeners of their own.
 pub struct Broker {
     child: Option<std::process::Child>,
     dir: tempfile::TempDir,
     pub addr: String,
-    bin: String,
     advertised: String,
-    storage: String,
+    /// Extra `server.properties` lines (more listeners, TLS).
     extra: Vec<String>,
+    formatted: bool,
 }
 
 impl Broker {
-    /// In-memory storage; advertises `advertised` (`{port}` is replaced by its port), or its own address.
+    /// A broker advertising `advertised` (see the type).
     pub fn memory(advertised: Option<&str>) -> Broker {
-        let bin = std::env::var("TICKLAKE_TANSU").expect("TICKLAKE_TANSU (set by `just proto`)");
-        Broker::new(bin, "memory://tansu/", advertised)
+        Broker::with(advertised, &[])
     }
 
-    /// sqlite storage in its own folder: what it acknowledged survives a kill and a restart.
-    pub fn sqlite() -> Broker {
-        let bin = std::env::var("TICKLAKE_TANSU_SQLITE").expect("TICKLAKE_TANSU_SQLITE (set by `just proto`)");
-        Broker::new(bin, "sqlite://tansu.db", None)
+    /// A broker whose log survives a kill (every broker here does: Kafka keeps it on disk).
+    pub fn persistent() -> Broker {
+        Broker::with(None, &[])
     }
 
-    fn new(bin: String, storage: &str, advertised: Option<&str>) -> Broker {
+    /// With extra `server.properties` lines; `{dir}` in them is the broker's folder.
+    pub fn with(advertised: Option<&str>, extra: &[&str]) -> Broker {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let advertised = advertised.map(|a| a.replace("{port}", &port.to_string())).unwrap_or(addr.clone());
-        let mut b = Broker {
-            child: None,
-            dir: tempfile::tempdir().unwrap(),
-            addr,
-            bin,
-            advertised,
-            storage: storage.into(),
-            extra: vec![],
-        };
+        let dir = tempfile::tempdir().unwrap();
+        let extra = extra.iter().map(|l| l.replace("{dir}", &dir.path().display().to_string())).collect();
+        let mut b = Broker { child: None, dir, addr, advertised, extra, formatted: false };
         b.start();
         b
     }
 
-    /// Starts it again with `extra` flags (same port and storage).
-    pub fn start_with(&mut self, extra: &[&str]) {
-        self.extra = extra.iter().map(|s| s.to_string()).collect();
-        self.start();
+    fn java(&self) -> Command {
+        let libs = std::env::var("TICKLAKE_KAFKA_LIBS").expect("TICKLAKE_KAFKA_LIBS (set by `just proto`)");
+        let mut c = Command::new("java");
+        c.args(["-Xms128m", "-Xmx384m", "-XX:+UseSerialGC", "-cp", &format!("{libs}/*")]);
+        c.current_dir(self.dir.path());
+        c
     }
 
-    /// Starts it (again, on the same port and storage).
+    /// Starts it (again, on the same ports and log).
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let log = std::fs::File::create(self.dir.path().join("tansu.log")).unwrap();
-        let child = std::process::Command::new(&self.bin)
-            .args(["broker", "--listener-url", &format!("tcp://{}", self.addr)])
-            .args(["--advertised-listener-url", &format!("tcp://{}", self.advertised)])
-            .args(["--storage-engine", &self.storage])
-            .args(&self.extra)
-            .current_dir(self.dir.path())
-            .stdout(std::process::Stdio::null())
+        let props = self.dir.path().join("server.properties");
+        if !self.formatted {
+            let (controller, internal) = (free_port(), free_port());
+            let mut lines = vec![
+                "process.roles=broker,controller".to_string(),
+                "node.id=1".into(),
+                format!("controller.quorum.voters=1@127.0.0.1:{controller}"),
+                format!(
+                    "listeners=CLIENT://{},INTERNAL://127.0.0.1:{internal},CONTROLLER://127.0.0.1:{controller}",
+                    self.addr
+                ),
+                format!("advertised.listeners=CLIENT://{},INTERNAL://127.0.0.1:{internal}", self.advertised),
+                "controller.listener.names=CONTROLLER".into(),
+                "inter.broker.listener.name=INTERNAL".into(),
+                format!("log.dirs={}", self.dir.path().join("data").display()),
+                "auto.create.topics.enable=false".into(),
+                // Historical test data (see servers.sh); a test that wants retention sets its own.
+                "log.retention.ms=-1".into(),
+                "offsets.topic.replication.factor=1".into(),
+                "transaction.state.log.replication.factor=1".into(),
+                "transaction.state.log.min.isr=1".into(),
+                "share.coordinator.state.topic.replication.factor=1".into(),
+                "group.initial.rebalance.delay.ms=0".into(),
+            ];
+            if !self.extra.iter().any(|l| l.starts_with("listener.security.protocol.map=")) {
+                lines.push(
+                    "listener.security.protocol.map=CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT".into(),
+                );
+            }
+            // An extra line overrides a default of the same key.
+            let keys: Vec<&str> = self.extra.iter().filter_map(|l| l.split_once('=').map(|(k, _)| k)).collect();
+            lines.retain(|l| l.split_once('=').is_none_or(|(k, _)| !keys.contains(&k) || k.ends_with('+')));
+            lines.extend(self.extra.iter().cloned());
+            // An extra `listeners+=...` line adds to the listeners (TLS ones).
+            let mut merged: Vec<String> = Vec::new();
+            for l in lines {
+                if let Some(more) = l.strip_prefix("listeners+=") {
+                    merged.iter_mut().find(|m| m.starts_with("listeners=")).unwrap().push_str(&format!(",{more}"));
+                } else if let Some(more) = l.strip_prefix("advertised.listeners+=") {
+                    let a = merged.iter_mut().find(|m| m.starts_with("advertised.listeners=")).unwrap();
+                    a.push_str(&format!(",{more}"));
+                } else {
+                    merged.push(l);
+                }
+            }
+            std::fs::write(&props, merged.join("\n") + "\n").unwrap();
+            let uuid = self.java().args(["kafka.tools.StorageTool", "random-uuid"]).output().unwrap();
+            let uuid = String::from_utf8_lossy(&uuid.stdout).trim().to_string();
+            let out = self
+                .java()
+                .args(["kafka.tools.StorageTool", "format", "-t", &uuid, "-c"])
+                .arg(&props)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "kafka-storage format: {}", String::from_utf8_lossy(&out.stderr));
+            self.formatted = true;
+        }
+        let log = std::fs::File::create(self.dir.path().join("kafka.log")).unwrap();
+        let config = repo_path("proto-tests/kafka/log4j2.yaml");
+        let child = self
+            .java()
+            .arg(format!("-Dlog4j2.configurationFile={}", config.display()))
+            .args(["kafka.Kafka"])
+            .arg(&props)
+            .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("start tansu");
+            .expect("start kafka");
         self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
         while std::net::TcpStream::connect(&self.addr).is_err() {
-            assert!(std::time::Instant::now() < deadline, "tansu did not listen on {} within 10 s", self.addr);
-            std::thread::sleep(Duration::from_millis(50));
+            let log = std::fs::read_to_string(self.dir.path().join("kafka.log")).unwrap_or_default();
+            assert!(std::time::Instant::now() < deadline, "kafka did not listen on {} within 120 s:\n{log}", self.addr);
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 

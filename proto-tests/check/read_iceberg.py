@@ -30,7 +30,7 @@ def catalog(args):
         return GlueCatalog(
             "glue",
             **{
-                "glue.endpoint": os.environ["AWS_ENDPOINT_URL"],
+                "glue.endpoint": os.environ.get("AWS_ENDPOINT_URL_GLUE", os.environ["AWS_ENDPOINT_URL"]),
                 "glue.region": os.environ.get("AWS_REGION", "us-east-1"),
                 "glue.access-key-id": os.environ.get("AWS_ACCESS_KEY_ID", "test"),
                 "glue.secret-access-key": os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),

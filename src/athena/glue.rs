@@ -5,8 +5,8 @@
 //! location) becomes a `TableInput`; a missing database or table is created, an existing one updated, so a rerun
 //! applies the columns a schema change added, keeps the enum of each identity key current and moves range starts.
 //! An Iceberg table on another catalog (sqlite, REST): a Glue table of type ICEBERG pointing at its current
-//! metadata, created or moved forward. The Glue endpoint and region are the S3 ones (`AWS_ENDPOINT_URL` serves
-//! both on a local test server; unset for AWS).
+//! metadata, created or moved forward. The Glue endpoint is `AWS_ENDPOINT_URL_GLUE`, else `AWS_ENDPOINT_URL`
+//! (unset for AWS); the region is the S3 one.
 
 use aws_sdk_glue::Client;
 use aws_sdk_glue::types::{Column, DatabaseInput, SerDeInfo, StorageDescriptor, TableInput};
@@ -22,7 +22,7 @@ const PARQUET_OUTPUT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquet
 
 async fn client(s3: &S3Options) -> Client {
     let mut config = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(e) = &s3.endpoint {
+    if let Some(e) = &s3.glue_endpoint {
         config = config.endpoint_url(e);
     }
     if let Some(r) = &s3.region {

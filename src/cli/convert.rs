@@ -34,6 +34,7 @@ impl LakeArgs {
         crate::lake::S3Options {
             region: self.region.clone().or_else(|| env_default("region").map(|(_, v)| v)),
             endpoint: self.s3_endpoint.clone().or_else(|| env_default("s3_endpoint").map(|(_, v)| v)),
+            glue_endpoint: env_default("glue_endpoint").map(|(_, v)| v),
             request_timeout: Some(Duration::from_secs(30)),
             retry_for: Duration::from_secs(30),
         }

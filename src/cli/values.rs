@@ -10,8 +10,13 @@ pub(crate) fn env_value(name: &str) -> Option<String> {
 /// Flags whose default ticklake reads from the environment itself rather than through clap (clap's usage line in
 /// an error would list them as if the user had to pass them), with their variables in order. `LakeArgs::s3` and
 /// `config show` both read this table, so what is shown is what is used.
-const ENV_DEFAULTS: &[(&str, &[&str])] =
-    &[("s3_endpoint", &["AWS_ENDPOINT_URL"]), ("region", &["AWS_REGION", "AWS_DEFAULT_REGION"])];
+/// The endpoint variables are the AWS SDKs' own: a service's (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_GLUE`) before
+/// the general `AWS_ENDPOINT_URL`.
+const ENV_DEFAULTS: &[(&str, &[&str])] = &[
+    ("s3_endpoint", &["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]),
+    ("glue_endpoint", &["AWS_ENDPOINT_URL_GLUE", "AWS_ENDPOINT_URL"]),
+    ("region", &["AWS_REGION", "AWS_DEFAULT_REGION"]),
+];
 
 /// The environment's value for flag `key` (snake_case) of `ENV_DEFAULTS`, and the variable it came from.
 pub(crate) fn env_default(key: &str) -> Option<(&'static str, String)> {

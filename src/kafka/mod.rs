@@ -102,6 +102,13 @@ pub enum Error {
         #[source]
         source: Box<RsError>,
     },
+    /// The broker refused the request for a reason a retry cannot change (say, record timestamps outside what it
+    /// accepts).
+    #[error("{op} on {topic}/{partition} refused by the broker: {reason}")]
+    Refused { op: &'static str, topic: String, partition: i32, reason: String },
+    /// A fetch below the partition's earliest offset (retention deleted it) or past its end.
+    #[error("fetching {topic}/{partition} at offset {offset}: the broker no longer (or not yet) has that offset")]
+    OffsetOutOfRange { topic: String, partition: i32, offset: i64 },
     #[error("{op} on {topic}/{partition} failed: {source}")]
     Request {
         op: &'static str,
@@ -140,7 +147,11 @@ impl Error {
             Error::Unreachable { .. } | Error::Timeout { .. } => Kind::Unreachable,
             Error::AuthRefused { .. } | Error::Tls { .. } => Kind::Auth,
             Error::TopicMissing { .. } => Kind::TopicMissing,
-            Error::TopicExists { .. } | Error::Request { .. } | Error::Fetch { .. } => Kind::Failure,
+            Error::TopicExists { .. }
+            | Error::Request { .. }
+            | Error::Fetch { .. }
+            | Error::Refused { .. }
+            | Error::OffsetOutOfRange { .. } => Kind::Failure,
         }
     }
 }
@@ -189,6 +200,43 @@ fn is_tls_error(e: &RsError) -> bool {
         .any(|w| text.contains(w))
 }
 
+/// An rskafka client for `cfg`, retrying for `deadline` (zero: one attempt).
+async fn build_client(cfg: &KafkaConfig, deadline: Duration) -> std::result::Result<Client, RsError> {
+    let backoff = BackoffConfig {
+        init_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_secs(2),
+        base: 2.0,
+        deadline: Some(deadline),
+    };
+    let mut builder = ClientBuilder::new(cfg.brokers.clone()).client_id(cfg.client_id.clone()).backoff_config(backoff);
+    if let Some(tls) = &cfg.security.tls {
+        builder = builder.tls_config(tls.clone());
+    }
+    if let Some(sasl) = cfg.security.sasl_config() {
+        builder = builder.sasl_config(sasl);
+    }
+    builder.build().await
+}
+
+/// What a failed connect means for the user: credentials refused, TLS, a listener that wants TLS or SASL, or no
+/// answer (with rskafka's innermost reason).
+fn classify(cfg: &KafkaConfig, e: RsError) -> Error {
+    let unreachable = |reason: String| Error::Unreachable { brokers: cfg.addr(), timeout: cfg.timeout, reason };
+    if is_auth_error(&e) {
+        Error::AuthRefused { brokers: cfg.addr(), reason: e.to_string() }
+    } else if is_tls_error(&e) {
+        Error::Tls { brokers: cfg.addr(), reason: root_cause(&e) }
+    } else if root_cause(&e).contains("early eof") && cfg.security.protocol == security::Protocol::Plaintext {
+        unreachable(format!(
+            "the broker closed the connection without answering: it may want TLS or SASL (--security-protocol \
+             ssl, sasl_plaintext or sasl_ssl): {}",
+            root_cause(&e)
+        ))
+    } else {
+        unreachable(root_cause(&e))
+    }
+}
+
 impl Kafka {
     /// Connects and fetches metadata, within `cfg.timeout`.
     ///
@@ -197,41 +245,20 @@ impl Kafka {
     pub async fn connect(cfg: KafkaConfig) -> Result<Self> {
         probe_bootstrap(&cfg).await?;
         refuse_what_is_not_kafka(&cfg).await?;
-        let backoff = BackoffConfig {
-            init_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(2),
-            base: 2.0,
-            deadline: Some(cfg.timeout),
-        };
-        let mut builder =
-            ClientBuilder::new(cfg.brokers.clone()).client_id(cfg.client_id.clone()).backoff_config(backoff);
-        if let Some(tls) = &cfg.security.tls {
-            builder = builder.tls_config(tls.clone());
-        }
-        if let Some(sasl) = cfg.security.sasl_config() {
-            builder = builder.sasl_config(sasl);
-        }
-        let build = builder.build();
         let unreachable = |reason: String| Error::Unreachable { brokers: cfg.addr(), timeout: cfg.timeout, reason };
-        // rskafka's own deadline (above) ends its retries with the real reason (a refused SASL proof, say); this
+        // rskafka's own deadline (below) ends its retries with the real reason (a refused SASL proof, say); this
         // outer one only catches a connection that hangs. Its slack must outlast one last attempt in flight (a SCRAM
         // handshake on a loaded machine took longer than the 0.5 s once used here, turning "credentials refused"
         // into "no answer").
         let slack = (cfg.timeout / 2).max(Duration::from_secs(2));
-        match tokio::time::timeout(cfg.timeout + slack, build).await {
-            Err(_) => Err(unreachable(format!("no metadata answer within {:?}", cfg.timeout))),
-            Ok(Err(e)) if is_auth_error(&e) => Err(Error::AuthRefused { brokers: cfg.addr(), reason: e.to_string() }),
-            Ok(Err(e)) if is_tls_error(&e) => Err(Error::Tls { brokers: cfg.addr(), reason: root_cause(&e) }),
-            Ok(Err(e))
-                if root_cause(&e).contains("early eof") && cfg.security.protocol == security::Protocol::Plaintext =>
-            {
-                Err(unreachable(format!(
-                    "the broker closed the connection without answering: it may want TLS or SASL (--security-protocol \
-                     ssl, sasl_plaintext or sasl_ssl): {}",
-                    root_cause(&e)
-                )))
-            }
-            Ok(Err(e)) => Err(unreachable(root_cause(&e))),
+        match tokio::time::timeout(cfg.timeout + slack, build_client(&cfg, cfg.timeout)).await {
+            // Apache Kafka answers a wrong SASL password with SASL_AUTHENTICATION_FAILED, which rskafka retries like
+            // a broken connection until the deadline: one more attempt, without retries, tells what the broker said.
+            Err(_) => match tokio::time::timeout(cfg.timeout, build_client(&cfg, Duration::ZERO)).await {
+                Ok(Err(e)) => Err(classify(&cfg, e)),
+                _ => Err(unreachable(format!("no metadata answer within {:?}", cfg.timeout))),
+            },
+            Ok(Err(e)) => Err(classify(&cfg, e)),
             Ok(Ok(client)) => Ok(Kafka { client: Arc::new(client), cfg }),
         }
     }
@@ -270,6 +297,30 @@ impl Kafka {
                 Error::TopicExists { topic: topic.into(), brokers: self.cfg.addr() }
             }
             _ if is_auth_error(&e) => Error::AuthRefused { brokers: self.cfg.addr(), reason: e.to_string() },
+            RsError::ServerError { protocol_error: ProtocolError::InvalidTimestamp, .. } => Error::Refused {
+                op,
+                topic: topic.into(),
+                partition,
+                reason: "InvalidTimestamp: the record timestamps are outside what the broker accepts (Apache Kafka 4 \
+                         takes timestamps at most message.timestamp.after.max.ms ahead, 1 h by default, and at most \
+                         message.timestamp.before.max.ms old). Pass --timestamp now to send the send time, or raise \
+                         the topic's limits"
+                    .into(),
+            },
+            RsError::ServerError {
+                protocol_error: ProtocolError::MessageTooLarge | ProtocolError::RecordListTooLarge,
+                ..
+            } => Error::Refused {
+                op,
+                topic: topic.into(),
+                partition,
+                reason: "the batch is larger than the broker takes (message.max.bytes, or the topic's \
+                         max.message.bytes): lower --batch-bytes"
+                    .into(),
+            },
+            RsError::ServerError { protocol_error: ProtocolError::OffsetOutOfRange, .. } => {
+                Error::OffsetOutOfRange { topic: topic.into(), partition, offset: -1 }
+            }
             RsError::Connection(_) | RsError::RetryFailed(_) => Error::Unreachable {
                 brokers: self.cfg.addr(),
                 timeout: self.cfg.timeout,
@@ -350,6 +401,9 @@ impl Kafka {
     ) -> Result<(Vec<RecordAndOffset>, i64)> {
         let (topic, p) = (pc.topic(), pc.partition());
         match self.deadline("fetch", topic, p, pc.fetch_records(offset, 1..max_bytes, max_wait_ms)).await {
+            Err(Error::OffsetOutOfRange { topic, partition, .. }) => {
+                Err(Error::OffsetOutOfRange { topic, partition, offset })
+            }
             Err(Error::Request { source, .. }) => {
                 Err(Error::Fetch { topic: topic.to_string(), partition: p, offset, source })
             }

@@ -27,7 +27,18 @@ pub struct RecordEncoder {
     /// Rows whose event time is before 1970: Kafka timestamps must be non-negative (the Java producer refuses
     /// them), so these get the send time; the event time is still in the value.
     pub pre_epoch: u64,
+    /// Rows whose event time is more than `MAX_FUTURE_MS` ahead of the send time: Apache Kafka 4 refuses such
+    /// timestamps by default (`message.timestamp.after.max.ms`, 1 h), so these get the send time too.
+    pub future: u64,
+    /// Said once: the event times are older than a broker's default time retention keeps.
+    warned_old: bool,
 }
+
+/// Kafka's default time retention (`retention.ms`, 7 days).
+const DEFAULT_RETENTION_MS: i64 = 7 * 86_400_000;
+
+/// How far ahead of now a record timestamp may be (Apache Kafka 4's default `message.timestamp.after.max.ms`).
+pub const MAX_FUTURE_MS: i64 = 3_600_000;
 
 /// One encoded record bound for `partition`.
 #[derive(Debug)]
@@ -46,6 +57,8 @@ impl RecordEncoder {
             mode,
             next_unkeyed: 0,
             pre_epoch: 0,
+            future: 0,
+            warned_old: false,
         }
     }
 
@@ -72,10 +85,22 @@ impl RecordEncoder {
             }
         };
         let ts = match (self.mode, self.event_millis(row)) {
-            (TimestampMode::Event, Some(ms)) if ms >= 0 => DateTime::from_timestamp_millis(ms),
-            (TimestampMode::Event, Some(_)) => {
+            (TimestampMode::Event, Some(ms)) if ms < 0 => {
                 self.pre_epoch += 1;
                 None
+            }
+            (TimestampMode::Event, Some(ms)) if ms > Utc::now().timestamp_millis() + MAX_FUTURE_MS => {
+                self.future += 1;
+                None
+            }
+            (TimestampMode::Event, Some(ms)) => {
+                if !self.warned_old && ms < Utc::now().timestamp_millis() - DEFAULT_RETENTION_MS {
+                    self.warned_old = true;
+                    tracing::warn!(
+                        "the rows' event times become their Kafka timestamps (--timestamp event), and some are older than 7 days: under time retention (retention.ms, 7 days by default) the broker deletes such records at its next retention check (every 5 min by default), before a sink may have read them. Keep them with retention.ms=-1 on the topic (kafka-configs --alter --entity-type topics --entity-name TOPIC --add-config retention.ms=-1), or pass --timestamp now"
+                    );
+                }
+                DateTime::from_timestamp_millis(ms)
             }
             _ => None,
         };

@@ -64,6 +64,12 @@ impl Reader {
                 source,
             })?;
         }
+        if self.encoder.future > 0 {
+            tracing::warn!(
+                rows = self.encoder.future,
+                "rows with event times more than an hour ahead got the send time as Kafka timestamp (Apache Kafka 4 refuses timestamps over message.timestamp.after.max.ms ahead, 1 h by default); their event time is in the value"
+            );
+        }
         if self.encoder.pre_epoch > 0 {
             tracing::warn!(
                 rows = self.encoder.pre_epoch,

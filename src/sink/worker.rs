@@ -159,7 +159,25 @@ async fn consume(
                 ctx.kafka.fetch(pc, next, FETCH_MAX_BYTES, FETCH_WAIT_MS)
             });
         let (records, hw) = tokio::select! {
-            r = fetch => r?,
+            r = fetch => match r {
+                // Retention deleted the offsets the lake still needs while the sink ran (a topic of old record
+                // timestamps under time retention loses them at the broker's next check): the same data-loss
+                // stop as at start (exit 9), never a fetch retried at an offset that is gone.
+                Err(Error::OffsetOutOfRange { .. }) => {
+                    let o = ctx.kafka.offsets(pc).await?;
+                    if o.earliest > next {
+                        return Err(SinkError::RetentionGap {
+                            topic: topic.to_string(),
+                            partition: p,
+                            needed: next,
+                            earliest: o.earliest,
+                            lost: o.earliest - next,
+                        });
+                    }
+                    return Err(Error::OffsetOutOfRange { topic: topic.to_string(), partition: p, offset: next }.into());
+                }
+                r => r?,
+            },
             _ = ctx.shutdown.wait() => break,
         };
         for rec in records {

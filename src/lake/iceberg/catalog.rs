@@ -64,7 +64,7 @@ pub async fn open_catalog(url: &CatalogUrl, lake: &LakeUrl, s3: &S3Options) -> R
         }
         CatalogUrl::Glue => {
             props.insert(iceberg_catalog_glue::GLUE_CATALOG_PROP_WAREHOUSE.into(), warehouse);
-            if let Some(e) = &s3.endpoint {
+            if let Some(e) = &s3.glue_endpoint {
                 props.insert(iceberg_catalog_glue::GLUE_CATALOG_PROP_URI.into(), e.clone());
             }
             if let Some(r) = props.get(iceberg::io::S3_REGION).cloned() {

@@ -56,8 +56,11 @@ impl LakeUrl {
 #[derive(Debug, Clone)]
 pub struct S3Options {
     pub region: Option<String>,
-    /// Custom endpoint (`--s3-endpoint` / `AWS_ENDPOINT_URL`); implies path-style addressing.
+    /// Custom endpoint (`--s3-endpoint` / `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`); implies path-style addressing.
     pub endpoint: Option<String>,
+    /// The AWS Glue endpoint for the Glue catalog and `athena --apply` (`AWS_ENDPOINT_URL_GLUE`, else
+    /// `AWS_ENDPOINT_URL`, as the AWS SDKs read them): a test S3 server (MinIO) serves no Glue.
+    pub glue_endpoint: Option<String>,
     pub request_timeout: Option<Duration>,
     /// How long transient failures of the start-up health check are retried.
     pub retry_for: Duration,
@@ -172,7 +175,13 @@ pub struct ObjectInfo {
 
 impl Default for S3Options {
     fn default() -> Self {
-        S3Options { region: None, endpoint: None, request_timeout: None, retry_for: Duration::from_secs(30) }
+        S3Options {
+            region: None,
+            endpoint: None,
+            glue_endpoint: None,
+            request_timeout: None,
+            retry_for: Duration::from_secs(30),
+        }
     }
 }
 

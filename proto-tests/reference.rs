@@ -1,0 +1,82 @@
+//! What Apache Kafka does that the stand-ins did not, each with the ticklake behaviour that now answers it: record
+//! timestamps under time retention, timestamps in the future, SASL refusals (in `security`).
+
+use crate::env_or_skip;
+use crate::support::*;
+
+/// Kafka deletes records whose timestamps are older than `retention.ms` (7 days by default) at its next retention
+/// check: historical rows replayed with their event time as timestamp vanish. replay says so when it sends them,
+/// and a sink that finds the offsets it needs gone stops with exit 9 naming how many were lost.
+#[test]
+fn time_retention_deletes_old_record_timestamps_and_the_sink_says_how_many_were_lost() {
+    let env = env_or_skip!();
+    // Kafka's default retention (7 days), checked every second instead of every 5 minutes.
+    let broker = Broker::with(
+        None,
+        &["log.retention.ms=604800000", "log.retention.check.interval.ms=1000", "log.initial.task.delay.ms=0"],
+    );
+    let topic = random_name("retention");
+    let tl = || {
+        let mut c = env.ticklake();
+        c.env("KAFKA_BROKERS", &broker.addr);
+        c
+    };
+    let replay = || {
+        let csv = repo_path("data/indices.csv");
+        ok(run(tl().args([
+            "replay",
+            csv.to_str().unwrap(),
+            "--topic",
+            &topic,
+            "--partitions",
+            "1",
+            "--batch-bytes",
+            "16KiB",
+        ])))
+    };
+    let earliest = || -> Option<u64> {
+        let out = run(tl().args(["topic", "describe", &topic]));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines().nth(2)?.split('\t').nth(1)?.parse().ok()
+    };
+    let out = replay();
+    assert!(stderr(&out).contains("older than 7 days") && stderr(&out).contains("retention.ms=-1"), "{}", stderr(&out));
+    // A lake that holds the first 4,000 records (whatever retention left of them: a new lake starts at the earliest).
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    ok(run(sink_cmd(&env, &topic, lake.to_str().unwrap(), &[]).env("KAFKA_BROKERS", &broker.addr)));
+    // 4,000 more; each batch rolls a segment (its first timestamp is older than segment.ms), and a retention check
+    // deletes every segment but the active one (an event: the earliest offset passes the lake's checkpoint).
+    replay();
+    let gone = wait_until("retention to delete records the lake needs", || earliest().filter(|e| *e > 4000));
+    let out = run(sink_cmd(&env, &topic, lake.to_str().unwrap(), &[]).env("KAFKA_BROKERS", &broker.addr));
+    assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
+    let lost = gone - 4000;
+    assert!(stderr(&out).contains(&format!("retention deleted {lost} record(s)")), "{}", stderr(&out));
+}
+
+/// Apache Kafka 4 refuses record timestamps more than an hour ahead (`message.timestamp.after.max.ms`): rows dated
+/// in the future get the send time as their timestamp (counted, said once), their event time stays in the value.
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_dated_in_the_future_are_sent_with_the_send_time() {
+    let env = env_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("future.csv");
+    let next_year = chrono::Datelike::year(&chrono::Utc::now()) + 1;
+    ok(run(env.ticklake().args(["sample", "indices", "--rows", "100", "--symbols", "2", "--start"]).args([
+        &format!("{next_year}-01-01"),
+        "-o",
+        csv.to_str().unwrap(),
+    ])));
+    let topic = random_name("future");
+    let before = chrono::Utc::now().timestamp_millis();
+    let out = replay_csv(&env, &csv, &topic, 1, &["--log-format", "json"]);
+    let after = chrono::Utc::now().timestamp_millis();
+    assert!(stderr(&out).contains("more than an hour ahead"), "{}", stderr(&out));
+    let records = read_topic(&env.brokers, &topic).await;
+    assert_eq!(records.len() as u64, summary_count(&stderr(&out), "sent"));
+    for r in &records {
+        assert!((before..=after).contains(&r.timestamp_ms), "{}", r.timestamp_ms);
+        assert!(r.value["trade_date"].as_str().unwrap().starts_with(&next_year.to_string()), "{}", r.value);
+    }
+}
