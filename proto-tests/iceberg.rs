@@ -40,6 +40,18 @@ impl Ice {
         }
     }
 
+    /// Apache Iceberg's REST catalog server (`servers.sh start-reference`), its warehouse a MinIO bucket.
+    fn rest() -> Ice {
+        let uri = std::env::var("TICKLAKE_ICEBERG_REST").expect("TICKLAKE_ICEBERG_REST (set by `just proto`)");
+        let warehouse = std::env::var("TICKLAKE_ICEBERG_REST_WAREHOUSE").expect("TICKLAKE_ICEBERG_REST_WAREHOUSE");
+        Ice {
+            catalog: format!("rest:{uri}"),
+            to: warehouse.clone(),
+            warehouse,
+            table: format!("market.{}", random_name("t").replace('-', "_")),
+        }
+    }
+
     /// `ticklake lake verify` on the table, which must pass; its report.
     fn verify(&self, env: &TestEnv, topic: &str) -> String {
         let out = run(env.ticklake().args(["lake", "verify", "--topic", topic, "--to", &self.to]).args([
@@ -241,6 +253,12 @@ fn sqlite_catalog_table_reads_back_every_csv_row_once() {
     let env = env_or_skip!();
     let dir = tempfile::tempdir().unwrap();
     check_round_trip(&env, &Ice::sqlite(dir.path()));
+}
+
+#[test]
+fn rest_catalog_table_on_s3_reads_back_every_csv_row_once() {
+    let env = env_or_skip!();
+    check_round_trip(&env, &Ice::rest());
 }
 
 #[test]
@@ -497,21 +515,22 @@ fn a_second_sink_on_a_running_table_stops_at_start_before_writing() {
     let env = env_or_skip!();
     let dir = tempfile::tempdir().unwrap();
     let (topic, records) = sampled_topic(&env, dir.path(), 3000, 10, 2);
-    let ice = Ice::sqlite(dir.path());
-    let first = follow(&env, &ice, &topic, &["--max-rows", "500"]);
-    first.wait_for("the first sink's commit", |l| l.contains("cut committed"));
-    let out = run(ice.sink(&env, &topic, &[]).env("RUST_LOG", "info,ticklake::sink=debug,rskafka=error"));
-    let e = stderr(&out);
-    assert_eq!(out.status.code(), Some(13), "{e}");
-    assert!(e.contains("another sink writes this Kafka partition"), "{e}");
-    assert!(e.contains(&format!("pid {}", first.child.0.id())), "the holder is named: {e}");
-    assert!(!e.contains("data files written") && !e.contains("cut committed"), "it wrote nothing: {e}");
-    first.wait_for("the first sink to catch up", |l| l.contains("caught up"));
-    first.signal("-TERM");
-    let (status, log) = first.finish();
-    assert_eq!(status.code(), Some(143), "the first sink was never fenced: {log}");
-    assert_every_offset_once(&ice.read(&env), &records);
-    assert!(ice.verify(&env, &topic).contains("orphan data files: none"));
+    for ice in [Ice::sqlite(dir.path()), Ice::rest()] {
+        let first = follow(&env, &ice, &topic, &["--max-rows", "500"]);
+        first.wait_for("the first sink's commit", |l| l.contains("cut committed"));
+        let out = run(ice.sink(&env, &topic, &[]).env("RUST_LOG", "info,ticklake::sink=debug,rskafka=error"));
+        let e = stderr(&out);
+        assert_eq!(out.status.code(), Some(13), "{e}");
+        assert!(e.contains("another sink writes this Kafka partition"), "{e}");
+        assert!(e.contains(&format!("pid {}", first.child.0.id())), "the holder is named: {e}");
+        assert!(!e.contains("data files written") && !e.contains("cut committed"), "it wrote nothing: {e}");
+        first.wait_for("the first sink to catch up", |l| l.contains("caught up"));
+        first.signal("-TERM");
+        let (status, log) = first.finish();
+        assert_eq!(status.code(), Some(143), "the first sink was never fenced: {log}");
+        assert_every_offset_once(&ice.read(&env), &records);
+        assert!(ice.verify(&env, &topic).contains("orphan data files: none"));
+    }
 }
 
 /// Issue 19 item 3: the data files a killed sink uploaded but never committed are removed by `lake
@@ -521,7 +540,7 @@ fn orphans_of_a_killed_sink_are_removed_for_each_catalog() {
     let env = env_or_skip!();
     let dir = tempfile::tempdir().unwrap();
     let (topic, records) = sampled_topic(&env, dir.path(), 6000, 10, 2);
-    for ice in [Ice::sqlite(dir.path()), Ice::glue(&env)] {
+    for ice in [Ice::sqlite(dir.path()), Ice::glue(&env), Ice::rest()] {
         let remove = |older_than: &str| {
             run(env.ticklake().args(["lake", "remove-orphans", "--topic", &topic, "--to", &ice.to]).args([
                 "--table",

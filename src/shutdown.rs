@@ -73,9 +73,14 @@ impl Shutdown {
 
     /// Resolves once waits should end (see `cancels_waits`).
     pub async fn waits_cancelled(&self) {
+        self.until(Shutdown::cancels_waits).await
+    }
+
+    /// Resolves once `state` holds; every change of state notifies.
+    async fn until(&self, state: impl Fn(&Shutdown) -> bool) {
         loop {
             let notified = self.notify.notified();
-            if self.cancels_waits() {
+            if state(self) {
                 return;
             }
             notified.await;
@@ -110,13 +115,7 @@ impl Shutdown {
 
     /// Resolves once a stop was asked for.
     pub async fn wait(&self) {
-        loop {
-            let notified = self.notify.notified();
-            if self.is_set() {
-                return;
-            }
-            notified.await;
-        }
+        self.until(Shutdown::is_set).await
     }
 
     /// Installs the Ctrl-C and SIGTERM handlers (call once, inside the runtime).

@@ -25,6 +25,9 @@ def catalog(args):
         }
     if args.catalog.startswith("sqlite:"):
         return SqlCatalog("ticklake", uri="sqlite:///" + args.catalog[len("sqlite:"):], warehouse=args.warehouse, **s3)
+    if args.catalog.startswith("rest:"):
+        from pyiceberg.catalog.rest import RestCatalog
+        return RestCatalog("rest", uri=args.catalog[len("rest:"):], warehouse=args.warehouse, **s3)
     if args.catalog == "glue":
         from pyiceberg.catalog.glue import GlueCatalog
         return GlueCatalog(

@@ -39,6 +39,11 @@ REF_KAFKA_PORT="${TICKLAKE_REF_KAFKA_PORT:-19192}"      # PLAINTEXT
 REF_KAFKA_SASL_PORT="${TICKLAKE_REF_KAFKA_SASL_PORT:-19193}"  # SASL_PLAINTEXT
 REF_KAFKA_CONTROLLER_PORT="${TICKLAKE_REF_KAFKA_CONTROLLER_PORT:-19194}"
 MINIO_PORT="${TICKLAKE_MINIO_PORT:-19100}"
+ICEBERG_VERSION="1.10.0"
+ICEBERG_REST_LIBS="$CACHE/iceberg-rest-$ICEBERG_VERSION/libs"
+ICEBERG_REST_PORT="${TICKLAKE_ICEBERG_REST_PORT:-19181}"
+# The REST catalog's warehouse: a bucket of MinIO's.
+ICEBERG_REST_BUCKET="iceberg-rest"
 # The users the SASL listener knows from the start (format time): SCRAM-SHA-512 and PLAIN.
 SASL_USER="ticklake"
 SASL_PASSWORD="ticklake-test-pw"
@@ -85,6 +90,31 @@ install_reference() {
     GOBIN="$(dirname "$MINIO_BIN")" GOFLAGS=-mod=mod go install "github.com/minio/minio@$MINIO_VERSION"
   fi
   log "minio: $MINIO_BIN ($MINIO_VERSION)"
+  if [[ ! -f "$ICEBERG_REST_LIBS/iceberg-open-api-$ICEBERG_VERSION-test-fixtures.jar" ]]; then
+    log "fetching Apache Iceberg $ICEBERG_VERSION's REST catalog server from Maven Central into $ICEBERG_REST_LIBS"
+    mkdir -p "$ICEBERG_REST_LIBS"
+    (cd "$ROOT/proto-tests/iceberg-rest" && mvn -q -B dependency:copy-dependencies -Diceberg.version="$ICEBERG_VERSION" -DoutputDirectory="$ICEBERG_REST_LIBS")
+  fi
+  log "iceberg-rest: Apache Iceberg $ICEBERG_VERSION RESTCatalogServer ($(ls "$ICEBERG_REST_LIBS" | wc -l) jars)"
+}
+
+# Apache Iceberg's REST catalog server: a JDBC catalog in sqlite behind the REST API, its warehouse on MinIO.
+start_iceberg_rest() {
+  if port_open "$ICEBERG_REST_PORT"; then
+    log "an Iceberg REST catalog already answers on 127.0.0.1:$ICEBERG_REST_PORT; using it"
+    return
+  fi
+  mkdir -p "$STATE/iceberg-rest" && rm -f "$STATE/iceberg-rest/catalog.db"
+  "$VENV/bin/python" -c "import boto3; s3 = boto3.client('s3', endpoint_url='http://127.0.0.1:$MINIO_PORT', aws_access_key_id='$MINIO_USER', aws_secret_access_key='$MINIO_PASSWORD', region_name='us-east-1'); s3.create_bucket(Bucket='$ICEBERG_REST_BUCKET') if '$ICEBERG_REST_BUCKET' not in [b['Name'] for b in s3.list_buckets()['Buckets']] else None"
+  log "starting Apache Iceberg $ICEBERG_VERSION's REST catalog on 127.0.0.1:$ICEBERG_REST_PORT (warehouse s3://$ICEBERG_REST_BUCKET on MinIO)"
+  (AWS_ACCESS_KEY_ID="$MINIO_USER" AWS_SECRET_ACCESS_KEY="$MINIO_PASSWORD" AWS_REGION=us-east-1 \
+      CATALOG_WAREHOUSE="s3://$ICEBERG_REST_BUCKET/" CATALOG_IO__IMPL=org.apache.iceberg.aws.s3.S3FileIO \
+      CATALOG_S3_ENDPOINT="http://127.0.0.1:$MINIO_PORT" CATALOG_S3_PATH__STYLE__ACCESS=true \
+      CATALOG_URI="jdbc:sqlite:file:$STATE/iceberg-rest/catalog.db" CATALOG_REST_PORT="$ICEBERG_REST_PORT" \
+      exec java -Xmx384m -cp "$ICEBERG_REST_LIBS/*" org.apache.iceberg.rest.RESTCatalogServer \
+      >"$STATE/iceberg-rest/server.log" 2>&1) &
+  echo $! >"$STATE/$OWNER.iceberg-rest.pid"
+  wait_port "$ICEBERG_REST_PORT" iceberg-rest "$STATE/iceberg-rest/server.log" 600
 }
 
 # Apache Kafka, one KRaft node (broker and controller), its log on disk under $STATE/kafka.
@@ -149,6 +179,7 @@ start_reference() {
   start
   start_kafka
   start_minio
+  start_iceberg_rest
   cat >"$STATE/env" <<ENV
 export KAFKA_BROKERS=127.0.0.1:$REF_KAFKA_PORT
 export TICKLAKE_KAFKA_SASL=127.0.0.1:$REF_KAFKA_SASL_PORT
@@ -166,8 +197,10 @@ export TICKLAKE_PROTO=1
 export TICKLAKE_PYTHON=$VENV/bin/python
 export TICKLAKE_TANSU=$(tansu_bin)
 export TICKLAKE_MINIO=$MINIO_BIN
+export TICKLAKE_ICEBERG_REST=http://127.0.0.1:$ICEBERG_REST_PORT
+export TICKLAKE_ICEBERG_REST_WAREHOUSE=s3://$ICEBERG_REST_BUCKET
 ENV
-  log "versions: Apache Kafka $KAFKA_VERSION, MinIO $MINIO_VERSION, moto $("$VENV/bin/python" -c 'import moto; print(moto.__version__)') (Glue), $("$(tansu_bin)" --version)"
+  log "versions: Apache Kafka $KAFKA_VERSION, MinIO $MINIO_VERSION, Apache Iceberg REST catalog $ICEBERG_VERSION, moto $("$VENV/bin/python" -c 'import moto; print(moto.__version__)') (Glue), $("$(tansu_bin)" --version)"
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -223,7 +256,7 @@ ENV
 }
 
 stop() {
-  for name in tansu moto kafka minio; do
+  for name in tansu moto kafka minio iceberg-rest; do
     local pidfile="$STATE/$OWNER.$name.pid"
     [[ -f "$pidfile" ]] || continue
     local pid; pid="$(cat "$pidfile")"

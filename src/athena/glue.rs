@@ -64,6 +64,11 @@ pub fn hive_table_input(def: &TableDef) -> Result<TableInput, String> {
     input.build().map_err(|e| format!("glue table input: {e}"))
 }
 
+/// An SDK error with its causes.
+fn sdk_error<E: std::error::Error>(e: E) -> String {
+    aws_sdk_glue::error::DisplayErrorContext(e).to_string()
+}
+
 /// Creates the database if it is missing.
 async fn ensure_database(glue: &Client, db: &str) -> Result<(), String> {
     match glue.get_database().name(db).send().await {
@@ -95,22 +100,9 @@ async fn current(glue: &Client, db: &str, name: &str) -> Result<Option<aws_sdk_g
 async fn put(glue: &Client, db: &str, input: TableInput, exists: bool) -> Result<(), String> {
     let name = input.name().to_string();
     let what = if exists { "update-table" } else { "create-table" };
-    let sent = if exists {
-        glue.update_table()
-            .database_name(db)
-            .table_input(input)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| aws_sdk_glue::error::DisplayErrorContext(e).to_string())
-    } else {
-        glue.create_table()
-            .database_name(db)
-            .table_input(input)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| aws_sdk_glue::error::DisplayErrorContext(e).to_string())
+    let sent = match exists {
+        true => glue.update_table().database_name(db).table_input(input).send().await.map(|_| ()).map_err(sdk_error),
+        false => glue.create_table().database_name(db).table_input(input).send().await.map(|_| ()).map_err(sdk_error),
     };
     sent.map_err(|e| format!("glue {what} {db}.{name}: {e}"))
 }
