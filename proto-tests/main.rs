@@ -44,5 +44,7 @@ mod resources;
 mod trial;
 // what Apache Kafka does that the stand-ins did not: time retention, timestamps in the future.
 mod reference;
+// trino: the engine behind Athena reads the hive lake and the Iceberg table, answering as DuckDB and the CSV.
+mod trino;
 // Kafka faults: a proxy corrupting fetched batches; the sink stops naming partition and offset, then resumes.
 mod kafka_faults;

@@ -44,6 +44,13 @@ ICEBERG_REST_LIBS="$CACHE/iceberg-rest-$ICEBERG_VERSION/libs"
 ICEBERG_REST_PORT="${TICKLAKE_ICEBERG_REST_PORT:-19181}"
 # The REST catalog's warehouse: a bucket of MinIO's.
 ICEBERG_REST_BUCKET="iceberg-rest"
+# Trino, the engine of Athena engine v3: the newest server tarball Maven Central serves here (483 is refused); it
+# needs Java 24+ (the Temurin 25 JDK). Only its hive and iceberg plugins are kept (896 MB -> 494 MB).
+TRINO_VERSION="476"
+TRINO_HOME="$CACHE/trino-server-$TRINO_VERSION"
+TRINO_PORT="${TICKLAKE_TRINO_PORT:-19080}"
+TRINO_JAVA_HOME="${TICKLAKE_TRINO_JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}"
+TRINO_BUCKET="ticklake-trino"
 # The users the SASL listener knows from the start (format time): SCRAM-SHA-512 and PLAIN.
 SASL_USER="ticklake"
 SASL_PASSWORD="ticklake-test-pw"
@@ -96,6 +103,58 @@ install_reference() {
     (cd "$ROOT/proto-tests/iceberg-rest" && mvn -q -B dependency:copy-dependencies -Diceberg.version="$ICEBERG_VERSION" -DoutputDirectory="$ICEBERG_REST_LIBS")
   fi
   log "iceberg-rest: Apache Iceberg $ICEBERG_VERSION RESTCatalogServer ($(ls "$ICEBERG_REST_LIBS" | wc -l) jars)"
+  if [[ ! -x "$TRINO_HOME/bin/launcher" ]]; then
+    log "fetching Trino $TRINO_VERSION's server (821 MB) from Maven Central into $TRINO_HOME"
+    mvn -q -B dependency:get -Dartifact="io.trino:trino-server:$TRINO_VERSION:tar.gz" -Dtransitive=false
+    local tmp; tmp="$(mktemp -d "$CACHE/trino.XXXX")"
+    tar xzf "$HOME/.m2/repository/io/trino/trino-server/$TRINO_VERSION/trino-server-$TRINO_VERSION.tar.gz" -C "$tmp"
+    (cd "$tmp/trino-server-$TRINO_VERSION/plugin" && ls | grep -v -x -e hive -e iceberg | xargs rm -rf)
+    rm -f "$HOME/.m2/repository/io/trino/trino-server/$TRINO_VERSION/trino-server-$TRINO_VERSION.tar.gz"
+    mv "$tmp/trino-server-$TRINO_VERSION" "$TRINO_HOME" && rmdir "$tmp"
+  fi
+  "$TRINO_JAVA_HOME/bin/java" -version 2>&1 | head -1 | sed 's/^/servers: trino runs on /' >&2
+  log "trino: $TRINO_HOME (Trino $TRINO_VERSION, plugins: $(ls "$TRINO_HOME/plugin" | tr '\n' ' '))"
+}
+
+# Trino with the Hive connector (file metastore on MinIO, data through its native S3 file system) and the Iceberg
+# connector (the REST catalog above): the engine behind Athena, reading what ticklake writes.
+start_trino() {
+  if port_open "$TRINO_PORT"; then
+    log "Trino already answers on 127.0.0.1:$TRINO_PORT; using it"
+    return
+  fi
+  local etc="$STATE/trino/etc"
+  rm -rf "$STATE/trino" && mkdir -p "$etc/catalog" "$STATE/trino/data"
+  "$VENV/bin/python" -c "import boto3; s3 = boto3.client('s3', endpoint_url='http://127.0.0.1:$MINIO_PORT', aws_access_key_id='$MINIO_USER', aws_secret_access_key='$MINIO_PASSWORD', region_name='us-east-1'); s3.create_bucket(Bucket='$TRINO_BUCKET') if '$TRINO_BUCKET' not in [b['Name'] for b in s3.list_buckets()['Buckets']] else None"
+  printf 'node.environment=test\nnode.id=ticklake-test\nnode.data-dir=%s\n' "$STATE/trino/data" >"$etc/node.properties"
+  printf -- '-server\n-Xmx1G\n-XX:+UseSerialGC\n-XX:+ExitOnOutOfMemoryError\n-Djdk.attach.allowAttachSelf=true\n' >"$etc/jvm.config"
+  cat >"$etc/config.properties" <<PROPS
+coordinator=true
+node-scheduler.include-coordinator=true
+http-server.http.port=$TRINO_PORT
+discovery.uri=http://127.0.0.1:$TRINO_PORT
+query.max-memory=512MB
+query.max-memory-per-node=512MB
+PROPS
+  local s3="fs.native-s3.enabled=true
+s3.endpoint=http://127.0.0.1:$MINIO_PORT
+s3.path-style-access=true
+s3.region=us-east-1
+s3.aws-access-key=$MINIO_USER
+s3.aws-secret-key=$MINIO_PASSWORD"
+  printf 'connector.name=hive\nhive.metastore=file\nhive.metastore.catalog.dir=s3://%s/metastore\n%s\n' "$TRINO_BUCKET" "$s3" >"$etc/catalog/hive.properties"
+  printf 'connector.name=iceberg\niceberg.catalog.type=rest\niceberg.rest-catalog.uri=http://127.0.0.1:%s\n%s\n' "$ICEBERG_REST_PORT" "$s3" >"$etc/catalog/iceberg.properties"
+  log "starting Trino $TRINO_VERSION on 127.0.0.1:$TRINO_PORT (catalogs hive, iceberg)"
+  (JAVA_HOME="$TRINO_JAVA_HOME" PATH="$TRINO_JAVA_HOME/bin:$PATH" \
+      exec "$TRINO_HOME/bin/launcher" --etc-dir="$etc" --data-dir="$STATE/trino/data" run >"$STATE/trino/server.log" 2>&1) &
+  echo $! >"$STATE/$OWNER.trino.pid"
+  wait_port "$TRINO_PORT" trino "$STATE/trino/server.log" 1200
+  # The port opens before the server takes queries: wait for it to say it has started.
+  for _ in $(seq 1 1200); do
+    curl -sf "http://127.0.0.1:$TRINO_PORT/v1/info" | grep -q '"starting":false' && return 0
+    sleep 0.1
+  done
+  log "Trino did not finish starting within 120 s; its log:"; tail -n 30 "$STATE/trino/server.log" >&2; return 1
 }
 
 # Apache Iceberg's REST catalog server: a JDBC catalog in sqlite behind the REST API, its warehouse on MinIO.
@@ -180,6 +239,7 @@ start_reference() {
   start_kafka
   start_minio
   start_iceberg_rest
+  start_trino
   cat >"$STATE/env" <<ENV
 export KAFKA_BROKERS=127.0.0.1:$REF_KAFKA_PORT
 export TICKLAKE_KAFKA_SASL=127.0.0.1:$REF_KAFKA_SASL_PORT
@@ -199,8 +259,9 @@ export TICKLAKE_TANSU=$(tansu_bin)
 export TICKLAKE_MINIO=$MINIO_BIN
 export TICKLAKE_ICEBERG_REST=http://127.0.0.1:$ICEBERG_REST_PORT
 export TICKLAKE_ICEBERG_REST_WAREHOUSE=s3://$ICEBERG_REST_BUCKET
+export TICKLAKE_TRINO=http://127.0.0.1:$TRINO_PORT
 ENV
-  log "versions: Apache Kafka $KAFKA_VERSION, MinIO $MINIO_VERSION, Apache Iceberg REST catalog $ICEBERG_VERSION, moto $("$VENV/bin/python" -c 'import moto; print(moto.__version__)') (Glue), $("$(tansu_bin)" --version)"
+  log "versions: Apache Kafka $KAFKA_VERSION, MinIO $MINIO_VERSION, Apache Iceberg REST catalog $ICEBERG_VERSION, Trino $TRINO_VERSION, moto $("$VENV/bin/python" -c 'import moto; print(moto.__version__)') (Glue), $("$(tansu_bin)" --version)"
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -256,7 +317,7 @@ ENV
 }
 
 stop() {
-  for name in tansu moto kafka minio iceberg-rest; do
+  for name in tansu moto kafka minio iceberg-rest trino; do
     local pidfile="$STATE/$OWNER.$name.pid"
     [[ -f "$pidfile" ]] || continue
     local pid; pid="$(cat "$pidfile")"

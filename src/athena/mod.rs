@@ -13,7 +13,10 @@ mod glue;
 mod iceberg;
 mod queries;
 
-pub use ddl::{DdlError, LOCAL_PLACEHOLDER, MAX_ENUM_VALUES, TableOptions, add_columns, create_table, identity_values};
+pub use ddl::{
+    DdlError, LOCAL_PLACEHOLDER, MAX_ENUM_VALUES, TableDef, TableOptions, add_columns, create_table, identity_values,
+    table_def,
+};
 pub use queries::reference_queries;
 
 use crate::lake::partition::{PartitionSpec, Transform};
