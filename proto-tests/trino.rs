@@ -162,8 +162,8 @@ fn trino_answers_the_athena_queries_as_duckdb_and_the_csv_do_on_both_table_forma
     let uri = std::env::var("TICKLAKE_ICEBERG_REST").unwrap();
     let warehouse = std::env::var("TICKLAKE_ICEBERG_REST_WAREHOUSE").unwrap();
     let ice = format!("market.{}", random_name("t").replace('-', "_"));
-    ok(run(&mut sink_cmd(&env, &topic, &warehouse, &["--format", "iceberg", "--catalog", &format!("rest:{uri}")])
-        .args(["--table", &ice])));
+    let mut sink = sink_cmd(&env, &topic, &warehouse, &["--format", "iceberg", "--catalog", &format!("rest:{uri}")]);
+    ok(run(sink.args(["--table", &ice])));
     let answers = trino(
         &env,
         &[
