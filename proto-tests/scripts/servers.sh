@@ -49,7 +49,8 @@ ICEBERG_REST_BUCKET="iceberg-rest"
 TRINO_VERSION="476"
 TRINO_HOME="$CACHE/trino-server-$TRINO_VERSION"
 TRINO_PORT="${TICKLAKE_TRINO_PORT:-19080}"
-TRINO_JAVA_HOME="${TICKLAKE_TRINO_JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}"
+# Trino needs Java 24+: the newest Temurin JDK the machine has (`/usr/lib/jvm/temurin-25-jdk-amd64` on polyglot).
+TRINO_JAVA_HOME="${TICKLAKE_TRINO_JAVA_HOME:-$(ls -d /usr/lib/jvm/temurin-2[4-9]* /usr/lib/jvm/temurin-[3-9][0-9]* 2>/dev/null | sort -V | tail -1)}"
 TRINO_BUCKET="ticklake-trino"
 # The users the SASL listener knows from the start (format time): SCRAM-SHA-512 and PLAIN.
 SASL_USER="ticklake"
@@ -112,6 +113,7 @@ install_reference() {
     rm -f "$HOME/.m2/repository/io/trino/trino-server/$TRINO_VERSION/trino-server-$TRINO_VERSION.tar.gz"
     mv "$tmp/trino-server-$TRINO_VERSION" "$TRINO_HOME" && rmdir "$tmp"
   fi
+  [[ -x "$TRINO_JAVA_HOME/bin/java" ]] || { log "Trino needs a Java 24+ JDK (looked for /usr/lib/jvm/temurin-2[4-9]*; set TICKLAKE_TRINO_JAVA_HOME)"; exit 1; }
   "$TRINO_JAVA_HOME/bin/java" -version 2>&1 | head -1 | sed 's/^/servers: trino runs on /' >&2
   log "trino: $TRINO_HOME (Trino $TRINO_VERSION, plugins: $(ls "$TRINO_HOME/plugin" | tr '\n' ' '))"
 }
