@@ -33,18 +33,7 @@ print(json.dumps([c.name for c in create.this.expressions if isinstance(c, sqlgl
 "#;
 
 fn python_json(env: &TestEnv, script: &str, args: &[&str], stdin: &[u8]) -> serde_json::Value {
-    use std::io::Write;
-    let mut py = env
-        .python()
-        .args(["-c", script])
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    py.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = ok(py.wait_with_output().unwrap());
+    let out = ok(run_with_stdin(env.python().args(["-c", script]).args(args), stdin));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 

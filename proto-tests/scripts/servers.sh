@@ -84,12 +84,18 @@ install() {
   log "tansu: $tansu ($("$tansu" --version))"
 }
 
+# The jars a small pom under proto-tests/ lists, with their dependencies, into a folder: maven_libs POM_DIR LIBS -Dprop=..
+maven_libs() {
+  local pom=$1 libs=$2; shift 2
+  mkdir -p "$libs"
+  (cd "$ROOT/proto-tests/$pom" && mvn -q -B dependency:copy-dependencies "$@" -DoutputDirectory="$libs")
+}
+
 install_reference() {
   install
   if [[ ! -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ]]; then
     log "fetching Apache Kafka $KAFKA_VERSION and its dependencies from Maven Central into $KAFKA_LIBS"
-    mkdir -p "$KAFKA_LIBS"
-    (cd "$ROOT/proto-tests/kafka" && mvn -q -B dependency:copy-dependencies -Dkafka.version="$KAFKA_VERSION" -DoutputDirectory="$KAFKA_LIBS")
+    maven_libs kafka "$KAFKA_LIBS" -Dkafka.version="$KAFKA_VERSION"
   fi
   log "kafka: Apache Kafka $KAFKA_VERSION ($(ls "$KAFKA_LIBS" | wc -l) jars in $KAFKA_LIBS)"
   if [[ ! -x "$MINIO_BIN" ]]; then
@@ -100,8 +106,7 @@ install_reference() {
   log "minio: $MINIO_BIN ($MINIO_VERSION)"
   if [[ ! -f "$ICEBERG_REST_LIBS/iceberg-open-api-$ICEBERG_VERSION-test-fixtures.jar" ]]; then
     log "fetching Apache Iceberg $ICEBERG_VERSION's REST catalog server from Maven Central into $ICEBERG_REST_LIBS"
-    mkdir -p "$ICEBERG_REST_LIBS"
-    (cd "$ROOT/proto-tests/iceberg-rest" && mvn -q -B dependency:copy-dependencies -Diceberg.version="$ICEBERG_VERSION" -DoutputDirectory="$ICEBERG_REST_LIBS")
+    maven_libs iceberg-rest "$ICEBERG_REST_LIBS" -Diceberg.version="$ICEBERG_VERSION"
   fi
   log "iceberg-rest: Apache Iceberg $ICEBERG_VERSION RESTCatalogServer ($(ls "$ICEBERG_REST_LIBS" | wc -l) jars)"
   if [[ ! -x "$TRINO_HOME/bin/launcher" ]]; then
