@@ -80,3 +80,69 @@ async fn rows_dated_in_the_future_are_sent_with_the_send_time() {
         assert!(r.value["trade_date"].as_str().unwrap().starts_with(&next_year.to_string()), "{}", r.value);
     }
 }
+
+/// Kafka's own Java tools from the broker's jars (`kafka-console-producer`, `kafka-console-consumer`).
+fn kafka_tool(class: &str, args: &[&str]) -> std::process::Command {
+    let libs = std::env::var("TICKLAKE_KAFKA_LIBS").expect("TICKLAKE_KAFKA_LIBS (set by `just proto`)");
+    let mut c = std::process::Command::new("java");
+    c.args(["-Xmx256m", "-cp", &format!("{libs}/*"), class]).args(args);
+    c
+}
+
+/// Every record of `topic` as Kafka's console consumer (the Java client) reads it: (partition, key, value).
+fn console_consume(env: &TestEnv, topic: &str, n: usize) -> Vec<(i32, String, String)> {
+    let mut consumer = kafka_tool(
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        &["--bootstrap-server", &env.brokers, "--topic", topic, "--from-beginning", "--max-messages", &n.to_string()],
+    );
+    consumer.args(["--timeout-ms", "60000"]);
+    consumer.args(["--formatter-property", "print.partition=true", "--formatter-property", "print.key=true"]);
+    let out = ok(run(&mut consumer));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("Partition:"))
+        .map(|l| {
+            let mut f = l.splitn(3, '\t');
+            let p = f.next().unwrap().parse().unwrap();
+            (p, f.next().unwrap().to_string(), f.next().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// The Java client reads what replay wrote (every CSV row once, keyed by symbol), and the Java producer's default
+/// partitioner puts each symbol on the partition replay chose (murmur2, as Kafka computes it).
+#[test]
+fn the_java_client_reads_every_row_and_partitions_every_symbol_as_replay_does() {
+    let env = env_or_skip!();
+    let csv = repo_path("data/indices.csv");
+    let source = csv_rows(&csv);
+    let topic = random_name("java");
+    replay_csv(&env, &csv, &topic, 3, &[]);
+    let records = console_consume(&env, &topic, source.len());
+    assert_eq!(records.len(), source.len());
+    let mut from_replay = std::collections::BTreeMap::new();
+    let mut seen = std::collections::BTreeMap::<(String, String), usize>::new();
+    for (p, key, value) in &records {
+        let v: serde_json::Value = serde_json::from_str(value).unwrap();
+        assert_eq!(v["symbol"].as_str(), Some(key.as_str()), "{value}");
+        *seen.entry((key.clone(), v["trade_date"].as_str().unwrap().to_string())).or_default() += 1;
+        assert_eq!(*from_replay.entry(key.clone()).or_insert(*p), *p, "one partition per symbol");
+    }
+    for r in &source {
+        assert_eq!(seen.get(&(r["Index"].clone(), r["Date"].clone())), Some(&1), "{r:?} once");
+    }
+    // The same keys through the Java producer into a topic of the same partition count.
+    let java = random_name("java-keys");
+    ok(run(env.ticklake().args(["topic", "create", &java, "--partitions", "3"])));
+    let keys: Vec<String> = from_replay.keys().map(|k| format!("{k}\tx")).collect();
+    ok(run_with_stdin(
+        &mut kafka_tool(
+            "org.apache.kafka.tools.ConsoleProducer",
+            &["--bootstrap-server", &env.brokers, "--topic", &java, "--property", "parse.key=true"],
+        ),
+        (keys.join("\n") + "\n").as_bytes(),
+    ));
+    let by_java: std::collections::BTreeMap<String, i32> =
+        console_consume(&env, &java, keys.len()).into_iter().map(|(p, k, _)| (k, p)).collect();
+    assert_eq!(by_java, from_replay, "the Java producer's partition for each symbol");
+}
