@@ -153,11 +153,11 @@ dist-check: dist
     chroot "$root" /ticklake --version
     echo "dist-check: static binary runs in an empty chroot"
 
-# Replay 1,000,000 index rows flat out; prints rows/s next to confluent-kafka (librdkafka) in the same run.
+# Replay 1,000,000 index rows flat out on Apache Kafka; rows/s next to confluent-kafka (librdkafka) and the Java producer, same run.
 bench-replay:
-    {{servers}} install
-    {{servers}} start
-    trap '{{servers}} stop' EXIT; source .servers/env && cargo build --release --quiet && "$TICKLAKE_PYTHON" proto-tests/bench/bench_replay.py --bin {{target_dir}}/release/ticklake
+    {{servers}} install-reference
+    {{servers}} start-reference bench
+    trap '{{servers}} stop bench' EXIT; source .servers/env && cargo build --release --quiet && "$TICKLAKE_PYTHON" proto-tests/bench/bench_replay.py --bin {{target_dir}}/release/ticklake
 
 # The proto-tests against Docker's Redpanda + MinIO when Docker runs, else against the local servers.
 e2e:

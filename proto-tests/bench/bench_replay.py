@@ -1,4 +1,6 @@
-"""Replay benchmark: ticklake from CSV vs confluent-kafka (librdkafka) sending ready-made JSON lines.
+"""Replay benchmark: ticklake from CSV vs confluent-kafka (librdkafka) sending ready-made JSON lines, and vs Kafka's
+Java producer (`ProducerPerformance --payload-file` with the same lines, when TICKLAKE_KAFKA_LIBS names the jars:
+unkeyed, payloads drawn from the file; its own records/s, which leaves out the JVM's start).
 
 Both write the same 1,000,000 index rows to a fresh topic with the same partition count, zstd compression and
 5 ms linger, against the same broker, in the same run, alternating, best of N rounds each. ticklake's time
@@ -85,6 +87,24 @@ def run_peer(brokers, lines, topic):
     return elapsed
 
 
+def run_java(brokers, lines, topic, tmp, rows):
+    """Kafka's ProducerPerformance with the same JSON lines, zstd, 5 ms linger, 512 KiB batches, acks=all; the
+    records/s it reports."""
+    create_topic(brokers, topic)
+    payload = os.path.join(tmp, "payload.txt")
+    if not os.path.exists(payload):
+        with open(payload, "wb") as f:
+            f.write(b"\n".join(v for _, v in lines))
+    libs = os.environ["TICKLAKE_KAFKA_LIBS"]
+    out = subprocess.run(
+        ["java", "-Xmx1g", "-cp", f"{libs}/*", "org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
+         "--num-records", str(rows), "--payload-file", payload, "--throughput", "-1", "--producer-props",
+         f"bootstrap.servers={brokers}", "compression.type=zstd", "linger.ms=5", f"batch.size={512 * 1024}",
+         "acks=all"], check=True, capture_output=True, text=True).stdout
+    last = [l for l in out.splitlines() if "records sent" in l][-1]
+    return rows / float(last.split(",")[1].split()[0])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -97,12 +117,17 @@ def main():
         sample_indices(args.bin, csv_path, args.rows)
         lines = csv_to_json_lines(csv_path)
         results = {"ticklake (CSV -> Kafka)": [], "confluent-kafka (JSON lines in memory -> Kafka)": []}
+        if os.environ.get("TICKLAKE_KAFKA_LIBS"):
+            results["Kafka's Java producer (ProducerPerformance, same lines)"] = []
         tag = random.randrange(1 << 32)
         for rnd in range(args.rounds):
             for name in (list(results) if rnd % 2 == 0 else list(reversed(list(results)))):
-                topic = f"bench-replay-{tag:08x}-{rnd}-{'tl' if name.startswith('tick') else 'ck'}"
+                short = {"ticklake": "tl", "confluent-kafka": "ck"}.get(name.split()[0], "java")
+                topic = f"bench-replay-{tag:08x}-{rnd}-{short}"
                 if name.startswith("ticklake"):
                     secs = run_ticklake(args.bin, brokers, csv_path, topic)
+                elif name.startswith("Kafka"):
+                    secs = run_java(brokers, lines, topic, tmp, args.rows)
                 else:
                     secs = run_peer(brokers, lines, topic)
                 got = topic_rows(args.bin, brokers, topic)
@@ -111,12 +136,11 @@ def main():
                 results[name].append(secs)
                 print(f"  round {rnd + 1}: {name}: {args.rows / secs:,.0f} rows/s ({secs:.2f} s)", file=sys.stderr)
     best = {name: args.rows / min(times) for name, times in results.items()}
-    (tl_name, tl), (peer_name, peer) = list(best.items())
+    tl = best["ticklake (CSV -> Kafka)"]
     print(f"\nreplay benchmark: {args.rows:,} index rows, {PARTITIONS} partitions, zstd, best of {args.rounds}")
-    print(f"{'producer':<52} {'rows/s':>12}")
+    print(f"{'producer':<56} {'rows/s':>12} {'ticklake /':>11}")
     for name, rate in best.items():
-        print(f"{name:<52} {rate:>12,.0f}")
-    print(f"ratio ticklake / confluent-kafka: {tl / peer:.2f}x")
+        print(f"{name:<56} {rate:>12,.0f} {tl / rate:>10.2f}x")
 
 
 if __name__ == "__main__":
