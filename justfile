@@ -178,9 +178,9 @@ e2e:
 
 # Sink 1,000,000 records: ticklake vs an rskafka drain vs a Python peer (confluent-kafka + pyarrow), same run.
 bench-sink:
-    {{servers}} install
-    {{servers}} start
-    trap '{{servers}} stop' EXIT; source .servers/env && cargo build --release --quiet && "$TICKLAKE_PYTHON" proto-tests/bench/bench_sink.py --bin {{target_dir}}/release/ticklake
+    {{servers}} install-reference
+    {{servers}} start-reference bench
+    trap '{{servers}} stop bench' EXIT; source .servers/env && cargo build --release --quiet && "$TICKLAKE_PYTHON" proto-tests/bench/bench_sink.py --bin {{target_dir}}/release/ticklake
 
 # Bytes Athena would scan for three reference queries: the lake vs one JSON object per message (from footers).
 bench-athena:

@@ -8,7 +8,7 @@
    ZSTD, 4,096-row groups, with boto3 into another bucket.
 5. Peak RSS of the sink with 1,000 hive partitions open (1,000 symbols, --partition-by symbol).
 6. The same sink into a local folder: the sink without the S3 server's share of the two cores.
-7. The same sink with --format iceberg: a Glue table (moto serves Glue too) on the same S3 server, and a sqlite-catalog
+7. The same sink with --format iceberg: a Glue table (moto as Glue) on the same S3 server (MinIO), and a sqlite-catalog
    table in a local folder; each verified with `lake verify --table`. Records/s and peak RSS next to the hive sink's.
 Every run also reports CPU-seconds: the process's own, and the broker's and S3 server's while it ran (they share
 the machine's two cores, so a run can go no faster than all of that CPU divided by two).
@@ -37,12 +37,18 @@ from common import replay_into, sample_indices
 PARTITIONS = 3
 
 
+# The broker and the S3 server whose CPU is counted: Apache Kafka and MinIO (servers.sh start-reference).
+BROKER, S3_SERVER = "kafka", "minio"
+
+
 def server_cpu():
-    """CPU-seconds used so far by the local broker and S3 server (pidfiles of proto-tests/scripts/servers.sh)."""
+    """CPU-seconds used so far by the broker and the S3 server (pidfiles of proto-tests/scripts/servers.sh)."""
+    import glob
+    state = os.environ.get("TICKLAKE_SERVERS_STATE", ".servers")
     out = {}
-    for name in ("tansu", "moto"):
+    for name in (BROKER, S3_SERVER):
         try:
-            pid = open(f".servers/{name}.pid").read().strip()
+            pid = open(glob.glob(f"{state}/*.{name}.pid")[0]).read().strip()
             fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
             out[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         except (OSError, ValueError, IndexError):
@@ -70,7 +76,7 @@ def timed(cmd, env):
     peak = [l.rsplit("peak RSS ", 1)[1].split()[0] for l in err.decode().splitlines() if "peak RSS " in l]
     rss = float(peak[-1]) if peak else usage.ru_maxrss / 1024
     cpu = usage.ru_utime + usage.ru_stime
-    return secs, rss, out.decode(), cpu, s1["tansu"] - s0["tansu"], s1["moto"] - s0["moto"]
+    return secs, rss, out.decode(), cpu, s1[BROKER] - s0[BROKER], s1[S3_SERVER] - s0[S3_SERVER]
 
 
 def python_peer(brokers, topic, total, s3, bucket):
@@ -157,7 +163,7 @@ def main():
         s0, c0, t0 = server_cpu(), time.process_time(), time.perf_counter()
         peer_files = python_peer(brokers, topic, a.rows, s3, peer_bucket)
         peer_s, peer_cpu, s1 = time.perf_counter() - t0, time.process_time() - c0, server_cpu()
-        peer_broker, peer_s3 = s1["tansu"] - s0["tansu"], s1["moto"] - s0["moto"]
+        peer_broker, peer_s3 = s1[BROKER] - s0[BROKER], s1[S3_SERVER] - s0[S3_SERVER]
 
         local = os.path.join(tmp, "lake")
         local_s, _, _, local_cpu, local_broker, _ = timed(
