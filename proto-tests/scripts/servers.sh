@@ -119,7 +119,7 @@ install_reference() {
     mv "$tmp/trino-server-$TRINO_VERSION" "$TRINO_HOME" && rmdir "$tmp"
   fi
   [[ -x "$TRINO_JAVA_HOME/bin/java" ]] || { log "Trino needs a Java 24+ JDK (looked for /usr/lib/jvm/temurin-2[4-9]*; set TICKLAKE_TRINO_JAVA_HOME)"; exit 1; }
-  "$TRINO_JAVA_HOME/bin/java" -version 2>&1 | head -1 | sed 's/^/servers: trino runs on /' >&2
+  "$TRINO_JAVA_HOME/bin/java" -version 2>&1 | sed -n "1s/^/servers: trino runs on /p" >&2
   log "trino: $TRINO_HOME (Trino $TRINO_VERSION, plugins: $(ls "$TRINO_HOME/plugin" | tr '\n' ' '))"
 }
 
