@@ -50,7 +50,7 @@ TRINO_VERSION="476"
 TRINO_HOME="$CACHE/trino-server-$TRINO_VERSION"
 TRINO_PORT="${TICKLAKE_TRINO_PORT:-19080}"
 # Trino needs Java 24+: the newest Temurin JDK the machine has (`/usr/lib/jvm/temurin-25-jdk-amd64` on polyglot).
-TRINO_JAVA_HOME="${TICKLAKE_TRINO_JAVA_HOME:-$(ls -d /usr/lib/jvm/temurin-2[4-9]* /usr/lib/jvm/temurin-[3-9][0-9]* 2>/dev/null | sort -V | tail -1)}"
+TRINO_JAVA_HOME="${TICKLAKE_TRINO_JAVA_HOME:-$({ ls -d /usr/lib/jvm/temurin-2[4-9]* /usr/lib/jvm/temurin-[3-9][0-9]* 2>/dev/null || true; } | sort -V | tail -1)}"
 TRINO_BUCKET="ticklake-trino"
 # The users the SASL listener knows from the start (format time): SCRAM-SHA-512 and PLAIN.
 SASL_USER="ticklake"
