@@ -178,11 +178,11 @@ e2e:
       just proto
     fi
 
-# Sink 1,000,000 records: ticklake vs an rskafka drain vs a Python peer (confluent-kafka + pyarrow), same run.
+# Sink 1,000,000 records: ticklake vs an rskafka drain vs a Python peer (confluent-kafka + pyarrow) vs Iceberg's Kafka Connect sink, same run.
 bench-sink:
     {{servers}} install-reference
     {{servers}} start-reference bench
-    trap '{{servers}} stop bench' EXIT; source .servers/env && cargo build --release --quiet && "$TICKLAKE_PYTHON" proto-tests/bench/bench_sink.py --bin {{target_dir}}/release/ticklake
+    libs="$({{servers}} install-connect)"; trap '{{servers}} stop bench' EXIT; source .servers/env && cargo build --release --quiet && "$TICKLAKE_PYTHON" proto-tests/bench/bench_sink.py --bin {{target_dir}}/release/ticklake --connect-libs "$libs"
 
 # Bytes Athena would scan for three reference queries: the lake vs one JSON object per message (from footers).
 bench-athena:

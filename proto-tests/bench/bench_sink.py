@@ -10,6 +10,8 @@
 6. The same sink into a local folder: the sink without the S3 server's share of the two cores.
 7. The same sink with --format iceberg: a Glue table (moto as Glue) on the same S3 server (MinIO), and a sqlite-catalog
    table in a local folder; each verified with `lake verify --table`. Records/s and peak RSS next to the hive sink's.
+8. With --connect-libs: Apache Iceberg's Kafka Connect sink (standalone worker, one task per partition, commits every
+   second) into the REST catalog on MinIO, and ticklake's Iceberg sink into the same catalog beside it.
 Every run also reports CPU-seconds: the process's own, and the broker's and S3 server's while it ran (they share
 the machine's two cores, so a run can go no faster than all of that CPU divided by two).
 Run through `just bench-sink`.
@@ -32,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, TopicPartition
 
+import connect_peer
 from common import replay_into, sample_indices
 
 PARTITIONS = 3
@@ -121,6 +124,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--connect-libs", help="Kafka Connect + Iceberg sink jars (servers.sh install-connect)")
     a = ap.parse_args()
     env = dict(os.environ, RUST_LOG="warn")
     brokers = env["KAFKA_BROKERS"]
@@ -157,6 +161,22 @@ def main():
             raise SystemExit(verify.stdout + verify.stderr)
         ice_files = sum(1 for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="warehouse/")
                         for o in page.get("Contents", []) if o["Key"].endswith(".parquet"))
+
+        # ticklake and Iceberg's Kafka Connect sink into the same REST catalog (warehouse on MinIO).
+        rest = None
+        if a.connect_libs:
+            rest_s, rest_rss, _, rest_cpu, rest_broker, rest_s3 = timed(
+                [a.bin, "sink", "--topic", topic, "--to", env["TICKLAKE_ICEBERG_REST_WAREHOUSE"], "--exit-at-end",
+                 "--format", "iceberg", "--catalog", f"rest:{env['TICKLAKE_ICEBERG_REST']}",
+                 "--table", f"bench.rest_{tag}"], env)
+            kc_s0 = server_cpu()
+            workdir = os.path.join(tmp, "connect")
+            os.makedirs(workdir)
+            kc_s, kc_rss, kc_cpu, kc_snaps, kc_files = connect_peer.run(a.bin, a.connect_libs, env, topic, PARTITIONS,
+                                                                        a.rows, workdir, tag)
+            kc_s1 = server_cpu()
+            rest = (rest_s, rest_rss, rest_cpu, rest_broker, rest_s3, kc_s, kc_rss, kc_cpu, kc_snaps, kc_files,
+                    kc_s1[BROKER] - kc_s0[BROKER], kc_s1[S3_SERVER] - kc_s0[S3_SERVER])
 
         peer_bucket = f"bench-peer-{tag}"
         s3.create_bucket(Bucket=peer_bucket)
@@ -197,6 +217,13 @@ def main():
     row("ticklake sink --format iceberg, Glue + S3 (verified)", ice_s, ice_files, ice_cpu, ice_broker, ice_s3)
     row("ticklake sink --format iceberg, sqlite + local folder", ice_local_s, ice_local_files, ice_local_cpu,
         ice_local_broker, 0)
+    if rest:
+        rest_s, rest_rss, rest_cpu, rest_broker, rest_s3, kc_s, kc_rss, kc_cpu, kc_snaps, kc_files, kc_b, kc_3 = rest
+        row("ticklake sink --format iceberg, REST catalog + S3", rest_s, "-", rest_cpu, rest_broker, rest_s3)
+        row("Iceberg's Kafka Connect sink 1.9.2, REST catalog + S3", kc_s, kc_files, kc_cpu, kc_b, kc_3)
+        print(f"iceberg sink / Kafka Connect's Iceberg sink, records/s: {kc_s / rest_s:.2f}x   peak RSS: "
+              f"{rest_rss:.0f} vs {kc_rss:.0f} MiB   Kafka Connect: {kc_snaps} snapshots, {kc_files} data files "
+              f"per {a.rows:,} records")
     print(f"iceberg / hive sink, records/s: {sink_s / ice_s:.2f}x to S3, {local_s / ice_local_s:.2f}x local   "
           f"peak RSS: {ice_rss:.0f} vs {sink_rss:.0f} MiB ({ice_rss / sink_rss:.2f}x) to S3, "
           f"{ice_local_rss:.0f} MiB local")

@@ -14,6 +14,7 @@
 #
 #   servers.sh install            # the virtualenv: S3 server, in-memory broker, checkers (idempotent)
 #   servers.sh install-reference  # also Apache Kafka's jars (Maven) and MinIO (Go), cached under $CACHE
+#   servers.sh install-connect    # Kafka Connect + Iceberg's Kafka Connect sink (bench-sink's peer); prints the jar folder
 #   servers.sh start [OWNER]      # Tansu + moto, what is not already answering, as OWNER (default: up); writes .servers/env
 #   servers.sh start-reference [OWNER]  # Kafka + MinIO + moto (Glue) + Tansu; writes .servers/env
 #   servers.sh stop [OWNER]       # stops what OWNER's `start` started (never a server it found running)
@@ -44,6 +45,9 @@ MINIO_PORT="${TICKLAKE_MINIO_PORT:-19100}"
 ICEBERG_VERSION="1.10.0"
 ICEBERG_REST_LIBS="$CACHE/iceberg-rest-$ICEBERG_VERSION-$(pom_key iceberg-rest)/libs"
 ICEBERG_REST_PORT="${TICKLAKE_ICEBERG_REST_PORT:-19181}"
+# Apache Iceberg's Kafka Connect sink (the Iceberg sink's peer in `just bench-sink` only; not under the tests):
+# Kafka Connect's worker and the connector on one classpath. The connector is 1.9.2: 1.10.0's events jar is refused.
+CONNECT_LIBS="$CACHE/kafka-connect-iceberg-$(pom_key kafka-connect)/libs"
 # The REST catalog's warehouse: a bucket of MinIO's.
 ICEBERG_REST_BUCKET="iceberg-rest"
 # Trino, the engine of Athena engine v3: the newest server tarball Maven Central serves here (483 is refused); it
@@ -123,6 +127,15 @@ install_reference() {
   [[ -x "$TRINO_JAVA_HOME/bin/java" ]] || { log "Trino needs a Java 24+ JDK (looked for /usr/lib/jvm/temurin-2[4-9]*; set TICKLAKE_TRINO_JAVA_HOME)"; exit 1; }
   "$TRINO_JAVA_HOME/bin/java" -version 2>&1 | sed -n "1s/^/servers: trino runs on /p" >&2
   log "trino: $TRINO_HOME (Trino $TRINO_VERSION, plugins: $(ls "$TRINO_HOME/plugin" | tr '\n' ' '))"
+}
+
+install_connect() {
+  if [[ ! -f "$CONNECT_LIBS/iceberg-kafka-connect-1.9.2.jar" ]]; then
+    log "fetching Kafka Connect $KAFKA_VERSION and Apache Iceberg's Kafka Connect sink from Maven Central into $CONNECT_LIBS"
+    maven_libs kafka-connect "$CONNECT_LIBS" -Dkafka.version="$KAFKA_VERSION"
+  fi
+  log "kafka-connect: Kafka Connect $KAFKA_VERSION + Iceberg sink 1.9.2 ($(ls "$CONNECT_LIBS" | wc -l) jars in $CONNECT_LIBS)"
+  echo "$CONNECT_LIBS"
 }
 
 # Trino with the Hive connector (file metastore on MinIO, data through its native S3 file system) and the Iceberg
@@ -341,8 +354,9 @@ stop() {
 case "${1:-}" in
   install) install ;;
   install-reference) install_reference ;;
+  install-connect) install_connect ;;
   start) start ;;
   start-reference) start_reference ;;
   stop) stop ;;
-  *) echo "usage: $0 install|install-reference|start [OWNER]|start-reference [OWNER]|stop [OWNER]" >&2; exit 2 ;;
+  *) echo "usage: $0 install|install-reference|install-connect|start [OWNER]|start-reference [OWNER]|stop [OWNER]" >&2; exit 2 ;;
 esac
