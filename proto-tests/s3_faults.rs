@@ -166,6 +166,43 @@ async fn sink_retries_through_s3_faults_and_ends_exactly_once() {
     assert_eq!(env.read_lake(LakeAt::S3 { bucket: &bucket, prefix: "faults" }).rows.len(), 4000);
 }
 
+/// The same faults on the Iceberg path: data files, manifests and metadata go through ticklake's own S3 client and
+/// retries (`lake::iceberg::storage`), as the hive lake's do.
+#[tokio::test(flavor = "multi_thread")]
+async fn iceberg_sink_retries_through_s3_faults_and_ends_exactly_once() {
+    let env = env_or_skip!();
+    let topic = random_name("icefaults");
+    replay_csv(&env, &repo_path("data/indices.csv"), &topic, 3, &[]);
+    let bucket = env.create_bucket();
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = format!("sqlite:{}", dir.path().join("catalog.db").display());
+    let table = format!("market.{}", random_name("f").replace('-', "_"));
+    let counts = Arc::new(Counts::seeded());
+    let upstream = env.s3_endpoint().trim_start_matches("http://").to_string();
+    let proxy = start_proxy(upstream, Mode::Faulty, counts.clone()).await;
+
+    let to = format!("s3://{bucket}/warehouse");
+    let ice = ["--format", "iceberg", "--catalog", &catalog, "--table", &table];
+    let mut cmd = sink_cmd(&env, &topic, &to, &ice);
+    cmd.args(["--max-rows", "1000"]).env("AWS_ENDPOINT_URL", &proxy);
+    let out = tokio::task::spawn_blocking(move || run(&mut cmd)).await.unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "the Iceberg sink must ride out the faults:\n{err}");
+    assert!(err.contains("retrying"), "retries are logged:\n{err}");
+    let (requests, faults) = (counts.requests.load(Ordering::Relaxed), counts.faults.load(Ordering::Relaxed));
+    eprintln!("iceberg s3 faults: {faults} of {requests} requests failed or stalled");
+    assert!(requests >= 30, "enough traffic through the proxy: {requests}");
+    assert!(faults * 10 >= requests, "at least 10% faults: {faults} of {requests}");
+
+    // Checked through the real endpoint, not the proxy.
+    let verify = run(env.ticklake().args(["lake", "verify", "--topic", &topic, "--to", &to]).args(&ice[2..]));
+    let text = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert!(verify.status.success() && text.contains("exactly once: yes"), "{text}\n{}", stderr(&verify));
+    let rows: u64 =
+        text.lines().filter_map(|l| l.split(" recorded, ").nth(1)?.split(" row(s)").next()?.parse::<u64>().ok()).sum();
+    assert_eq!(rows, 4000, "every CSV row is in the table:\n{text}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_credentials_stop_the_sink_at_once() {
     let env = env_or_skip!();

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod athena;
+pub mod aws;
 pub mod backoff;
 pub mod cli;
 pub mod consume;

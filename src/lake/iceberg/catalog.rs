@@ -8,7 +8,6 @@ use iceberg::table::Table;
 use iceberg::{
     Catalog, CatalogBuilder, Namespace, NamespaceIdent, Result as IcebergResult, TableCommit, TableCreation, TableIdent,
 };
-use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 
 use super::{CatalogUrl, SQL_CATALOG_NAME, offsets, table_name, warehouse};
 use crate::lake::{LakeUrl, S3Options};
@@ -19,30 +18,17 @@ pub fn table_ident(s: &str) -> Result<TableIdent, String> {
     TableIdent::from_strs([db, table]).map_err(|e| e.to_string())
 }
 
-/// Storage settings for the Iceberg crates' S3 client: the same endpoint and region as ticklake's own.
-fn storage_props(s3: &S3Options) -> HashMap<String, String> {
-    use iceberg::io::{S3_ENDPOINT, S3_PATH_STYLE_ACCESS, S3_REGION};
-    let mut props = HashMap::new();
-    if let Some(e) = &s3.endpoint {
-        props.insert(S3_ENDPOINT.to_string(), e.clone());
-        props.insert(S3_PATH_STYLE_ACCESS.to_string(), "true".to_string());
-    }
-    let region = s3
-        .region
-        .clone()
-        .or_else(|| std::env::var("AWS_REGION").ok())
-        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok());
-    if let Some(r) = region {
-        props.insert(S3_REGION.to_string(), r);
-    }
-    props
+/// The region ticklake's S3 settings name (`--region`, else `AWS_REGION` / `AWS_DEFAULT_REGION`), for the Glue
+/// catalog's client.
+fn region(s3: &S3Options) -> Option<String> {
+    s3.region.clone().or_else(|| std::env::var("AWS_REGION").ok()).or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
 }
 
-/// Opens the catalog. The storage (local files, S3) is chosen per path by the OpenDAL resolving factory.
+/// Opens the catalog. Its files (local or S3, per path) go through ticklake's own store (`storage`).
 pub async fn open_catalog(url: &CatalogUrl, lake: &LakeUrl, s3: &S3Options) -> Result<Arc<dyn Catalog>, String> {
     let warehouse = warehouse(lake)?;
-    let factory = Arc::new(OpenDalResolvingStorageFactory::new());
-    let mut props = storage_props(s3);
+    let factory = Arc::new(super::storage::LakeStorageFactory::new(s3));
+    let mut props = HashMap::new();
     let err = |e: iceberg::Error| format!("opening the {} catalog: {e}", url.describe());
     match url {
         CatalogUrl::Sqlite(path) => {
@@ -67,7 +53,7 @@ pub async fn open_catalog(url: &CatalogUrl, lake: &LakeUrl, s3: &S3Options) -> R
             if let Some(e) = &s3.glue_endpoint {
                 props.insert(iceberg_catalog_glue::GLUE_CATALOG_PROP_URI.into(), e.clone());
             }
-            if let Some(r) = props.get(iceberg::io::S3_REGION).cloned() {
+            if let Some(r) = region(s3) {
                 props.insert(iceberg_catalog_glue::AWS_REGION_NAME.into(), r);
             }
             let c = iceberg_catalog_glue::GlueCatalogBuilder::default()

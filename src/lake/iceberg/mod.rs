@@ -2,8 +2,8 @@
 //! through, and a catalog wrapper that checks Kafka offsets on the very table state a commit is applied to.
 //!
 //! `spec` maps ticklake's schema, partitioning and sort order to Iceberg's; `offsets` keeps Kafka offsets in
-//! snapshot summaries. The Iceberg crates (`iceberg`, `iceberg-catalog-{sql,glue,rest}`) write the metadata; the
-//! data files go through their OpenDAL storage (local files and S3).
+//! snapshot summaries. The Iceberg crates (`iceberg`, `iceberg-catalog-{sql,glue,rest}`) write the metadata; data
+//! and metadata files go through `storage`, the crates' storage trait over ticklake's own object store.
 
 //!
 //! This module's own items are pure (flags, names, offsets) and always built; what needs the Iceberg crates is in
@@ -14,6 +14,8 @@ mod catalog;
 pub mod offsets;
 #[cfg(feature = "iceberg")]
 pub mod spec;
+#[cfg(feature = "iceberg")]
+pub mod storage;
 
 #[cfg(feature = "iceberg")]
 pub use catalog::*;

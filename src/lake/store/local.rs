@@ -113,6 +113,18 @@ impl ObjectStore for LocalStore {
         })
     }
 
+    fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<u64>> {
+        let path = self.root.join(key);
+        Box::pin(async move {
+            match tokio::fs::metadata(&path).await {
+                Ok(m) if m.is_file() => Ok(Some(m.len())),
+                Ok(_) => Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(StoreError::Io { op: "stat", path, source }),
+            }
+        })
+    }
+
     fn list<'a>(&'a self, under: &'a str) -> BoxFuture<'a, Vec<ObjectInfo>> {
         let (root, under) = (self.root.clone(), under.to_string());
         Box::pin(blocking(move || list_local(&root, &under)))

@@ -95,6 +95,10 @@ impl ObjectStore for MemoryStore {
         })
     }
 
+    fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<u64>> {
+        Box::pin(async move { Ok(self.objects.lock().expect("lock").get(key).map(|b| b.len() as u64)) })
+    }
+
     fn list<'a>(&'a self, under: &'a str) -> BoxFuture<'a, Vec<ObjectInfo>> {
         Box::pin(async move {
             Ok(self

@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 /// Where the lake lives, parsed once from `--to`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum LakeUrl {
     S3 { bucket: String, prefix: String },
     Local(PathBuf),
@@ -210,6 +210,8 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Bytes `range` of an object (a ranged GET: Parquet footers and column chunks without the whole file).
     fn get_range<'a>(&'a self, key: &'a str, range: Range<u64>) -> BoxFuture<'a, Vec<u8>>;
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()>;
+    /// An object's size without its bytes (S3's HEAD); `None` if absent.
+    fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<u64>>;
     /// Every object under `under`, recursively (order unspecified; `Store::list` sorts).
     fn list<'a>(&'a self, under: &'a str) -> BoxFuture<'a, Vec<ObjectInfo>>;
     /// The server's clock, for a skew check; `None` where there is no server.
@@ -271,6 +273,11 @@ impl Store {
         self.0.delete(key).await
     }
 
+    /// The object's size; `None` if absent.
+    pub async fn head(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        self.0.head(key).await
+    }
+
     /// Every object under `under` (relative), recursively, sorted by key.
     pub async fn list(&self, under: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let mut out = self.0.list(under).await?;
@@ -327,6 +334,8 @@ mod tests {
                 Err(StoreError::Conflict { .. })
             ));
             store.put("big", (0u8..100).collect()).await.unwrap();
+            assert_eq!(store.head("big").await.unwrap(), Some(100));
+            assert_eq!(store.head("bi").await.unwrap(), None);
             assert_eq!(store.get_range("big", 90..100).await.unwrap(), (90u8..100).collect::<Vec<_>>());
         }
     }

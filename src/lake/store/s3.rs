@@ -1,26 +1,68 @@
-//! The lake in S3 (rust-s3 over rustls): credentials from the standard chain, a start-up health check that maps a
-//! missing bucket and refused credentials to typed errors, and conditional writes (`If-None-Match: *`,
-//! `If-Match: <etag>`; S3 and moto answer 412 when they do not hold, and `If-Match` on a missing key 404).
+//! The lake in S3 (rust-s3 over rustls): credentials from the AWS SDK's default chain (`crate::aws`, one cache for
+//! the process, refreshed before expiry), a start-up health check that maps a missing bucket and refused
+//! credentials to typed errors, and conditional writes (`If-None-Match: *`, `If-Match: <etag>`; S3 and moto answer
+//! 412 when they do not hold, and `If-Match` on a missing key 404).
+//!
+//! Every request signs with the chain's current credentials; one refused because they went stale (expired, or
+//! revoked by a rotation: `ExpiredToken`, `InvalidAccessKeyId`, a body-less 403 to a HEAD) fetches credentials
+//! again and is sent once more with the new ones, counted as a retry: a rotation is not a stop.
 
+use std::future::Future;
 use std::ops::Range;
+use std::sync::{Arc, RwLock};
 
-use s3::creds::Credentials;
+use s3::error::S3Error;
 use s3::{Bucket, Region};
 
 use super::{BoxFuture, Etag, ObjectInfo, ObjectStore, Put, S3Options, StoreError, retry};
+use crate::aws::{self, AwsCredentials};
 
 #[derive(Debug)]
 pub struct S3Store {
-    bucket: Box<Bucket>,
+    /// The bucket signing with the credentials of this access key.
+    bucket: RwLock<(Arc<Bucket>, String)>,
+    creds: Arc<AwsCredentials>,
     prefix: String,
+}
+
+/// The process's credential chain, resolved on first use.
+async fn shared_credentials() -> Result<Arc<AwsCredentials>, StoreError> {
+    static CHAIN: tokio::sync::OnceCell<Arc<AwsCredentials>> = tokio::sync::OnceCell::const_new();
+    CHAIN
+        .get_or_try_init(|| async { AwsCredentials::default_chain().await.map(Arc::new) })
+        .await
+        .cloned()
+        .map_err(credentials_error)
+}
+
+fn credentials_error(e: aws::CredentialsError) -> StoreError {
+    match e {
+        aws::CredentialsError::None => StoreError::NoCredentials,
+        // IMDS or the container endpoint not answering is worth retrying like any other request.
+        aws::CredentialsError::Fetch(reason) => {
+            StoreError::Request { op: "credentials", key: String::new(), reason, transient: true }
+        }
+    }
+}
+
+fn signing(c: &aws_credential_types::Credentials) -> Result<s3::creds::Credentials, StoreError> {
+    s3::creds::Credentials::new(Some(c.access_key_id()), Some(c.secret_access_key()), None, c.session_token(), None)
+        .map_err(|e| StoreError::Config(e.to_string()))
+}
+
+/// A refusal that new credentials may turn around (see the module doc).
+fn stale(e: &S3Error, head: bool) -> bool {
+    match e {
+        S3Error::HttpFailWithBody(400 | 403, body) if aws::is_stale_credentials(body) => true,
+        S3Error::HttpFailWithBody(403, body) => head && body.is_empty(),
+        _ => false,
+    }
 }
 
 fn s3_error(op: &'static str, key: &str, e: s3::error::S3Error) -> StoreError {
     let (transient, reason) = match &e {
-        s3::error::S3Error::HttpFailWithBody(code, body) => {
-            (*code >= 500 || *code == 429, format!("HTTP {code}: {body}"))
-        }
-        s3::error::S3Error::Reqwest(_) | s3::error::S3Error::Io(_) => (true, e.to_string()),
+        S3Error::HttpFailWithBody(code, body) => (*code >= 500 || *code == 429, format!("HTTP {code}: {body}")),
+        S3Error::Reqwest(_) | S3Error::Io(_) => (true, e.to_string()),
         _ => (false, e.to_string()),
     };
     StoreError::Request { op, key: key.to_string(), reason, transient }
@@ -43,19 +85,20 @@ impl S3Store {
             Some(endpoint) => Region::Custom { region: region_name, endpoint: endpoint.clone() },
             None => region_name.parse().map_err(|e| StoreError::Config(format!("region: {e}")))?,
         };
-        // The credential chain may call the EC2 metadata service (blocking HTTP): off the runtime.
-        let creds = tokio::task::spawn_blocking(Credentials::default)
-            .await
-            .map_err(|e| StoreError::Config(e.to_string()))?
-            .map_err(|_| StoreError::NoCredentials)?;
-        let mut b = Bucket::new(bucket, region, creds).map_err(|e| StoreError::Config(e.to_string()))?;
+        let chain = shared_credentials().await?;
+        let creds =
+            retry("credentials", prefix, opts.retry_for, || async { chain.get(None).await.map_err(credentials_error) })
+                .await?;
+        let mut b = Bucket::new(bucket, region, signing(&creds)?).map_err(|e| StoreError::Config(e.to_string()))?;
         if opts.endpoint.is_some() {
             b = b.with_path_style();
         }
         if let Some(t) = opts.request_timeout {
             b = b.with_request_timeout(t).map_err(|e| StoreError::Config(e.to_string()))?;
         }
-        let store = S3Store { bucket: b, prefix: prefix.to_string() };
+        let signed_by = creds.access_key_id().to_string();
+        let store =
+            S3Store { bucket: RwLock::new((Arc::from(b), signed_by)), creds: chain, prefix: prefix.to_string() };
         retry("health check", prefix, opts.retry_for, || store.health_check(opts)).await?;
         Ok(store)
     }
@@ -63,16 +106,55 @@ impl S3Store {
     /// Maps "bucket missing" and "credentials refused" to typed errors before any data moves.
     async fn health_check(&self, opts: &S3Options) -> Result<(), StoreError> {
         let prefix = &self.prefix;
-        match self.bucket.list_page(format!("{prefix}/"), None, None, None, Some(1)).await {
+        let name = self.bucket.read().expect("not poisoned").0.name();
+        match self
+            .call(false, |b| async move { b.list_page(format!("{prefix}/"), None, None, None, Some(1)).await })
+            .await?
+        {
             Ok(_) => Ok(()),
-            Err(s3::error::S3Error::HttpFailWithBody(404, _)) => Err(StoreError::BucketMissing {
-                bucket: self.bucket.name(),
+            Err(S3Error::HttpFailWithBody(404, _)) => Err(StoreError::BucketMissing {
+                bucket: name,
                 endpoint: opts.endpoint.clone().unwrap_or_else(|| "AWS".into()),
             }),
-            Err(s3::error::S3Error::HttpFailWithBody(status @ (401 | 403), body)) => {
-                Err(StoreError::Denied { bucket: self.bucket.name(), status, body: body.chars().take(300).collect() })
+            Err(S3Error::HttpFailWithBody(status @ (401 | 403), body)) => {
+                Err(StoreError::Denied { bucket: name, status, body: body.chars().take(300).collect() })
             }
             Err(e) => Err(s3_error("list", prefix, e)),
+        }
+    }
+
+    /// The bucket signing with the chain's current credentials (`stale`: the access key a request was just refused
+    /// with, to fetch past it).
+    async fn bucket(&self, stale: Option<&str>) -> Result<(Arc<Bucket>, String), StoreError> {
+        let creds = self.creds.get(stale).await.map_err(credentials_error)?;
+        let mut current = self.bucket.write().expect("not poisoned");
+        if current.1 != creds.access_key_id() {
+            let mut b = (*current.0).clone();
+            b.set_credentials(signing(&creds)?);
+            *current = (Arc::new(b), creds.access_key_id().to_string());
+        }
+        Ok(current.clone())
+    }
+
+    /// Runs one request with the current credentials; refused as stale, once more with fresh ones. The outer error
+    /// is a credentials failure, the inner one the request's.
+    async fn call<T, F, Fut>(&self, head: bool, request: F) -> Result<Result<T, S3Error>, StoreError>
+    where
+        F: Fn(Arc<Bucket>) -> Fut,
+        Fut: Future<Output = Result<T, S3Error>>,
+    {
+        let (bucket, key) = self.bucket(None).await?;
+        match request(bucket).await {
+            Err(e) if stale(&e, head) => {
+                let (fresh, new_key) = self.bucket(Some(&key)).await?;
+                if new_key == key {
+                    return Ok(Err(e));
+                }
+                tracing::info!(old = key, new = new_key, "S3 refused stale credentials; sending again with new ones");
+                super::RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(request(fresh).await)
+            }
+            other => Ok(other),
         }
     }
 
@@ -127,18 +209,23 @@ impl ObjectStore for S3Store {
                     headers.insert(http::header::IF_MATCH, v);
                 }
             }
-            let sent = if headers.is_empty() {
-                self.bucket.put_object(&full, &bytes).await
-            } else {
-                self.bucket.put_object_with_headers(&full, &bytes, Some(headers)).await
-            };
+            let (path, body, headers) = (&full, &bytes, &headers);
+            let sent = self
+                .call(false, move |b| async move {
+                    if headers.is_empty() {
+                        b.put_object(path, body).await
+                    } else {
+                        b.put_object_with_headers(path, body, Some(headers.clone())).await
+                    }
+                })
+                .await?;
             match sent {
                 Ok(r) => Ok(etag_of(&r.headers())),
                 // 412: the condition failed; 404: If-Match on a key that is gone; 409: a concurrent conditional write.
-                Err(s3::error::S3Error::HttpFailWithBody(412 | 409, _)) if mode != Put::Overwrite => {
+                Err(S3Error::HttpFailWithBody(412 | 409, _)) if mode != Put::Overwrite => {
                     Err(StoreError::Conflict { key: full })
                 }
-                Err(s3::error::S3Error::HttpFailWithBody(404, _)) if matches!(mode, Put::Replace(_)) => {
+                Err(S3Error::HttpFailWithBody(404, _)) if matches!(mode, Put::Replace(_)) => {
                     Err(StoreError::Conflict { key: full })
                 }
                 Err(e) => Err(s3_error("put", &full, e)),
@@ -149,12 +236,13 @@ impl ObjectStore for S3Store {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<(Vec<u8>, Etag)>> {
         Box::pin(async move {
             let full = self.full_key(key);
-            match self.bucket.get_object(&full).await {
+            let path = &full;
+            match self.call(false, move |b| async move { b.get_object(path).await }).await? {
                 Ok(r) => {
                     let etag = etag_of(&r.headers());
                     Ok(Some((r.to_vec(), etag)))
                 }
-                Err(s3::error::S3Error::HttpFailWithBody(404, _)) => Ok(None),
+                Err(S3Error::HttpFailWithBody(404, _)) => Ok(None),
                 Err(e) => Err(s3_error("get", &full, e)),
             }
         })
@@ -166,10 +254,10 @@ impl ObjectStore for S3Store {
             if range.is_empty() {
                 return Ok(vec![]);
             }
+            let path = &full;
             let r = self
-                .bucket
-                .get_object_range(&full, range.start, Some(range.end - 1))
-                .await
+                .call(false, move |b| async move { b.get_object_range(path, range.start, Some(range.end - 1)).await })
+                .await?
                 .map_err(|e| s3_error("get", &full, e))?;
             Ok(r.to_vec())
         })
@@ -178,15 +266,34 @@ impl ObjectStore for S3Store {
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let full = self.full_key(key);
-            self.bucket.delete_object(&full).await.map_err(|e| s3_error("delete", &full, e))?;
+            let path = &full;
+            self.call(false, move |b| async move { b.delete_object(path).await })
+                .await?
+                .map_err(|e| s3_error("delete", &full, e))?;
             Ok(())
+        })
+    }
+
+    fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<u64>> {
+        Box::pin(async move {
+            let full = self.full_key(key);
+            let path = &full;
+            match self.call(true, move |b| async move { b.head_object(path).await }).await? {
+                Ok((_, 404)) | Err(S3Error::HttpFailWithBody(404, _)) => Ok(None),
+                Ok((h, _)) => Ok(Some(h.content_length.unwrap_or(0).max(0) as u64)),
+                Err(e) => Err(s3_error("head", &full, e)),
+            }
         })
     }
 
     fn list<'a>(&'a self, under: &'a str) -> BoxFuture<'a, Vec<ObjectInfo>> {
         Box::pin(async move {
             let full = self.full_key(under);
-            let pages = self.bucket.list(full.clone(), None).await.map_err(|e| s3_error("list", &full, e))?;
+            let path = &full;
+            let pages = self
+                .call(false, move |b| async move { b.list(path.clone(), None).await })
+                .await?
+                .map_err(|e| s3_error("list", &full, e))?;
             let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
             Ok(pages
                 .into_iter()
@@ -203,7 +310,11 @@ impl ObjectStore for S3Store {
     fn server_time<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<chrono::DateTime<chrono::Utc>>> {
         Box::pin(async move {
             let full = self.full_key(key);
-            let resp = self.bucket.get_object(&full).await.map_err(|e| s3_error("get", &full, e))?;
+            let path = &full;
+            let resp = self
+                .call(false, move |b| async move { b.get_object(path).await })
+                .await?
+                .map_err(|e| s3_error("get", &full, e))?;
             let headers = resp.headers();
             let date = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("date")).map(|(_, v)| v.clone());
             Ok(date.and_then(|d| chrono::DateTime::parse_from_rfc2822(&d).ok()).map(|d| d.with_timezone(&chrono::Utc)))
