@@ -16,6 +16,8 @@ mod admin;
 mod sink;
 // S3 faults through a fault-injecting proxy: retries, exactly once, refused credentials.
 mod s3_faults;
+// credentials: IMDSv2 and ECS credentials rotated and revoked under running sinks (one chain, refreshed ahead).
+mod credentials;
 // schema changes: extra columns kept, columns that grow, type conflicts as rejects, the stored table spec.
 mod schema_changes;
 // the README's examples, run as written against a fresh broker.

@@ -3,9 +3,10 @@
 //! credentials to typed errors, and conditional writes (`If-None-Match: *`, `If-Match: <etag>`; S3 and moto answer
 //! 412 when they do not hold, and `If-Match` on a missing key 404).
 //!
-//! Every request signs with the chain's current credentials; one refused because they went stale (expired, or
-//! revoked by a rotation: `ExpiredToken`, `InvalidAccessKeyId`, a body-less 403 to a HEAD) fetches credentials
-//! again and is sent once more with the new ones, counted as a retry: a rotation is not a stop.
+//! Every request signs with the chain's current credentials. A request refused with a 403 (or a 400 `ExpiredToken`)
+//! asks the chain for credentials again; if it hands out another access key (the old set expired early or was
+//! revoked in a rotation), the request is sent once more with it, counted as a retry: a rotation is not a stop. The
+//! same key refused again is a real refusal, reported as before.
 
 use std::future::Future;
 use std::ops::Range;
@@ -50,11 +51,13 @@ fn signing(c: &aws_credential_types::Credentials) -> Result<s3::creds::Credentia
         .map_err(|e| StoreError::Config(e.to_string()))
 }
 
-/// A refusal that new credentials may turn around (see the module doc).
-fn stale(e: &S3Error, head: bool) -> bool {
+/// A refusal that new credentials may turn around (see the module doc): any 403 (a revoked role session or a
+/// removed user answers AccessDenied, as MinIO does for a removed user's credentials), and a 400 naming an expired
+/// token. Whether they do is decided by the chain: only a different access key is worth a second request.
+fn stale(e: &S3Error) -> bool {
     match e {
-        S3Error::HttpFailWithBody(400 | 403, body) if aws::is_stale_credentials(body) => true,
-        S3Error::HttpFailWithBody(403, body) => head && body.is_empty(),
+        S3Error::HttpFailWithBody(403, _) => true,
+        S3Error::HttpFailWithBody(400, body) => aws::is_stale_credentials(body),
         _ => false,
     }
 }
@@ -107,10 +110,7 @@ impl S3Store {
     async fn health_check(&self, opts: &S3Options) -> Result<(), StoreError> {
         let prefix = &self.prefix;
         let name = self.bucket.read().expect("not poisoned").0.name();
-        match self
-            .call(false, |b| async move { b.list_page(format!("{prefix}/"), None, None, None, Some(1)).await })
-            .await?
-        {
+        match self.call(|b| async move { b.list_page(format!("{prefix}/"), None, None, None, Some(1)).await }).await? {
             Ok(_) => Ok(()),
             Err(S3Error::HttpFailWithBody(404, _)) => Err(StoreError::BucketMissing {
                 bucket: name,
@@ -138,14 +138,14 @@ impl S3Store {
 
     /// Runs one request with the current credentials; refused as stale, once more with fresh ones. The outer error
     /// is a credentials failure, the inner one the request's.
-    async fn call<T, F, Fut>(&self, head: bool, request: F) -> Result<Result<T, S3Error>, StoreError>
+    async fn call<T, F, Fut>(&self, request: F) -> Result<Result<T, S3Error>, StoreError>
     where
         F: Fn(Arc<Bucket>) -> Fut,
         Fut: Future<Output = Result<T, S3Error>>,
     {
         let (bucket, key) = self.bucket(None).await?;
         match request(bucket).await {
-            Err(e) if stale(&e, head) => {
+            Err(e) if stale(&e) => {
                 let (fresh, new_key) = self.bucket(Some(&key)).await?;
                 if new_key == key {
                     return Ok(Err(e));
@@ -211,7 +211,7 @@ impl ObjectStore for S3Store {
             }
             let (path, body, headers) = (&full, &bytes, &headers);
             let sent = self
-                .call(false, move |b| async move {
+                .call(move |b| async move {
                     if headers.is_empty() {
                         b.put_object(path, body).await
                     } else {
@@ -237,7 +237,7 @@ impl ObjectStore for S3Store {
         Box::pin(async move {
             let full = self.full_key(key);
             let path = &full;
-            match self.call(false, move |b| async move { b.get_object(path).await }).await? {
+            match self.call(move |b| async move { b.get_object(path).await }).await? {
                 Ok(r) => {
                     let etag = etag_of(&r.headers());
                     Ok(Some((r.to_vec(), etag)))
@@ -256,7 +256,7 @@ impl ObjectStore for S3Store {
             }
             let path = &full;
             let r = self
-                .call(false, move |b| async move { b.get_object_range(path, range.start, Some(range.end - 1)).await })
+                .call(move |b| async move { b.get_object_range(path, range.start, Some(range.end - 1)).await })
                 .await?
                 .map_err(|e| s3_error("get", &full, e))?;
             Ok(r.to_vec())
@@ -267,7 +267,7 @@ impl ObjectStore for S3Store {
         Box::pin(async move {
             let full = self.full_key(key);
             let path = &full;
-            self.call(false, move |b| async move { b.delete_object(path).await })
+            self.call(move |b| async move { b.delete_object(path).await })
                 .await?
                 .map_err(|e| s3_error("delete", &full, e))?;
             Ok(())
@@ -278,7 +278,7 @@ impl ObjectStore for S3Store {
         Box::pin(async move {
             let full = self.full_key(key);
             let path = &full;
-            match self.call(true, move |b| async move { b.head_object(path).await }).await? {
+            match self.call(move |b| async move { b.head_object(path).await }).await? {
                 Ok((_, 404)) | Err(S3Error::HttpFailWithBody(404, _)) => Ok(None),
                 Ok((h, _)) => Ok(Some(h.content_length.unwrap_or(0).max(0) as u64)),
                 Err(e) => Err(s3_error("head", &full, e)),
@@ -291,7 +291,7 @@ impl ObjectStore for S3Store {
             let full = self.full_key(under);
             let path = &full;
             let pages = self
-                .call(false, move |b| async move { b.list(path.clone(), None).await })
+                .call(move |b| async move { b.list(path.clone(), None).await })
                 .await?
                 .map_err(|e| s3_error("list", &full, e))?;
             let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
@@ -312,7 +312,7 @@ impl ObjectStore for S3Store {
             let full = self.full_key(key);
             let path = &full;
             let resp = self
-                .call(false, move |b| async move { b.get_object(path).await })
+                .call(move |b| async move { b.get_object(path).await })
                 .await?
                 .map_err(|e| s3_error("get", &full, e))?;
             let headers = resp.headers();
