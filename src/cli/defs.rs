@@ -51,7 +51,8 @@ pub struct KafkaArgs {
     /// plaintext, ssl, sasl_plaintext or sasl_ssl (Kafka's security.protocol).
     #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", value_enum, ignore_case = true, default_value_t = Protocol::Plaintext)]
     pub security_protocol: Protocol,
-    /// SASL mechanism with sasl_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    /// SASL mechanism with sasl_*: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, or AWS_MSK_IAM (Amazon MSK's IAM access
+    /// control: credentials from the AWS chain, region from AWS_REGION; no username or password).
     #[arg(long, env = "KAFKA_SASL_MECHANISM", value_enum, ignore_case = true, default_value_t = Mechanism::ScramSha512)]
     pub sasl_mechanism: Mechanism,
     /// SASL user. The password comes from KAFKA_SASL_PASSWORD or --sasl-password-file, never from a flag.

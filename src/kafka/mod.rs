@@ -9,6 +9,7 @@
 
 mod connect;
 pub mod metadata;
+pub mod msk_iam;
 pub mod partitioner;
 pub mod security;
 

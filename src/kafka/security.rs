@@ -1,4 +1,5 @@
-//! TLS and SASL to the broker: rustls (ring, no OpenSSL) and rskafka's SASL PLAIN / SCRAM-SHA-256 / SCRAM-SHA-512.
+//! TLS and SASL to the broker: rustls (ring, no OpenSSL) and rskafka's SASL PLAIN / SCRAM-SHA-256 / SCRAM-SHA-512,
+//! and Amazon MSK's IAM access control (`AWS_MSK_IAM`: OAUTHBEARER with a SigV4 token, see `msk_iam`).
 //!
 //! Secrets come from the environment (`KAFKA_SASL_PASSWORD`) or a file (`--sasl-password-file`), never from a flag
 //! (flags show in `ps`), and are kept in a `Secret` whose `Debug` and `Display` print `****`, so no log line, error
@@ -45,6 +46,10 @@ pub enum Mechanism {
     ScramSha256,
     #[value(name = "SCRAM-SHA-512", alias = "scram-sha-512")]
     ScramSha512,
+    /// Amazon MSK IAM: the name MSK's documentation and AWS's Java library (`aws-msk-iam-auth`) use; on the wire
+    /// it is OAUTHBEARER with a presigned token, as AWS's other signers send it.
+    #[value(name = "AWS_MSK_IAM", alias = "aws_msk_iam")]
+    AwsMskIam,
 }
 
 impl std::fmt::Display for Mechanism {
@@ -53,6 +58,7 @@ impl std::fmt::Display for Mechanism {
             Mechanism::Plain => "PLAIN",
             Mechanism::ScramSha256 => "SCRAM-SHA-256",
             Mechanism::ScramSha512 => "SCRAM-SHA-512",
+            Mechanism::AwsMskIam => "AWS_MSK_IAM",
         })
     }
 }
@@ -96,6 +102,8 @@ pub struct TlsFiles {
 pub struct Security {
     pub protocol: Protocol,
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The mechanism, the user (for AWS_MSK_IAM: the cluster's region) and the password (empty for AWS_MSK_IAM:
+    /// its credentials come from the AWS chain on each connection).
     pub sasl: Option<(Mechanism, String, Secret)>,
 }
 
@@ -126,6 +134,7 @@ impl Security {
             None
         };
         let sasl = match (protocol.sasl(), sasl) {
+            (true, Some((Mechanism::AwsMskIam, region))) => Some((Mechanism::AwsMskIam, region, Secret(String::new()))),
             (true, Some((mechanism, user))) => Some((mechanism, user, password(password_file)?)),
             (true, None) => {
                 return Err(Error::Config(format!(
@@ -145,11 +154,15 @@ impl Security {
     /// rskafka's SASL settings.
     pub fn sasl_config(&self) -> Option<SaslConfig> {
         let (m, user, pass) = self.sasl.as_ref()?;
+        if *m == Mechanism::AwsMskIam {
+            return Some(super::msk_iam::sasl_config(user.clone()));
+        }
         let c = Credentials::new(user.clone(), pass.expose().to_string());
         Some(match m {
             Mechanism::Plain => SaslConfig::Plain(c),
             Mechanism::ScramSha256 => SaslConfig::ScramSha256(c),
             Mechanism::ScramSha512 => SaslConfig::ScramSha512(c),
+            Mechanism::AwsMskIam => unreachable!("answered above"),
         })
     }
 }
