@@ -431,6 +431,8 @@ pub struct Broker {
     advertised: String,
     /// Extra `server.properties` lines (more listeners, TLS).
     extra: Vec<String>,
+    /// Extra classpath entries (a test's own broker plugin).
+    classpath: Option<String>,
     formatted: bool,
 }
 
@@ -447,12 +449,18 @@ impl Broker {
 
     /// With extra `server.properties` lines; `{dir}` in them is the broker's folder.
     pub fn with(advertised: Option<&str>, extra: &[&str]) -> Broker {
+        Broker::with_classpath(advertised, extra, None)
+    }
+
+    /// With extra `server.properties` lines and classes of a test's own on the broker's classpath.
+    pub fn with_classpath(advertised: Option<&str>, extra: &[&str], classpath: Option<&str>) -> Broker {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let advertised = advertised.map(|a| a.replace("{port}", &port.to_string())).unwrap_or(addr.clone());
         let dir = tempfile::tempdir().unwrap();
         let extra = extra.iter().map(|l| l.replace("{dir}", &dir.path().display().to_string())).collect();
-        let mut b = Broker { child: None, dir, addr, advertised, extra, formatted: false };
+        let classpath = classpath.map(String::from);
+        let mut b = Broker { child: None, dir, addr, advertised, extra, classpath, formatted: false };
         b.start();
         b
     }
@@ -460,7 +468,11 @@ impl Broker {
     fn java(&self) -> Command {
         let libs = std::env::var("TICKLAKE_KAFKA_LIBS").expect("TICKLAKE_KAFKA_LIBS (set by `just proto`)");
         let mut c = Command::new("java");
-        c.args(["-Xms128m", "-Xmx384m", "-XX:+UseSerialGC", "-cp", &format!("{libs}/*")]);
+        let cp = match &self.classpath {
+            Some(more) => format!("{libs}/*:{more}"),
+            None => format!("{libs}/*"),
+        };
+        c.args(["-Xms128m", "-Xmx384m", "-XX:+UseSerialGC", "-cp", &cp]);
         c.current_dir(self.dir.path());
         c
     }
