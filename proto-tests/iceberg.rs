@@ -627,3 +627,80 @@ fn athena_apply_registers_an_iceberg_table_in_glue() {
     assert!(text.contains("updated Glue table") && text.contains("(was "), "{text}");
     assert_eq!(via_glue.read(&env)["rows"].as_array().unwrap().len(), 2 * records.len());
 }
+
+/// The table's `*.metadata.json` files under a local warehouse: (count, bytes).
+fn metadata_files(root: &Path) -> (usize, u64) {
+    let mut out = (0, 0);
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().ends_with(".metadata.json") {
+                out = (out.0 + 1, out.1 + e.metadata().unwrap().len());
+            }
+        }
+    }
+    out
+}
+
+/// Issue 21: `lake expire` keeps a table's metadata bounded for the catalogs Athena does not clean (sqlite, REST):
+/// after a sink of many small commits, the snapshots are expired down to the newest two, the metadata files the
+/// table no longer lists are deleted, every offset is still in the table once, and a sink resumes from the
+/// offsets of the snapshot that was kept.
+#[test]
+fn lake_expire_bounds_the_metadata_and_keeps_every_offset() {
+    let env = env_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = sampled_topic(&env, dir.path(), 3000, 10, 3);
+    let csv = dir.path().join("indices.csv");
+    for ice in [Ice::sqlite(dir.path()), Ice::rest()] {
+        let (topic, records) = if ice.catalog.starts_with("sqlite:") {
+            let records = tokio::runtime::Runtime::new().unwrap().block_on(read_topic(&env.brokers, &first));
+            (first.clone(), records)
+        } else {
+            replay_indices(&env, &csv, 3)
+        };
+        ok(run(&mut ice.sink(&env, &topic, &["--max-rows", "100"])));
+        let before = ice.verify(&env, &topic);
+        let snapshots = |report: &str| -> usize {
+            report.lines().next().unwrap().rsplit(": ").next().unwrap().split(' ').next().unwrap().parse().unwrap()
+        };
+        assert!(snapshots(&before) >= 20, "many small commits: {before}");
+        let local = ice.catalog.starts_with("sqlite:");
+        let (files_before, bytes_before) = if local { metadata_files(Path::new(&ice.to)) } else { (0, 0) };
+
+        let out = ok(run(env.ticklake().args(["lake", "expire", "--to", &ice.to, "--table", &ice.table]).args([
+            "--catalog",
+            &ice.catalog,
+            "--older-than",
+            "0s",
+            "--retain-last",
+            "2",
+            "--keep-metadata",
+            "3",
+        ])));
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        eprintln!("{said}");
+        assert!(said.contains(&format!("expired {} of {}", snapshots(&before) - 2, snapshots(&before))), "{said}");
+        let after = ice.verify(&env, &topic);
+        assert_eq!(snapshots(&after), 2, "{after}");
+        assert_every_offset_once(&ice.read(&env), &records);
+        if local {
+            let (files, bytes) = metadata_files(Path::new(&ice.to));
+            eprintln!("metadata files: {files_before} ({bytes_before} bytes) -> {files} ({bytes} bytes)");
+            assert!(
+                files < files_before && bytes * 4 < bytes_before,
+                "{files_before}/{bytes_before} -> {files}/{bytes}"
+            );
+        }
+        // The sink resumes from the kept snapshot's offsets: more records, each once.
+        replay_csv(&env, &csv, &topic, 3, &[]);
+        ok(run(&mut ice.sink(&env, &topic, &[])));
+        let all = tokio::runtime::Runtime::new().unwrap().block_on(read_topic(&env.brokers, &topic));
+        assert_eq!(all.len(), 2 * records.len());
+        assert_every_offset_once(&ice.read(&env), &all);
+        ice.verify(&env, &topic);
+    }
+}

@@ -85,6 +85,14 @@ pub async fn run(cli: Cli) -> Result<Option<Kind>> {
             print(&crate::lake_cmd::iceberg::remove_orphans(&url, &s3, &t, &topic, lease_ttl, older_than).await?)?;
             Ok(None)
         }
+        Command::Lake(LakeCommand::Expire { lake, table, catalog, older_than, retain_last, keep_metadata }) => {
+            let t = crate::cli::IcebergTableArgs { table: Some(table), catalog: Some(catalog) }
+                .table()?
+                .expect("both given");
+            let (url, s3) = (lake.url()?, lake.s3());
+            print(&crate::lake_cmd::iceberg::expire(&url, &s3, &t, older_than, retain_last, keep_metadata).await?)?;
+            Ok(None)
+        }
         Command::Lake(LakeCommand::Schema { lake }) => {
             print(crate::lake_cmd::schema(&lake.url()?, &lake.s3()).await?.trim_end())?;
             Ok(None)

@@ -132,7 +132,7 @@ install_reference() {
 install_connect() {
   if [[ ! -f "$CONNECT_LIBS/iceberg-kafka-connect-1.9.2.jar" ]]; then
     log "fetching Kafka Connect $KAFKA_VERSION and Apache Iceberg's Kafka Connect sink from Maven Central into $CONNECT_LIBS"
-    maven_libs kafka-connect "$CONNECT_LIBS" -Dkafka.version="$KAFKA_VERSION"
+    maven_libs kafka-connect "$CONNECT_LIBS" -Dkafka.version="$KAFKA_VERSION" >&2
   fi
   log "kafka-connect: Kafka Connect $KAFKA_VERSION + Iceberg sink 1.9.2 ($(ls "$CONNECT_LIBS" | wc -l) jars in $CONNECT_LIBS)"
   echo "$CONNECT_LIBS"

@@ -262,6 +262,30 @@ pub enum LakeCommand {
         #[arg(long, default_value = "1h", value_parser = parse_duration)]
         older_than: Duration,
     },
+    /// Iceberg snapshot retention (for the sqlite and REST catalogs; Athena's VACUUM does it for Glue): expire
+    /// snapshots older than --older-than, keeping the newest --retain-last and each topic's latest offsets, and
+    /// delete the files only they referenced and the metadata files the table no longer lists.
+    Expire {
+        /// The warehouse (the sink's --to).
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// The Iceberg table (`database.table`).
+        #[arg(long)]
+        table: String,
+        /// Its catalog: `glue`, `sqlite:PATH` or `rest:URL`.
+        #[arg(long)]
+        catalog: String,
+        /// Expire snapshots (and delete unlisted metadata files) older than this.
+        #[arg(long, default_value = "5d", value_parser = parse_duration)]
+        older_than: Duration,
+        /// Always keep this many of the newest snapshots.
+        #[arg(long, default_value_t = 1)]
+        retain_last: usize,
+        /// How many earlier metadata files the table lists (`write.metadata.previous-versions-max`, set on the
+        /// table: every later commit trims its list to it); unlisted ones are deleted.
+        #[arg(long, default_value_t = 10)]
+        keep_metadata: usize,
+    },
     /// Print the lake's schema as a schema file (TOML, for --schema).
     Schema {
         #[command(flatten)]

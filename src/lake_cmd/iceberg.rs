@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 #[cfg(not(feature = "iceberg"))]
 use super::LakeCmdError;
 #[cfg(feature = "iceberg")]
-pub use super::iceberg_io::{remove_orphans, stats, verify};
+pub use super::iceberg_io::{expire, remove_orphans, stats, verify};
 use crate::lake::iceberg::{CatalogUrl, offsets::Offsets};
 #[cfg(not(feature = "iceberg"))]
 use crate::lake::{LakeUrl, S3Options};
@@ -147,6 +147,18 @@ pub async fn remove_orphans(
     _topic: &str,
     _lease_ttl: std::time::Duration,
     _older_than: std::time::Duration,
+) -> Result<String, LakeCmdError> {
+    Err(LakeCmdError::Corrupt(format!("--table {}: {}", t.table, crate::lake::iceberg::NOT_BUILT)))
+}
+
+#[cfg(not(feature = "iceberg"))]
+pub async fn expire(
+    _url: &LakeUrl,
+    _s3: &S3Options,
+    t: &IcebergTable,
+    _older_than: std::time::Duration,
+    _retain_last: usize,
+    _keep_metadata: usize,
 ) -> Result<String, LakeCmdError> {
     Err(LakeCmdError::Corrupt(format!("--table {}: {}", t.table, crate::lake::iceberg::NOT_BUILT)))
 }

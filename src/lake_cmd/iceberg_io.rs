@@ -146,6 +146,120 @@ pub async fn remove_orphans(
     result
 }
 
+/// Every file a set of snapshots references: their manifest lists, manifests and data files.
+async fn files_of<'a>(
+    table: &Table,
+    snapshots: impl IntoIterator<Item = &'a iceberg::spec::SnapshotRef>,
+) -> Result<BTreeSet<String>, LakeCmdError> {
+    let mut out = BTreeSet::new();
+    for snapshot in snapshots {
+        out.insert(snapshot.manifest_list().to_string());
+        let list = table.manifest_list_reader(snapshot).load().await.map_err(err("reading a manifest list"))?;
+        for m in list.entries() {
+            out.insert(m.manifest_path.clone());
+            let manifest = m.load_manifest(table.file_io()).await.map_err(err("reading a manifest"))?;
+            out.extend(manifest.entries().iter().map(|e| e.file_path().to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// The snapshots `lake expire` removes: older than `cutoff_ms`, except the newest `retain_last` of the current
+/// ancestry and, for every topic, the newest snapshot recording its offsets (where a sink resumes from).
+pub(crate) fn to_expire(table: &Table, cutoff_ms: i64, retain_last: usize) -> Vec<i64> {
+    let ancestry = ice::ancestry(table);
+    let mut keep: BTreeSet<i64> = ancestry.iter().take(retain_last.max(1)).map(|(id, _)| *id).collect();
+    let mut topics = BTreeSet::new();
+    for (id, summary) in &ancestry {
+        for key in summary.keys().filter(|k| k.starts_with("ticklake.offsets.")) {
+            if topics.insert(key.clone()) {
+                keep.insert(*id);
+            }
+        }
+    }
+    table
+        .metadata()
+        .snapshots()
+        .filter(|s| s.timestamp_ms() < cutoff_ms && !keep.contains(&s.snapshot_id()))
+        .map(|s| s.snapshot_id())
+        .collect()
+}
+
+/// `lake expire`: snapshot retention for catalogs nothing else cleans (sqlite, REST; Athena's `VACUUM` does it for
+/// Glue). Expires snapshots older than `older_than` through the Iceberg crates' own action (keeping the newest
+/// `retain_last` and each topic's newest offsets) and sets `write.metadata.previous-versions-max` to
+/// `keep_metadata` in the same commit (the table's metadata log is trimmed to it, now and at every later commit,
+/// as Java's writers do); then deletes what only the expired snapshots referenced (manifest lists, manifests, data
+/// files an `OPTIMIZE` replaced) and the metadata files the table no longer lists, last written before
+/// `older_than` (a younger one may be a commit in flight). Safe while a sink writes: the catalog's commit check
+/// orders the two, and the sink's offsets live in a snapshot that is kept.
+pub async fn expire(
+    url: &LakeUrl,
+    s3: &S3Options,
+    t: &IcebergTable,
+    older_than: std::time::Duration,
+    retain_last: usize,
+    keep_metadata: usize,
+) -> Result<String, LakeCmdError> {
+    use iceberg::transaction::{ApplyTransactionAction, Transaction};
+    let catalog = ice::open_catalog(&t.catalog, url, s3).await.map_err(LakeCmdError::Corrupt)?;
+    let ident = ice::table_ident(&t.table).map_err(LakeCmdError::Corrupt)?;
+    let table = catalog.load_table(&ident).await.map_err(err("loading the table"))?;
+    let now = chrono::Utc::now();
+    let cutoff = now - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+    let ids = to_expire(&table, cutoff.timestamp_millis(), retain_last);
+    let before = table.metadata().snapshots().len();
+    const VERSIONS_MAX: &str = iceberg::spec::TableProperties::PROPERTY_METADATA_PREVIOUS_VERSIONS_MAX;
+    let keep = keep_metadata.max(1).to_string();
+    let policy_set = table.metadata().properties().get(VERSIONS_MAX) == Some(&keep);
+    let table = if ids.is_empty() && policy_set {
+        table
+    } else {
+        let expired: Vec<_> =
+            table.metadata().snapshots().filter(|s| ids.contains(&s.snapshot_id())).cloned().collect();
+        let mut tx = Transaction::new(&table);
+        if !ids.is_empty() {
+            // By id alone: the age cutoff is applied above (with the offsets' snapshots kept), not by the action.
+            let action = tx.expire_snapshots().expire_snapshot_ids(ids.clone()).expire_older_than_ms(i64::MIN);
+            tx = action.apply(tx).map_err(err("expiring snapshots"))?;
+        }
+        let policy = tx.update_table_properties().set(VERSIONS_MAX.into(), keep.clone());
+        let tx = policy.apply(tx).map_err(err("setting the metadata log's length"))?;
+        let after = tx.commit(&*catalog).await.map_err(err("committing the expiry"))?;
+        let still = files_of(&after, after.metadata().snapshots()).await?;
+        let gone: Vec<String> = files_of(&table, &expired).await?.into_iter().filter(|f| !still.contains(f)).collect();
+        for f in &gone {
+            after.file_io().delete(f).await.map_err(err("deleting a file of an expired snapshot"))?;
+        }
+        tracing::info!(snapshots = ids.len(), files = gone.len(), "expired");
+        after
+    };
+    // Metadata files the table no longer lists.
+    let warehouse = ice::warehouse(url).map_err(LakeCmdError::Corrupt)?;
+    let location = table.metadata().location().trim_end_matches('/');
+    let mut old_metadata = 0;
+    if let Some(rel) = location.strip_prefix(&format!("{warehouse}/")) {
+        let store = Store::open(url, s3).await?;
+        let mut listed: BTreeSet<String> =
+            table.metadata().metadata_log().iter().map(|m| m.metadata_file.clone()).collect();
+        listed.extend(table.metadata_location().map(String::from));
+        for o in store.list(&format!("{rel}/metadata/")).await? {
+            let full = format!("{warehouse}/{}", o.key);
+            let old = o.modified.is_some_and(|m| m <= cutoff);
+            if o.key.ends_with(".metadata.json") && old && !listed.contains(&full) && !listed.contains(&o.key) {
+                crate::lake::retry("delete", &o.key, s3.retry_for, || store.delete(&o.key)).await?;
+                old_metadata += 1;
+            }
+        }
+    }
+    Ok(format!(
+        "table {}: expired {} of {before} snapshot(s) older than {older_than:?} (kept the newest {} and each topic's latest offsets); removed {old_metadata} metadata file(s) the table no longer lists (it lists the last {keep}: {VERSIONS_MAX})",
+        t.table,
+        ids.len(),
+        retain_last.max(1)
+    ))
+}
+
 /// A topic the table holds no offsets of is an error naming the topics it does hold, as for a hive lake.
 fn check_topic_recorded(table: &Table, t: &IcebergTable, topic: &str) -> Result<(), LakeCmdError> {
     let key = crate::lake::iceberg::offsets::offsets_key(topic);
