@@ -1,11 +1,18 @@
-//! `sink --format iceberg`: the cut of a Kafka partition becomes one Iceberg fast-append snapshot, exactly once.
+//! `sink --format iceberg`: the cuts of the sink's Kafka partitions become Iceberg fast-append snapshots, exactly
+//! once; the cuts that are ready together go into one snapshot (a group commit).
 //!
 //! ```text
 //!  0 schema   columns the cut has and the table lacks: an Iceberg schema update (optional columns)
 //!  1 files    Parquet data files under the table's data/ folder (Iceberg's writer: field ids, metrics, partitions)
 //!  2 rejects  _ticklake/rejects/<topic>/<topic>-<p>-<first>.jsonl under --to (outside the table), if any
-//!  3 commit   one snapshot: the files, and in its summary the topic's next offset per Kafka partition
+//!  3 commit   one snapshot for every cut waiting: their files, and in its summary the topic's next offset per
+//!             Kafka partition
 //! ```
+//!
+//! Step 3 is a group commit: a cut whose files are written joins the queue; whoever holds the commit lock takes
+//! every cut queued and commits them as one snapshot, checking each partition's offsets as a single cut's commit
+//! would; a cut committed by another's round is done when its writer gets the lock. A live feed whose partitions
+//! cut together makes one or two snapshots a round instead of one per partition.
 //!
 //! Offsets live in the table (see `lake::iceberg::offsets`): a sink resumes from what the snapshot history
 //! records. A crash before step 3 leaves data files no snapshot references (orphans: no reader sees them, `lake
@@ -52,6 +59,8 @@ pub struct IcebergTarget {
     writer: String,
     /// One commit at a time from this process: the partitions' commits would only conflict with each other.
     commit_lock: tokio::sync::Mutex<()>,
+    /// Cuts whose files are written, waiting for the next commit round.
+    pending: std::sync::Mutex<Vec<Pending>>,
     /// Next offset per Kafka partition as this sink last read or committed it: a commit expects to find exactly
     /// this in the table.
     expected: std::sync::Mutex<Offsets>,
@@ -63,6 +72,14 @@ pub struct IcebergTarget {
     store: Store,
     row_group_rows: usize,
     retry_for: Duration,
+}
+
+/// A cut waiting for a commit round: its partition, the offset after it, its files, and where its outcome goes.
+struct Pending {
+    partition: i32,
+    next: i64,
+    files: Vec<iceberg::spec::DataFile>,
+    done: tokio::sync::oneshot::Sender<Result<(), SinkError>>,
 }
 
 fn writer_id() -> String {
@@ -135,6 +152,7 @@ pub(super) async fn open(
         topic: cfg.topic.clone(),
         writer: writer_id(),
         commit_lock: tokio::sync::Mutex::new(()),
+        pending: std::sync::Mutex::new(Vec::new()),
         expected: std::sync::Mutex::new(recorded.offsets),
         cached: std::sync::Mutex::new(Some(table)),
         store,
@@ -197,6 +215,129 @@ impl IcebergTarget {
         }
     }
 
+    /// One commit round: every queued cut in one snapshot (see the module docs). Each cut's outcome goes to its
+    /// writer: done, already committed (an answer lost), fenced (another writer moved its partition), or an error.
+    async fn commit_round(&self, mut round: Vec<Pending>) {
+        // One cut per partition a round (a partition's cuts come one after another; a second would wait).
+        let mut seen = std::collections::BTreeSet::new();
+        let (now_round, later): (Vec<_>, Vec<_>) = round.drain(..).partition(|c| seen.insert(c.partition));
+        self.pending.lock().expect("not poisoned").extend(later);
+        let mut round = now_round;
+        let deadline = std::time::Instant::now() + self.retry_for;
+        while !round.is_empty() {
+            let cached = self.cached.lock().expect("not poisoned").take();
+            let table = match cached {
+                Some(t) => Ok(t),
+                None => self.load().await,
+            };
+            let now = table.and_then(|t| ice::recorded(&t, &self.topic).map_err(SinkError::Corrupt).map(|r| (t, r)));
+            let (table, now) = match now {
+                Ok(x) => x,
+                Err(e) => {
+                    let msg = e.to_string();
+                    for c in round {
+                        let _ = c.done.send(Err(SinkError::Iceberg(msg.clone())));
+                    }
+                    return;
+                }
+            };
+            // Each cut on its own: its partition where this sink left it (go), already at its end by this sink (an
+            // answer lost: done), or elsewhere (fenced).
+            let mut go = Vec::new();
+            for c in round.drain(..) {
+                let expected = self.next_offset(c.partition);
+                let mut base = now.offsets.clone();
+                match expected {
+                    Some(o) => base.insert(c.partition, o),
+                    None => base.remove(&c.partition),
+                };
+                match offsets::judge(&now, &base, c.partition, c.next, &self.writer) {
+                    Verdict::Go | Verdict::Rebase => go.push(c),
+                    Verdict::AlreadyCommitted => {
+                        self.expected.lock().expect("not poisoned").insert(c.partition, c.next);
+                        let _ = c.done.send(Ok(()));
+                    }
+                    Verdict::Fenced { found, writer } => {
+                        let _ = c.done.send(Err(SinkError::Fenced {
+                            topic: self.topic.clone(),
+                            partition: c.partition,
+                            holder: format!(
+                                "table {} records next offset {} for it (expected {}), committed by {}",
+                                self.ident,
+                                found.map_or("none".into(), |o| o.to_string()),
+                                expected.map_or("none".into(), |o| o.to_string()),
+                                writer.unwrap_or_else(|| "another writer".into())
+                            ),
+                        }));
+                    }
+                }
+            }
+            if go.is_empty() {
+                return;
+            }
+            // The summary: what the table records now, with every cut's partition at its end.
+            let base = now.offsets.clone();
+            let mut merged = base.clone();
+            let (last, rest) = go.split_last().expect("not empty");
+            for c in rest {
+                merged.insert(c.partition, c.next);
+            }
+            let props = offsets::summary(&self.topic, &merged, last.partition, last.next, &self.writer);
+            let files: Vec<_> = go.iter().flat_map(|c| c.files.iter().cloned()).collect();
+            let tx = Transaction::new(&table);
+            let append =
+                tx.fast_append().with_check_duplicate(false).add_data_files(files).set_snapshot_properties(props);
+            let tx = match append.apply(tx) {
+                Ok(tx) => tx,
+                Err(e) => {
+                    let msg = format!("preparing the commit: {e}");
+                    for c in go {
+                        let _ = c.done.send(Err(SinkError::Iceberg(msg.clone())));
+                    }
+                    return;
+                }
+            };
+            // Committed only over the state it was prepared from: anything else, and the round looks again.
+            let topic = self.topic.clone();
+            let guard = Guarded {
+                inner: self.catalog.clone(),
+                check: move |t: &Table| match ice::recorded(t, &topic) {
+                    Ok(r) if r.offsets == base => Verdict::Go,
+                    _ => Verdict::Rebase,
+                },
+                refused: std::sync::Mutex::new(None),
+            };
+            let result = tx.commit(&guard).await;
+            let refused = guard.refused.lock().expect("not poisoned").take();
+            match result {
+                Ok(committed) => {
+                    *self.cached.lock().expect("not poisoned") = Some(committed);
+                    if go.len() > 1 {
+                        tracing::debug!(cuts = go.len(), "one snapshot for several cuts");
+                    }
+                    for c in go {
+                        self.expected.lock().expect("not poisoned").insert(c.partition, c.next);
+                        let _ = c.done.send(Ok(()));
+                    }
+                    return;
+                }
+                Err(_) if refused.is_some() => round = go,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::warn!(cuts = go.len(), "iceberg commit failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    round = go;
+                }
+                Err(e) => {
+                    let msg = format!("committing: {e}");
+                    for c in go {
+                        let _ = c.done.send(Err(SinkError::Iceberg(msg.clone())));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
     /// Commits one cut (see the module docs) and advances `cp`.
     pub async fn commit(&self, cp: &mut Checkpoint, cut: Cut, buffered: usize) -> Result<Committed, SinkError> {
         let p = cut.partition;
@@ -222,81 +363,24 @@ impl IcebergTarget {
             }
             put_with_retry(&self.store, &rejects_key(&self.topic, p, cut.first), lines, self.retry_for).await?;
         }
-        let _one = self.commit_lock.lock().await;
-        let expected = self.next_offset(p);
-        let deadline = std::time::Instant::now() + self.retry_for;
-        loop {
-            let cached = self.cached.lock().expect("not poisoned").take();
-            let table = match cached {
-                Some(t) => t,
-                None => self.load().await?,
-            };
-            let now = ice::recorded(&table, &self.topic).map_err(SinkError::Corrupt)?;
-            // Prepared from what the table records now, with this partition where this sink left it.
-            let mut base = now.offsets.clone();
-            match expected {
-                Some(o) => base.insert(p, o),
-                None => base.remove(&p),
-            };
-            let verdict = match offsets::judge(&now, &base, p, next, &self.writer) {
-                Verdict::Go => {
-                    let props = offsets::summary(&self.topic, &base, p, next, &self.writer);
-                    let tx = Transaction::new(&table);
-                    let append = tx
-                        .fast_append()
-                        .with_check_duplicate(false)
-                        .add_data_files(files.clone())
-                        .set_snapshot_properties(props);
-                    let tx = append.apply(tx).map_err(|e| iceberg_error("preparing the commit", e))?;
-                    let (topic, writer) = (self.topic.clone(), self.writer.clone());
-                    let guard = Guarded {
-                        inner: self.catalog.clone(),
-                        check: move |t: &Table| match ice::recorded(t, &topic) {
-                            Ok(r) => offsets::judge(&r, &base, p, next, &writer),
-                            Err(_) => Verdict::Fenced { found: None, writer: None },
-                        },
-                        refused: std::sync::Mutex::new(None),
-                    };
-                    let result = tx.commit(&guard).await;
-                    let refused = guard.refused.lock().expect("not poisoned").take();
-                    match result {
-                        Ok(committed) => {
-                            *self.cached.lock().expect("not poisoned") = Some(committed);
-                            Verdict::Go
-                        }
-                        Err(e) => match refused {
-                            Some(v) => v,
-                            None if std::time::Instant::now() < deadline => {
-                                tracing::warn!(partition = p, "iceberg commit failed, retrying: {e}");
-                                tokio::time::sleep(Duration::from_millis(500)).await;
-                                continue;
-                            }
-                            None => return Err(iceberg_error("committing", e)),
-                        },
-                    }
-                }
-                v => v,
-            };
-            match verdict {
-                Verdict::Go | Verdict::AlreadyCommitted => break,
-                Verdict::Rebase => continue,
-                Verdict::Fenced { found, writer } => {
-                    return Err(SinkError::Fenced {
-                        topic: self.topic.clone(),
-                        partition: p,
-                        holder: format!(
-                            "table {} records next offset {} for it (expected {}), committed by {}",
-                            self.ident,
-                            found.map_or("none".into(), |o| o.to_string()),
-                            expected.map_or("none".into(), |o| o.to_string()),
-                            writer.unwrap_or_else(|| "another writer".into())
-                        ),
-                    });
+        let n_files = files.len();
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        self.pending.lock().expect("not poisoned").push(Pending { partition: p, next, files, done });
+        let mut outcome = outcome;
+        let answer = {
+            let _one = self.commit_lock.lock().await;
+            // Committed by the round of whoever held the lock before: done. Else this round commits it.
+            match outcome.try_recv() {
+                Ok(answer) => Ok(answer),
+                Err(_) => {
+                    let round = std::mem::take(&mut *self.pending.lock().expect("not poisoned"));
+                    self.commit_round(round).await;
+                    outcome.try_recv()
                 }
             }
-        }
-        self.expected.lock().expect("not poisoned").insert(p, next);
+        };
+        answer.map_err(|_| SinkError::Iceberg("the commit round ended without an answer".into()))??;
         cp.next_offset = next;
-        Ok(Committed { files: files.len(), rows: cut.rows, rejects: cut.rejects.len(), bytes, buffered })
+        Ok(Committed { files: n_files, rows: cut.rows, rejects: cut.rejects.len(), bytes, buffered })
     }
 }
