@@ -155,6 +155,9 @@ pub(crate) struct Ctx {
     /// Parquet bytes per buffered byte, ×1e6, learned from each cut (to aim at `--max-bytes`).
     pub ratio_ppm: AtomicU64,
     pub shutdown: Shutdown,
+    /// When the sink started: `--format iceberg` cuts by age at multiples of `--max-age` from here, so that the
+    /// partitions' cuts meet in one commit round (one snapshot) instead of one snapshot each.
+    pub epoch: std::time::Instant,
 }
 
 /// The outcome of a sink run.
@@ -200,7 +203,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
                 let records = start::sample_records(&kafka, &cfg, &partitions, &shutdown).await?;
                 records.map(|r| start::schema_from_records(&r, &cfg).map(|(s, _)| s)).transpose()
             };
-            match iceberg::open(&cfg, opts, store.clone(), sample).await? {
+            match iceberg::open(&cfg, opts, store.clone(), partitions.len(), sample).await? {
                 None => return Ok(empty()),
                 Some((table, target)) => (table, true, Some(target)),
             }
@@ -252,6 +255,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
         buffered: AtomicUsize::new(0),
         ratio_ppm: AtomicU64::new(150_000),
         shutdown: shutdown.clone(),
+        epoch: std::time::Instant::now(),
         kafka,
         cfg: cfg.clone(),
     });

@@ -283,8 +283,20 @@ fn should_flush(ctx: &Ctx, st: &State, check_age: bool) -> bool {
     let est_file = buf.bytes as u64 * ctx.ratio_ppm.load(Ordering::Relaxed) / 1_000_000;
     buf.rows >= ctx.cfg.max_rows
         || est_file >= ctx.cfg.max_bytes
-        || (check_age && buf.started.is_some_and(|s| s.elapsed() >= ctx.cfg.max_age))
+        || (check_age && buf.started.is_some_and(|s| aged(ctx, s)))
         || ctx.buffered.load(Ordering::Relaxed) + st.unpublished_bytes() > ctx.cfg.max_buffer
+}
+
+/// Whether a buffer started at `started` is due by `--max-age`. Hive: when it is that old. Iceberg: at the first
+/// multiple of `--max-age` since the sink started after it began (never later than `--max-age`), so that every
+/// partition cuts at the same moments and their cuts share a commit round: one snapshot, not one per partition.
+fn aged(ctx: &Ctx, started: std::time::Instant) -> bool {
+    if ctx.iceberg.is_none() {
+        return started.elapsed() >= ctx.cfg.max_age;
+    }
+    let tick =
+        |t: std::time::Instant| t.saturating_duration_since(ctx.epoch).as_nanos() / ctx.cfg.max_age.as_nanos().max(1);
+    tick(std::time::Instant::now()) > tick(started)
 }
 
 /// Cuts when a limit is reached. With a commit under way it first waits for it: that frees its share of the

@@ -61,6 +61,12 @@ pub struct IcebergTarget {
     commit_lock: tokio::sync::Mutex<()>,
     /// Cuts whose files are written, waiting for the next commit round.
     pending: std::sync::Mutex<Vec<Pending>>,
+    /// A cut joined `pending`.
+    queued: tokio::sync::Notify,
+    /// How many Kafka partitions this sink writes: a round with a cut of each needs no more waiting.
+    partitions: usize,
+    /// How long a round waits for the other partitions' cuts of the same `--max-age` tick.
+    linger: Duration,
     /// Next offset per Kafka partition as this sink last read or committed it: a commit expects to find exactly
     /// this in the table.
     expected: std::sync::Mutex<Offsets>,
@@ -94,6 +100,7 @@ pub(super) async fn open(
     cfg: &SinkConfig,
     opts: &super::IcebergOptions,
     store: Store,
+    partitions: usize,
     sample: impl AsyncFnOnce() -> Result<Option<Schema>, SinkError>,
 ) -> Result<Option<(TableSpec, Arc<IcebergTarget>)>, SinkError> {
     let catalog = ice::open_catalog(&opts.catalog, &cfg.lake, &cfg.s3).await.map_err(SinkError::Iceberg)?;
@@ -153,6 +160,9 @@ pub(super) async fn open(
         writer: writer_id(),
         commit_lock: tokio::sync::Mutex::new(()),
         pending: std::sync::Mutex::new(Vec::new()),
+        queued: tokio::sync::Notify::new(),
+        partitions,
+        linger: (cfg.max_age / 4).min(Duration::from_millis(200)),
         expected: std::sync::Mutex::new(recorded.offsets),
         cached: std::sync::Mutex::new(Some(table)),
         store,
@@ -366,6 +376,7 @@ impl IcebergTarget {
         let n_files = files.len();
         let (done, outcome) = tokio::sync::oneshot::channel();
         self.pending.lock().expect("not poisoned").push(Pending { partition: p, next, files, done });
+        self.queued.notify_one();
         let mut outcome = outcome;
         let answer = {
             let _one = self.commit_lock.lock().await;
@@ -373,6 +384,13 @@ impl IcebergTarget {
             match outcome.try_recv() {
                 Ok(answer) => Ok(answer),
                 Err(_) => {
+                    // The other partitions cut at the same --max-age tick: give their files a moment to join.
+                    let until = tokio::time::Instant::now() + self.linger;
+                    while self.pending.lock().expect("not poisoned").len() < self.partitions {
+                        if tokio::time::timeout_at(until, self.queued.notified()).await.is_err() {
+                            break;
+                        }
+                    }
                     let round = std::mem::take(&mut *self.pending.lock().expect("not poisoned"));
                     self.commit_round(round).await;
                     outcome.try_recv()
