@@ -36,6 +36,16 @@ impl CredentialsServer {
     }
 }
 
+/// A new 3-partition topic and the sample replayed into it at 50 rows/s: 4,000 rows, 80 s of traffic, through three
+/// 20 s rotations (the broker needs no AWS credentials: the replay keeps the test's own).
+fn paced_replay(env: &TestEnv, prefix: &str) -> (String, Logged) {
+    let topic = random_name(prefix);
+    ok(run(env.ticklake().args(["topic", "create", &topic, "--partitions", "3"])));
+    let mut replay = env.ticklake();
+    replay.args(["replay", repo_path("data/indices.csv").to_str().unwrap(), "--topic", &topic, "--rate", "50"]);
+    (topic, Logged::spawn(&mut replay))
+}
+
 /// `cmd` with no AWS keys of its own: credentials come only from `source` (the chain's IMDS or ECS step).
 fn credentials_from(cmd: &mut Command, dir: &std::path::Path, source: (&str, String)) {
     cmd.env_remove("AWS_ACCESS_KEY_ID")
@@ -98,12 +108,7 @@ fn imds_credentials_rotate_under_running_sinks_without_a_refused_request() {
     let server = CredentialsServer::start(&env, false);
     let imds = ("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://{}", server.addr));
     let bucket = env.create_bucket();
-    let topic = random_name("rotate");
-    ok(run(env.ticklake().args(["topic", "create", &topic, "--partitions", "3"])));
-    // 4,000 rows at 50/s: 80 s of traffic, through three 20 s rotations.
-    let mut replay = env.ticklake();
-    replay.args(["replay", repo_path("data/indices.csv").to_str().unwrap(), "--topic", &topic, "--rate", "50"]);
-    let replay = Logged::spawn(&mut replay);
+    let (topic, replay) = paced_replay(&env, "rotate");
 
     let hive_to = format!("s3://{bucket}/lake");
     let hive = follow(&env, &topic, &hive_to, &[], dir.path(), imds.clone());
@@ -146,11 +151,7 @@ fn container_credentials_revoked_early_cost_a_resend_never_a_stop() {
     let server = CredentialsServer::start(&env, true);
     let ecs = ("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://{}/ecs", server.addr));
     let bucket = env.create_bucket();
-    let topic = random_name("revoked");
-    ok(run(env.ticklake().args(["topic", "create", &topic, "--partitions", "3"])));
-    let mut replay = env.ticklake();
-    replay.args(["replay", repo_path("data/indices.csv").to_str().unwrap(), "--topic", &topic, "--rate", "50"]);
-    let replay = Logged::spawn(&mut replay);
+    let (topic, replay) = paced_replay(&env, "revoked");
     let to = format!("s3://{bucket}/lake");
     let sink = follow(&env, &topic, &to, &[], dir.path(), ecs.clone());
 
