@@ -80,10 +80,10 @@ demo:
     set -euo pipefail
     {{servers}} install
     {{servers}} start up
-    echo "demo: building the release binary (cargo's progress follows; about 9 min on 2 cores the first time)"
-    cargo build --release
+    echo "demo: building the binary (profile demo; cargo's progress follows; several minutes on 2 cores the first time)"
+    cargo build --profile demo
     source .servers/env
-    bin={{target_dir}}/release/ticklake
+    bin={{target_dir}}/demo/ticklake
     topic="demo-indices-$(date +%s)"  # a topic of its own: a rerun does not count the last run's rows again
     rm -rf ./lake                     # the demo's own folder: each run starts from an empty lake
     set -x
@@ -106,9 +106,9 @@ live seconds="60":
     set -euo pipefail
     {{servers}} install
     {{servers}} start up
-    cargo build --release
+    cargo build --profile demo
     source .servers/env
-    bin={{target_dir}}/release/ticklake
+    bin={{target_dir}}/demo/ticklake
     topic="live-$(date +%s)"
     lake=./lake-live
     rm -rf "$lake"
