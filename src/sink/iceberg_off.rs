@@ -29,6 +29,7 @@ pub(super) async fn open(
     _cfg: &SinkConfig,
     _opts: &IcebergOptions,
     _store: Store,
+    _partitions: usize,
     _sample: impl AsyncFnOnce() -> Result<Option<Schema>, SinkError>,
 ) -> Result<Option<(TableSpec, Arc<IcebergTarget>)>, SinkError> {
     Err(SinkError::Config(format!("--format iceberg: {}", crate::lake::iceberg::NOT_BUILT)))
