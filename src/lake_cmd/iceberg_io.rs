@@ -155,8 +155,11 @@ async fn files_of<'a>(
     for snapshot in snapshots {
         out.insert(snapshot.manifest_list().to_string());
         let list = table.manifest_list_reader(snapshot).load().await.map_err(err("reading a manifest list"))?;
+        // A fast append's manifest list repeats its parent's manifests: each is read once.
         for m in list.entries() {
-            out.insert(m.manifest_path.clone());
+            if !out.insert(m.manifest_path.clone()) {
+                continue;
+            }
             let manifest = m.load_manifest(table.file_io()).await.map_err(err("reading a manifest"))?;
             out.extend(manifest.entries().iter().map(|e| e.file_path().to_string()));
         }
@@ -234,7 +237,9 @@ pub async fn expire(
         tracing::info!(snapshots = ids.len(), files = gone.len(), "expired");
         after
     };
-    // Metadata files the table no longer lists.
+    // The metadata folder's files the table no longer lists or references: metadata files beyond the log, and
+    // manifest lists and manifests of snapshots expired earlier (an expiry stopped before its deletes, or another
+    // tool's). Those written within `older_than` stay: one may belong to a commit in flight.
     let warehouse = ice::warehouse(url).map_err(LakeCmdError::Corrupt)?;
     let location = table.metadata().location().trim_end_matches('/');
     let mut old_metadata = 0;
@@ -243,17 +248,19 @@ pub async fn expire(
         let mut listed: BTreeSet<String> =
             table.metadata().metadata_log().iter().map(|m| m.metadata_file.clone()).collect();
         listed.extend(table.metadata_location().map(String::from));
+        listed.extend(files_of(&table, table.metadata().snapshots()).await?);
         for o in store.list(&format!("{rel}/metadata/")).await? {
             let full = format!("{warehouse}/{}", o.key);
             let old = o.modified.is_some_and(|m| m <= cutoff);
-            if o.key.ends_with(".metadata.json") && old && !listed.contains(&full) && !listed.contains(&o.key) {
+            let ours = o.key.ends_with(".metadata.json") || o.key.ends_with(".avro");
+            if ours && old && !listed.contains(&full) && !listed.contains(&o.key) {
                 crate::lake::retry("delete", &o.key, s3.retry_for, || store.delete(&o.key)).await?;
                 old_metadata += 1;
             }
         }
     }
     Ok(format!(
-        "table {}: expired {} of {before} snapshot(s) older than {older_than:?} (kept the newest {} and each topic's latest offsets); removed {old_metadata} metadata file(s) the table no longer lists (it lists the last {keep}: {VERSIONS_MAX})",
+        "table {}: expired {} of {before} snapshot(s) older than {older_than:?} (kept the newest {} and each topic's latest offsets); removed {old_metadata} file(s) of the metadata folder the table no longer lists (it lists the last {keep} metadata files: {VERSIONS_MAX})",
         t.table,
         ids.len(),
         retain_last.max(1)
