@@ -215,8 +215,10 @@ pub async fn expire(
     const VERSIONS_MAX: &str = iceberg::spec::TableProperties::PROPERTY_METADATA_PREVIOUS_VERSIONS_MAX;
     let keep = keep_metadata.max(1).to_string();
     let policy_set = table.metadata().properties().get(VERSIONS_MAX) == Some(&keep);
-    let table = if ids.is_empty() && policy_set {
-        table
+    // What the table references after the expiry: read once, for the deletes of both steps below.
+    let (table, referenced) = if ids.is_empty() && policy_set {
+        let referenced = files_of(&table, table.metadata().snapshots()).await?;
+        (table, referenced)
     } else {
         let expired: Vec<_> =
             table.metadata().snapshots().filter(|s| ids.contains(&s.snapshot_id())).cloned().collect();
@@ -235,7 +237,7 @@ pub async fn expire(
             after.file_io().delete(f).await.map_err(err("deleting a file of an expired snapshot"))?;
         }
         tracing::info!(snapshots = ids.len(), files = gone.len(), "expired");
-        after
+        (after, still)
     };
     // The metadata folder's files the table no longer lists or references: metadata files beyond the log, and
     // manifest lists and manifests of snapshots expired earlier (an expiry stopped before its deletes, or another
@@ -248,7 +250,7 @@ pub async fn expire(
         let mut listed: BTreeSet<String> =
             table.metadata().metadata_log().iter().map(|m| m.metadata_file.clone()).collect();
         listed.extend(table.metadata_location().map(String::from));
-        listed.extend(files_of(&table, table.metadata().snapshots()).await?);
+        listed.extend(referenced);
         for o in store.list(&format!("{rel}/metadata/")).await? {
             let full = format!("{warehouse}/{}", o.key);
             let old = o.modified.is_some_and(|m| m <= cutoff);

@@ -127,6 +127,13 @@ impl S3Store {
     /// with, to fetch past it).
     async fn bucket(&self, stale: Option<&str>) -> Result<(Arc<Bucket>, String), StoreError> {
         let creds = self.creds.get(stale).await.map_err(credentials_error)?;
+        {
+            // Every request passes here: the same key (nearly always) needs only the read lock.
+            let current = self.bucket.read().expect("not poisoned");
+            if current.1 == creds.access_key_id() {
+                return Ok(current.clone());
+            }
+        }
         let mut current = self.bucket.write().expect("not poisoned");
         if current.1 != creds.access_key_id() {
             let mut b = (*current.0).clone();
