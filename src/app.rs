@@ -77,19 +77,13 @@ pub async fn run(cli: Cli) -> Result<Option<Kind>> {
             print(report.render(&topic).trim_end())?;
             Ok((!report.ok()).then_some(Kind::VerifyFailed))
         }
-        Command::Lake(LakeCommand::RemoveOrphans { topic, lake, table, catalog, lease_ttl, older_than }) => {
-            let t = crate::cli::IcebergTableArgs { table: Some(table), catalog: Some(catalog) }
-                .table()?
-                .expect("both given");
-            let (url, s3) = (lake.url()?, lake.s3());
+        Command::Lake(LakeCommand::RemoveOrphans { topic, target, lease_ttl, older_than }) => {
+            let (url, s3, t) = target.resolve()?;
             print(&crate::lake_cmd::iceberg::remove_orphans(&url, &s3, &t, &topic, lease_ttl, older_than).await?)?;
             Ok(None)
         }
-        Command::Lake(LakeCommand::Expire { lake, table, catalog, older_than, retain_last, keep_metadata }) => {
-            let t = crate::cli::IcebergTableArgs { table: Some(table), catalog: Some(catalog) }
-                .table()?
-                .expect("both given");
-            let (url, s3) = (lake.url()?, lake.s3());
+        Command::Lake(LakeCommand::Expire { target, older_than, retain_last, keep_metadata }) => {
+            let (url, s3, t) = target.resolve()?;
             print(&crate::lake_cmd::iceberg::expire(&url, &s3, &t, older_than, retain_last, keep_metadata).await?)?;
             Ok(None)
         }

@@ -218,6 +218,31 @@ pub struct IcebergTableArgs {
     pub catalog: Option<String>,
 }
 
+/// The Iceberg table a maintenance command works on, all three required: the warehouse, the table, its catalog.
+#[derive(Debug, Args)]
+pub struct IcebergTarget {
+    /// The warehouse (the sink's --to).
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// The Iceberg table (`database.table`).
+    #[arg(long)]
+    pub table: String,
+    /// Its catalog: `glue`, `sqlite:PATH` or `rest:URL`.
+    #[arg(long)]
+    pub catalog: String,
+}
+
+impl IcebergTarget {
+    /// The warehouse, its S3 settings and the table.
+    pub fn resolve(
+        self,
+    ) -> Result<(crate::lake::LakeUrl, crate::lake::S3Options, crate::lake_cmd::iceberg::IcebergTable), crate::Error>
+    {
+        let t = IcebergTableArgs { table: Some(self.table), catalog: Some(self.catalog) }.table()?.expect("both given");
+        Ok((self.lake.url()?, self.lake.s3(), t))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum LakeCommand {
     /// Hive partitions, files, rows and bytes of a topic's lake, and its checkpoints.
@@ -246,15 +271,8 @@ pub enum LakeCommand {
         /// The Kafka topic whose orphans to remove (the sink's --topic).
         #[arg(long, short, env = "TICKLAKE_TOPIC")]
         topic: String,
-        /// The warehouse (the sink's --to).
         #[command(flatten)]
-        lake: LakeArgs,
-        /// The Iceberg table (`database.table`).
-        #[arg(long)]
-        table: String,
-        /// Its catalog: `glue`, `sqlite:PATH` or `rest:URL`.
-        #[arg(long)]
-        catalog: String,
+        target: IcebergTarget,
         /// How long a lease not renewed means its sink is gone (the sink's --lease-ttl).
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         lease_ttl: Duration,
@@ -266,15 +284,8 @@ pub enum LakeCommand {
     /// snapshots older than --older-than, keeping the newest --retain-last and each topic's latest offsets, and
     /// delete the files only they referenced and the metadata files the table no longer lists.
     Expire {
-        /// The warehouse (the sink's --to).
         #[command(flatten)]
-        lake: LakeArgs,
-        /// The Iceberg table (`database.table`).
-        #[arg(long)]
-        table: String,
-        /// Its catalog: `glue`, `sqlite:PATH` or `rest:URL`.
-        #[arg(long)]
-        catalog: String,
+        target: IcebergTarget,
         /// Expire snapshots (and delete unlisted metadata files) older than this.
         #[arg(long, default_value = "5d", value_parser = parse_duration)]
         older_than: Duration,
