@@ -14,22 +14,12 @@ use aws_sdk_glue::types::{Column, DatabaseInput, SerDeInfo, StorageDescriptor, T
 use super::ddl::TableDef;
 use crate::lake::S3Options;
 use crate::lake::iceberg::CatalogUrl;
+use crate::lake::iceberg::glue::{client, iceberg_table_input};
 
 /// Parquet as Hive and Athena name it.
 const PARQUET_SERDE: &str = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe";
 const PARQUET_INPUT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat";
 const PARQUET_OUTPUT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat";
-
-async fn client(s3: &S3Options) -> Client {
-    let mut config = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(e) = &s3.glue_endpoint {
-        config = config.endpoint_url(e);
-    }
-    if let Some(r) = &s3.region {
-        config = config.region(aws_config::Region::new(r.clone()));
-    }
-    Client::new(&config.load().await)
-}
 
 fn column(name: &str, ty: &str) -> Result<Column, String> {
     Column::builder().name(name).r#type(ty).build().map_err(|e| format!("glue column {name}: {e}"))
@@ -181,11 +171,6 @@ pub async fn apply_iceberg(
     }
     let (db, tbl) = name.split_once('.').ok_or_else(|| format!("--table '{name}' must be database.table"))?;
     let metadata = table.metadata_location().ok_or("the table has no metadata location")?.to_string();
-    let meta = table.metadata();
-    let mut sd = StorageDescriptor::builder().location(meta.location());
-    for f in meta.current_schema().as_struct().fields() {
-        sd = sd.columns(column(&f.name, &hive_type(&f.field_type))?);
-    }
     let glue = client(s3).await;
     ensure_database(&glue, db).await?;
     let before = current(&glue, db, tbl).await?;
@@ -193,16 +178,8 @@ pub async fn apply_iceberg(
     if before.is_some() && previous.is_none() {
         return Err(format!("Glue table {name} exists and is not an Iceberg table: use another --table"));
     }
-    let mut input = TableInput::builder()
-        .name(tbl)
-        .table_type("EXTERNAL_TABLE")
-        .storage_descriptor(sd.build())
-        .parameters("table_type", "ICEBERG")
-        .parameters("metadata_location", &metadata);
-    if let Some(p) = &previous {
-        input = input.parameters("previous_metadata_location", p);
-    }
-    put(&glue, db, input.build().map_err(|e| e.to_string())?, before.is_some()).await?;
+    let input = iceberg_table_input(tbl, &metadata, table.metadata(), previous.as_deref())?;
+    put(&glue, db, input, before.is_some()).await?;
     tracing::warn!(
         "Glue and the {} catalog now both point at table {name}'s files: run Athena's VACUUM (or `ticklake lake remove-orphans`) from one of them only, and rerun --apply after the sink's commits for Athena to see them",
         catalog.describe()
@@ -212,28 +189,6 @@ pub async fn apply_iceberg(
         if before.is_some() { "updated" } else { "registered" },
         previous.map_or(String::new(), |p| format!(" (was {p})"))
     ))
-}
-
-/// An Iceberg type as Hive (Glue, Athena) names it.
-fn hive_type(t: &iceberg::spec::Type) -> String {
-    use iceberg::spec::{PrimitiveType as P, Type};
-    match t {
-        Type::Primitive(p) => match p {
-            P::Boolean => "boolean",
-            P::Int => "int",
-            P::Long => "bigint",
-            P::Float => "float",
-            P::Double => "double",
-            P::Date => "date",
-            P::Timestamp | P::Timestamptz | P::TimestampNs | P::TimestamptzNs => "timestamp",
-            P::String => "string",
-            P::Binary | P::Fixed(_) | P::Uuid => "binary",
-            P::Decimal { precision, scale } => return format!("decimal({precision},{scale})"),
-            P::Time => "string",
-        }
-        .to_string(),
-        _ => "string".to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -18,12 +18,6 @@ pub fn table_ident(s: &str) -> Result<TableIdent, String> {
     TableIdent::from_strs([db, table]).map_err(|e| e.to_string())
 }
 
-/// The region ticklake's S3 settings name (`--region`, else `AWS_REGION` / `AWS_DEFAULT_REGION`), for the Glue
-/// catalog's client.
-fn region(s3: &S3Options) -> Option<String> {
-    s3.region.clone().or_else(|| std::env::var("AWS_REGION").ok()).or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-}
-
 /// Opens the catalog. Its files (local or S3, per path) go through ticklake's own store (`storage`).
 pub async fn open_catalog(url: &CatalogUrl, lake: &LakeUrl, s3: &S3Options) -> Result<Arc<dyn Catalog>, String> {
     let warehouse = warehouse(lake)?;
@@ -48,21 +42,7 @@ pub async fn open_catalog(url: &CatalogUrl, lake: &LakeUrl, s3: &S3Options) -> R
                 .map_err(err)?;
             Ok(Arc::new(c))
         }
-        CatalogUrl::Glue => {
-            props.insert(iceberg_catalog_glue::GLUE_CATALOG_PROP_WAREHOUSE.into(), warehouse);
-            if let Some(e) = &s3.glue_endpoint {
-                props.insert(iceberg_catalog_glue::GLUE_CATALOG_PROP_URI.into(), e.clone());
-            }
-            if let Some(r) = region(s3) {
-                props.insert(iceberg_catalog_glue::AWS_REGION_NAME.into(), r);
-            }
-            let c = iceberg_catalog_glue::GlueCatalogBuilder::default()
-                .with_storage_factory(factory)
-                .load("glue", props)
-                .await
-                .map_err(err)?;
-            Ok(Arc::new(c))
-        }
+        CatalogUrl::Glue => Ok(Arc::new(super::glue::GlueCatalog::new(s3, warehouse, factory).await.map_err(err)?)),
         CatalogUrl::Rest(uri) => {
             props.insert(iceberg_catalog_rest::REST_CATALOG_PROP_URI.into(), uri.clone());
             props.insert(iceberg_catalog_rest::REST_CATALOG_PROP_WAREHOUSE.into(), warehouse);

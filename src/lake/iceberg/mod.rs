@@ -2,7 +2,7 @@
 //! through, and a catalog wrapper that checks Kafka offsets on the very table state a commit is applied to.
 //!
 //! `spec` maps ticklake's schema, partitioning and sort order to Iceberg's; `offsets` keeps Kafka offsets in
-//! snapshot summaries. The Iceberg crates (`iceberg`, `iceberg-catalog-{sql,glue,rest}`) write the metadata; data
+//! snapshot summaries. The Iceberg crates (`iceberg`, `iceberg-catalog-{sql,rest}`, and `glue`, ticklake's Glue catalog over the AWS SDK) write the metadata; data
 //! and metadata files go through `storage`, the crates' storage trait over ticklake's own object store.
 
 //!
@@ -11,6 +11,8 @@
 
 #[cfg(feature = "iceberg")]
 mod catalog;
+#[cfg(feature = "iceberg")]
+pub mod glue;
 pub mod offsets;
 #[cfg(feature = "iceberg")]
 pub mod spec;
