@@ -34,6 +34,15 @@ pub enum CredentialsError {
     Fetch(String),
 }
 
+/// The AWS SDK's settings loader (region, endpoints, the default credential chain) with ticklake's HTTPS client:
+/// rustls on ring, as everywhere else in ticklake (the SDK's default client would add aws-lc, a second crypto
+/// library). The chain's own requests (IMDSv2, ECS, STS, SSO) go through it too.
+pub fn sdk_config() -> aws_config::ConfigLoader {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    let https = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https)
+}
+
 /// The credentials of the default chain, cached until `refresh_at`.
 #[derive(Debug)]
 pub struct AwsCredentials {
@@ -44,7 +53,7 @@ pub struct AwsCredentials {
 impl AwsCredentials {
     /// The AWS SDK's default credential chain, as every AWS SDK reads it.
     pub async fn default_chain() -> Result<AwsCredentials, CredentialsError> {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let config = sdk_config().load().await;
         let provider = config.credentials_provider().ok_or(CredentialsError::None)?;
         Ok(AwsCredentials::new(provider))
     }

@@ -37,7 +37,7 @@ const LOCATION_URI: &str = "location_uri";
 /// A Glue client on the AWS SDK's default chain; the endpoint is `AWS_ENDPOINT_URL_GLUE`, else `AWS_ENDPOINT_URL`
 /// (unset for AWS), the region ticklake's S3 one (`--region`, else the SDK's own lookup).
 pub async fn client(s3: &S3Options) -> Client {
-    let mut config = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let mut config = crate::aws::sdk_config();
     if let Some(e) = &s3.glue_endpoint {
         config = config.endpoint_url(e);
     }
