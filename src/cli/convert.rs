@@ -214,6 +214,7 @@ impl TryFrom<&ReplayArgs> for ReplayConfig {
                 batch_bytes: usize::try_from(a.batch_bytes).unwrap_or(usize::MAX).max(1),
                 compression: a.compression.into(),
                 retry_for: a.retry_for,
+                idempotence: a.idempotence.into(),
             },
             progress,
             metrics_addr: a.metrics_addr,

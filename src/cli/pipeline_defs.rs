@@ -102,6 +102,27 @@ pub enum CompressionArg {
     None,
 }
 
+/// `--idempotence`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IdempotenceArg {
+    /// On when the broker grants a producer id (every Kafka since 0.11, Redpanda, MSK); said once either way.
+    Auto,
+    /// Required: stop if the broker has no idempotent producer.
+    On,
+    /// Off: a batch resent after a lost answer may be stored twice.
+    Off,
+}
+
+impl From<IdempotenceArg> for crate::kafka::producer::Idempotence {
+    fn from(a: IdempotenceArg) -> Self {
+        match a {
+            IdempotenceArg::Auto => Self::Auto,
+            IdempotenceArg::On => Self::On,
+            IdempotenceArg::Off => Self::Off,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     /// CSV file to read (`.gz` is decompressed), or `-` for stdin. A header row is required.
@@ -156,6 +177,10 @@ pub struct ReplayArgs {
     /// How long a failing batch is retried (with backoff) before the replay gives up and reports it.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub retry_for: Duration,
+    /// Kafka's idempotent producer (a producer id and per-partition sequence numbers): a batch resent after a lost
+    /// answer is stored once, not twice.
+    #[arg(long, value_enum, default_value_t = IdempotenceArg::Auto)]
+    pub idempotence: IdempotenceArg,
     /// Progress bar: auto (on a terminal), always, never.
     #[arg(long, value_enum, default_value_t = When::Auto)]
     pub progress: When,

@@ -11,7 +11,9 @@ mod connect;
 pub mod metadata;
 pub mod msk_iam;
 pub mod partitioner;
+pub mod producer;
 pub mod security;
+pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -292,10 +292,11 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) 
     };
     let mut senders = Vec::new();
     let mut workers = Vec::new();
+    let producer =
+        Arc::new(crate::kafka::producer::Producer::start(kafka.config(), &cfg.topic, cfg.produce.idempotence).await?);
     for &p in &topic.partitions {
-        let client = kafka.partition(&cfg.topic, p).await?;
         let (tx, handle) =
-            produce::spawn_worker(kafka.clone(), client, cfg.produce.clone(), counters.clone(), QUEUE_CHUNKS);
+            produce::spawn_worker(producer.partition(p), cfg.produce.clone(), counters.clone(), QUEUE_CHUNKS);
         senders.push(tx);
         workers.push(handle);
     }

@@ -9,21 +9,22 @@
 //!  └──────────────────────────────┘ (bounded)  └──────────────────────────┘
 //! ```
 //!
-//! Each partition has exactly one batch in flight: rskafka has no idempotent producer, so two in-flight batches
-//! to one partition could be reordered by a retry, and per-symbol order is a promise. Partitions run in
-//! parallel. A batch is acknowledged (counted as sent) only when the broker answered with offsets; a batch that
-//! still fails when the retry deadline passes stops the replay, and it and everything queued behind it is
-//! reported as not acknowledged.
+//! Each partition has exactly one batch in flight, so a resend can never overtake a later batch and per-symbol order
+//! holds. Batches are encoded once (`kafka::producer`) and resent byte for byte: with the idempotent producer (the
+//! default where the broker has it) a resend of a batch the broker stored is dropped by the broker, not stored
+//! twice. Partitions run in parallel. A batch is acknowledged (counted as sent) only when the broker answered; a
+//! batch that still fails when the retry deadline passes stops the replay, and it and everything queued behind it
+//! is reported as not acknowledged. Every resend is counted (`retries`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use rskafka::client::partition::PartitionClient;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::kafka::{Compression, Kafka, Record};
+use crate::kafka::producer::{Idempotence, PartitionSender};
+use crate::kafka::{Compression, Record};
 
 /// Producer knobs, validated.
 #[derive(Debug, Clone)]
@@ -35,6 +36,7 @@ pub struct ProduceConfig {
     pub compression: Compression,
     /// How long a failing batch is retried before the replay gives up on it.
     pub retry_for: Duration,
+    pub idempotence: Idempotence,
 }
 
 /// Counters shared by the reader, the workers and the progress display.
@@ -60,7 +62,7 @@ impl Counters {
         t.counter("ticklake_replay_bytes_sent_total", "Uncompressed record bytes acknowledged.", n(&self.bytes_sent));
         t.counter("ticklake_replay_rejects_total", "Rows skipped as bad input (--on-error skip).", n(&self.skipped));
         t.counter("ticklake_replay_failed_total", "Rows the broker never acknowledged.", n(&self.failed));
-        t.counter("ticklake_replay_retries_total", "Produce requests retried.", n(&self.retries));
+        t.counter("ticklake_replay_retries_total", "Produce requests resent.", n(&self.retries));
         t.finish()
     }
 }
@@ -76,28 +78,27 @@ pub struct ProduceFailure {
 /// A chunk of records for one partition.
 pub type Chunk = Vec<Record>;
 
-/// Spawns one worker for `partition`; returns the sender the reader feeds.
+/// Spawns one worker for `sender`'s partition; returns the channel the reader feeds.
 pub fn spawn_worker(
-    kafka: Kafka,
-    client: Arc<PartitionClient>,
+    sender: PartitionSender,
     cfg: ProduceConfig,
     counters: Arc<Counters>,
     queue: usize,
 ) -> (mpsc::Sender<Chunk>, tokio::task::JoinHandle<Option<ProduceFailure>>) {
     let (tx, rx) = mpsc::channel(queue);
-    let handle = tokio::spawn(worker(kafka, client, rx, cfg, counters));
+    let handle = tokio::spawn(worker(sender, rx, cfg, counters));
     (tx, handle)
 }
 
 async fn worker(
-    kafka: Kafka,
-    client: Arc<PartitionClient>,
+    mut sender: PartitionSender,
     mut rx: mpsc::Receiver<Chunk>,
     cfg: ProduceConfig,
     counters: Arc<Counters>,
 ) -> Option<ProduceFailure> {
     let mut failure: Option<ProduceFailure> = None;
     let mut closed = false;
+    let partition = sender.partition();
     while !closed {
         let Some(mut batch) = rx.recv().await else { break };
         let mut bytes: usize = batch.iter().map(Record::approximate_size).sum();
@@ -122,118 +123,23 @@ async fn worker(
             continue;
         }
         let n = batch.len() as u64;
-        match send_with_retry(&kafka, &client, batch, &cfg, &counters).await {
-            Ok(()) => {
+        let sent = match sender.encode(batch, cfg.compression) {
+            Ok(encoded) => sender.send(encoded, n as usize, cfg.retry_for).await,
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(s) => {
+                counters.retries.fetch_add(s.resends, Ordering::Relaxed);
                 counters.sent.fetch_add(n, Ordering::Relaxed);
                 counters.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
             }
             Err(error) => {
-                tracing::error!(partition = client.partition(), rows = n, "{error}");
+                tracing::error!(partition, rows = n, "{error}");
                 counters.failed.fetch_add(n, Ordering::Relaxed);
                 counters.aborted.store(true, Ordering::SeqCst);
-                failure = Some(ProduceFailure { partition: client.partition(), rows: n, error });
+                failure = Some(ProduceFailure { partition, rows: n, error });
             }
         }
     }
     failure
-}
-
-/// A batch's keys and values in one buffer, to rebuild the records for a retry: rskafka's `produce` consumes the
-/// batch, and cloning every record for every attempt cost two allocations per record on the hot path.
-struct Snapshot {
-    bytes: Vec<u8>,
-    /// Per record: key length (`None` = no key), value length, timestamp.
-    items: Vec<(Option<u32>, u32, chrono::DateTime<chrono::Utc>)>,
-}
-
-impl Snapshot {
-    /// `None` when a record has headers or no value (never the case for replay's records): then clone instead.
-    fn take(batch: &[Record]) -> Option<Snapshot> {
-        let size: usize = batch.iter().map(Record::approximate_size).sum();
-        let mut bytes = Vec::with_capacity(size);
-        let mut items = Vec::with_capacity(batch.len());
-        for r in batch {
-            let value = r.value.as_ref().filter(|_| r.headers.is_empty())?;
-            let key_len = r.key.as_ref().map(|k| {
-                bytes.extend_from_slice(k);
-                k.len() as u32
-            });
-            bytes.extend_from_slice(value);
-            items.push((key_len, value.len() as u32, r.timestamp));
-        }
-        Some(Snapshot { bytes, items })
-    }
-
-    fn restore(&self) -> Vec<Record> {
-        let mut at = 0;
-        let mut take = |n: u32| {
-            let s = self.bytes[at..at + n as usize].to_vec();
-            at += n as usize;
-            s
-        };
-        self.items
-            .iter()
-            .map(|&(key_len, value_len, timestamp)| Record {
-                key: key_len.map(&mut take),
-                value: Some(take(value_len)),
-                headers: Default::default(),
-                timestamp,
-            })
-            .collect()
-    }
-}
-
-/// Longest wait between two produce attempts.
-const MAX_PRODUCE_BACKOFF: Duration = Duration::from_secs(5);
-
-/// Produces one batch, retrying transient failures until `cfg.retry_for` has passed (see `crate::backoff`).
-async fn send_with_retry(
-    kafka: &Kafka,
-    client: &PartitionClient,
-    batch: Vec<Record>,
-    cfg: &ProduceConfig,
-    counters: &Counters,
-) -> Result<(), crate::kafka::Error> {
-    let snapshot = Snapshot::take(&batch);
-    let fallback = if snapshot.is_none() { Some(batch.clone()) } else { None };
-    let mut first = Some(batch);
-    let what = format!("produce to {}/{}", client.topic(), client.partition());
-    crate::backoff::retry(&what, cfg.retry_for, MAX_PRODUCE_BACKOFF, crate::kafka::Error::is_transient, |attempt| {
-        if attempt > 0 {
-            counters.retries.fetch_add(1, Ordering::Relaxed);
-        }
-        let records = match (first.take(), &snapshot, &fallback) {
-            (Some(b), _, _) => b,
-            (None, Some(s), _) => s.restore(),
-            (None, None, Some(f)) => f.clone(),
-            (None, None, None) => unreachable!("a snapshot or a fallback copy is always kept"),
-        };
-        kafka.deadline("produce", client.topic(), client.partition(), client.produce(records, cfg.compression))
-    })
-    .await
-    .map(|_offsets| ())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn snapshot_restores_the_batch_exactly() {
-        let ts = chrono::DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
-        let batch = vec![
-            Record {
-                key: Some(b"HSI".to_vec()),
-                value: Some(b"{\"a\":1}".to_vec()),
-                headers: Default::default(),
-                timestamp: ts,
-            },
-            Record { key: None, value: Some(b"{}".to_vec()), headers: Default::default(), timestamp: ts },
-            Record { key: Some(vec![]), value: Some(vec![]), headers: Default::default(), timestamp: ts },
-        ];
-        assert_eq!(Snapshot::take(&batch).unwrap().restore(), batch);
-        let mut with_header = batch.clone();
-        with_header[0].headers.insert("h".into(), vec![1]);
-        assert!(Snapshot::take(&with_header).is_none());
-    }
 }

@@ -1,0 +1,505 @@
+//! Replay's produce path: record batches ticklake encodes itself and sends on rskafka's connections
+//! (`wire`), with Kafka's idempotent producer when the broker has it.
+//!
+//! Idempotence (KIP-98): `InitProducerId` gives a producer id and epoch; every batch to a partition carries them
+//! and the sequence number of its first record, counted per partition from 0. The broker keeps the last five
+//! batches' sequences per producer and partition: a batch sent again after a lost answer (a dropped connection, a
+//! timeout, a leader move) has the sequence it already stored and is answered `DUPLICATE_SEQUENCE_NUMBER`, not
+//! stored twice. One batch is in flight per partition (the next waits for its answer), so a resend can never
+//! overtake a later batch, and `OUT_OF_ORDER_SEQUENCE_NUMBER` can only mean the broker lost what it had
+//! acknowledged: a clear error naming the partition, never a silent gap. `acks=all`, as idempotence requires.
+//!
+//! Every attempt after the first is counted (`Counters::retries` in replay): the summary's retries are every
+//! resend on the wire, which rskafka's own produce retried unseen.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression as BatchCompression, Record as BatchRecord, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use super::wire::{self, Conn};
+use super::{Compression, Error, KafkaConfig, Record};
+
+/// `--idempotence`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Idempotence {
+    /// On when the broker grants a producer id; said once either way.
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+/// Kafka error codes this path acts on (<https://kafka.apache.org/protocol#protocol_error_codes>).
+mod code {
+    pub const NONE: i16 = 0;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const LEADER_NOT_AVAILABLE: i16 = 5;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
+    pub const NETWORK_EXCEPTION: i16 = 13;
+    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const NOT_COORDINATOR: i16 = 16;
+    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
+    pub const INVALID_TIMESTAMP: i16 = 32;
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
+    pub const FENCED_LEADER_EPOCH: i16 = 74;
+    pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+    pub const OFFSET_NOT_AVAILABLE: i16 = 78;
+    pub const THROTTLING_QUOTA_EXCEEDED: i16 = 89;
+}
+
+/// An error code a resend of the same batch can get past (a leader moving, replicas catching up, a slow broker).
+pub fn is_retriable(c: i16) -> bool {
+    use code::*;
+    matches!(
+        c,
+        UNKNOWN_TOPIC_OR_PARTITION
+            | LEADER_NOT_AVAILABLE
+            | NOT_LEADER_OR_FOLLOWER
+            | REQUEST_TIMED_OUT
+            | NETWORK_EXCEPTION
+            | COORDINATOR_LOAD_IN_PROGRESS
+            | COORDINATOR_NOT_AVAILABLE
+            | NOT_COORDINATOR
+            | NOT_ENOUGH_REPLICAS
+            | NOT_ENOUGH_REPLICAS_AFTER_APPEND
+            | KAFKA_STORAGE_ERROR
+            | FENCED_LEADER_EPOCH
+            | UNKNOWN_LEADER_EPOCH
+            | OFFSET_NOT_AVAILABLE
+            | THROTTLING_QUOTA_EXCEEDED
+    )
+}
+
+/// What a produce error code means for the user, when a resend cannot help.
+pub fn refusal(c: i16, topic: &str, partition: i32) -> String {
+    match c {
+        code::OUT_OF_ORDER_SEQUENCE_NUMBER => format!(
+            "OUT_OF_ORDER_SEQUENCE_NUMBER: the broker expected another sequence number on {topic}/{partition}, so it \
+             no longer holds a batch it acknowledged (an unclean leader election, a truncated log) or the producer \
+             state expired. Nothing was written out of order; check the topic's replication (min.insync.replicas, \
+             unclean.leader.election.enable) and rerun with --resume to send what the topic lacks"
+        ),
+        code::INVALID_PRODUCER_EPOCH | code::UNKNOWN_PRODUCER_ID => format!(
+            "{}: the broker no longer knows this producer on {topic}/{partition} (its state expired after \
+             producer.id.expiration.ms of silence, or another producer took over); rerun with --resume",
+            if c == code::INVALID_PRODUCER_EPOCH { "INVALID_PRODUCER_EPOCH" } else { "UNKNOWN_PRODUCER_ID" }
+        ),
+        code::INVALID_TIMESTAMP => "InvalidTimestamp: the record timestamps are outside what the broker accepts \
+             (Apache Kafka 4 takes timestamps at most message.timestamp.after.max.ms ahead, 1 h by default, and at most \
+             message.timestamp.before.max.ms old). Pass --timestamp now to send the send time, or raise the topic's limits"
+            .to_string(),
+        10 => "MESSAGE_TOO_LARGE: a batch exceeds the topic's max.message.bytes; lower --batch-bytes".to_string(),
+        29 => format!("TOPIC_AUTHORIZATION_FAILED: this principal may not write to {topic}"),
+        31 => "CLUSTER_AUTHORIZATION_FAILED: the idempotent producer needs IDEMPOTENT_WRITE on the cluster (Kafka \
+             before 3.0) or WRITE on the topic; grant it, or pass --idempotence off"
+            .to_string(),
+        other => format!("error code {other} (see https://kafka.apache.org/protocol#protocol_error_codes)"),
+    }
+}
+
+/// The producer id and epoch the broker granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerId {
+    pub id: i64,
+    pub epoch: i16,
+}
+
+/// Where a topic's partitions are led, and one connection per broker.
+#[derive(Default)]
+struct Routes {
+    brokers: HashMap<i32, String>,
+    leaders: HashMap<i32, i32>,
+    conns: HashMap<i32, Conn>,
+}
+
+/// The topic's producer: its id (if idempotent) and its connections. Shared by the partitions' workers.
+pub struct Producer {
+    cfg: KafkaConfig,
+    topic: String,
+    pub id: Option<ProducerId>,
+    routes: tokio::sync::Mutex<Routes>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").field("topic", &self.topic).field("id", &self.id).finish()
+    }
+}
+
+impl Producer {
+    /// Connects to the bootstrap brokers, reads the topic's leaders, and (unless `Off`) asks for a producer id.
+    pub async fn start(cfg: &KafkaConfig, topic: &str, mode: Idempotence) -> Result<Producer, Error> {
+        let mut p = Producer {
+            cfg: cfg.clone(),
+            topic: topic.to_string(),
+            id: None,
+            routes: tokio::sync::Mutex::new(Routes::default()),
+        };
+        p.refresh().await.map_err(|reason| p.unreachable(reason))?;
+        if mode == Idempotence::Off {
+            tracing::info!("idempotence off (--idempotence off): a batch resent after a lost answer is stored twice");
+            return Ok(p);
+        }
+        match p.init_producer_id().await {
+            Ok(id) => {
+                tracing::info!(
+                    producer_id = id.id,
+                    epoch = id.epoch,
+                    "idempotent producer: a resent batch is stored once"
+                );
+                p.id = Some(id);
+            }
+            Err(reason) if mode == Idempotence::Auto => {
+                tracing::warn!(
+                    "idempotence off: the broker did not grant a producer id ({reason}); a batch resent after a lost answer may be stored twice"
+                );
+            }
+            Err(reason) => {
+                return Err(Error::Refused {
+                    op: "InitProducerId",
+                    topic: topic.into(),
+                    partition: -1,
+                    reason: format!("{reason} (--idempotence on; pass --idempotence auto or off to send without it)"),
+                });
+            }
+        }
+        Ok(p)
+    }
+
+    fn unreachable(&self, reason: String) -> Error {
+        Error::Unreachable { brokers: self.cfg.brokers.join(","), timeout: self.cfg.timeout, reason }
+    }
+
+    /// A new connection to the first bootstrap address that answers.
+    async fn bootstrap(&self) -> Result<Conn, String> {
+        let mut reasons = Vec::new();
+        for addr in &self.cfg.brokers {
+            match wire::connect(&self.cfg, addr).await {
+                Ok(c) => return Ok(c),
+                Err(e) => reasons.push(e),
+            }
+        }
+        Err(reasons.join("; "))
+    }
+
+    /// Drops every connection (one broke, or a leader moved: a broken connection cannot be told from a healthy
+    /// one until a request fails on it) and reads the topic's leaders again on a new one.
+    async fn refresh(&self) -> Result<(), String> {
+        self.routes.lock().await.conns.clear();
+        let conn = self.bootstrap().await?;
+        let (brokers, leaders) = wire::leaders(&self.cfg, &conn, &self.topic).await?;
+        let mut r = self.routes.lock().await;
+        r.brokers = brokers;
+        r.leaders = leaders;
+        Ok(())
+    }
+
+    async fn init_producer_id(&self) -> Result<ProducerId, String> {
+        let deadline = tokio::time::Instant::now() + self.cfg.timeout;
+        loop {
+            let conn = self.bootstrap().await?;
+            let req = InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(-1)
+                .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+                .with_producer_epoch(-1);
+            let a = wire::request(&self.cfg, &conn, req).await?;
+            match a.error_code {
+                code::NONE => return Ok(ProducerId { id: a.producer_id.0, epoch: a.producer_epoch }),
+                c if is_retriable(c) && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                c => return Err(format!("InitProducerId: {}", refusal(c, &self.topic, -1))),
+            }
+        }
+    }
+
+    /// The connection to `partition`'s leader, opened if needed.
+    async fn leader(&self, partition: i32) -> Result<Conn, String> {
+        let mut r = self.routes.lock().await;
+        let node = *r.leaders.get(&partition).ok_or_else(|| format!("no leader known for partition {partition}"))?;
+        if node < 0 {
+            return Err(format!("partition {partition} has no leader right now"));
+        }
+        if let Some(c) = r.conns.get(&node) {
+            return Ok(c.clone());
+        }
+        let addr = r.brokers.get(&node).cloned().ok_or_else(|| format!("leader {node} not among the brokers"))?;
+        let c = wire::connect(&self.cfg, &addr).await?;
+        r.conns.insert(node, c.clone());
+        Ok(c)
+    }
+
+    /// A partition's sender, its sequence starting at 0 (the producer id is new).
+    pub fn partition(self: &Arc<Self>, partition: i32) -> PartitionSender {
+        PartitionSender { producer: self.clone(), partition, next_sequence: 0 }
+    }
+}
+
+/// How one attempt at a batch ended.
+#[derive(Debug)]
+enum Attempt {
+    Stored,
+    /// The broker had it already (a resend after a lost answer).
+    Duplicate,
+    Retry(String),
+    Refused(String),
+}
+
+/// Sends one partition's batches, one at a time, in order.
+pub struct PartitionSender {
+    producer: Arc<Producer>,
+    partition: i32,
+    next_sequence: i32,
+}
+
+/// What sending a batch took.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Attempts after the first.
+    pub resends: u64,
+    /// The broker answered DUPLICATE_SEQUENCE_NUMBER: an earlier attempt had been stored. (Apache Kafka answers a
+    /// resend of one of the last five batches with success and the first append's offsets instead.)
+    pub duplicate: bool,
+}
+
+impl PartitionSender {
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// The record batch for `records`: producer id, epoch and base sequence when idempotent.
+    pub fn encode(&self, records: Vec<Record>, compression: Compression) -> Result<Bytes, Error> {
+        let (id, epoch) = self.producer.id.map_or((-1, -1), |p| (p.id, p.epoch));
+        let idempotent = self.producer.id.is_some();
+        let batch: Vec<BatchRecord> = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| BatchRecord {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: id,
+                producer_epoch: epoch,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // Only the batch's base sequence is on the wire (the first record's); the encoder keeps records in
+                // one batch while offset minus sequence stays the same, so the others follow it (wrapping, as
+                // Kafka's sequence wraps past i32::MAX to 0). Without a producer id the base sequence is -1.
+                sequence: if idempotent { self.next_sequence } else { -1 }.wrapping_add(i as i32),
+                timestamp: r.timestamp.timestamp_millis(),
+                key: r.key.map(Bytes::from),
+                value: r.value.map(Bytes::from),
+                headers: r.headers.into_iter().map(|(k, v)| (StrBytes::from_string(k), Some(Bytes::from(v)))).collect(),
+            })
+            .collect();
+        let compression = match compression {
+            Compression::NoCompression => BatchCompression::None,
+            Compression::Gzip => BatchCompression::Gzip,
+            Compression::Lz4 => BatchCompression::Lz4,
+            Compression::Snappy => BatchCompression::Snappy,
+            Compression::Zstd => BatchCompression::Zstd,
+        };
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(&mut buf, &batch, &RecordEncodeOptions { version: 2, compression }).map_err(
+            |e| Error::Refused {
+                op: "produce",
+                topic: self.producer.topic.clone(),
+                partition: self.partition,
+                reason: format!("encoding the batch: {e}"),
+            },
+        )?;
+        Ok(buf.freeze())
+    }
+
+    async fn attempt(&self, batch: &Bytes) -> Attempt {
+        let p = &self.producer;
+        let conn = match p.leader(self.partition).await {
+            Ok(c) => c,
+            Err(e) => return Attempt::Retry(e),
+        };
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(p.cfg.timeout.as_millis().min(i32::MAX as u128) as i32)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(p.topic.clone())))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default().with_index(self.partition).with_records(Some(batch.clone())),
+                    ]),
+            ]);
+        let answer = match wire::request(&p.cfg, &conn, req).await {
+            Ok(a) => a,
+            Err(e) => return Attempt::Retry(e),
+        };
+        let code = answer
+            .responses
+            .iter()
+            .flat_map(|t| t.partition_responses.iter())
+            .find(|r| r.index == self.partition)
+            .map(|r| r.error_code);
+        match code {
+            Some(code::NONE) => Attempt::Stored,
+            Some(code::DUPLICATE_SEQUENCE_NUMBER) if p.id.is_some() => Attempt::Duplicate,
+            Some(c) if is_retriable(c) => Attempt::Retry(format!("error code {c}")),
+            Some(c) => Attempt::Refused(refusal(c, &p.topic, self.partition)),
+            None => Attempt::Retry("the answer does not name the partition".into()),
+        }
+    }
+
+    /// Sends `batch` (of `rows` records) until the broker stored it, resending the very same bytes (same sequence
+    /// numbers) after a lost answer or a retriable error, for up to `retry_for` (`crate::backoff`'s policy).
+    pub async fn send(&mut self, batch: Bytes, rows: usize, retry_for: Duration) -> Result<Sent, Error> {
+        let p = self.producer.clone();
+        let what = format!("produce to {}/{}", p.topic, self.partition);
+        let mut resends = 0;
+        let this = &*self;
+        let outcome = crate::backoff::retry(
+            &what,
+            retry_for,
+            MAX_BACKOFF,
+            |e: &Attempt| matches!(e, Attempt::Retry(_)),
+            |n| {
+                resends = n as u64;
+                let batch = &batch;
+                async move {
+                    if n > 0
+                        && let Err(e) = this.producer.refresh().await
+                    {
+                        return Err(Attempt::Retry(format!("metadata refresh: {e}")));
+                    }
+                    match this.attempt(batch).await {
+                        a @ (Attempt::Stored | Attempt::Duplicate) => Ok(a),
+                        other => Err(other),
+                    }
+                }
+            },
+        )
+        .await;
+        let duplicate = match outcome {
+            Ok(a) => matches!(a, Attempt::Duplicate),
+            Err(Attempt::Refused(reason)) => {
+                return Err(Error::Refused {
+                    op: "produce",
+                    topic: p.topic.clone(),
+                    partition: self.partition,
+                    reason,
+                });
+            }
+            Err(other) => {
+                return Err(Error::Timeout {
+                    op: "produce",
+                    topic: p.topic.clone(),
+                    partition: self.partition,
+                    timeout: retry_for,
+                    brokers: format!("{}; last: {other}", p.cfg.brokers.join(",")),
+                });
+            }
+        };
+        if duplicate {
+            tracing::info!(
+                partition = self.partition,
+                "the broker had this batch already (a resend after a lost answer): stored once"
+            );
+        }
+        if p.id.is_some() {
+            self.next_sequence = self.next_sequence.wrapping_add(rows as i32) & i32::MAX;
+        }
+        Ok(Sent { resends, duplicate })
+    }
+}
+
+/// Longest wait between two attempts at a batch.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attempt::Stored => f.write_str("stored"),
+            Attempt::Duplicate => f.write_str("stored before (duplicate sequence)"),
+            Attempt::Retry(r) | Attempt::Refused(r) => f.write_str(r),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::records::RecordBatchDecoder;
+
+    fn record(i: u8) -> Record {
+        Record {
+            key: Some(vec![b'k', i]),
+            value: Some(vec![b'v', i]),
+            headers: [("ticklake.line".to_string(), vec![i])].into_iter().collect(),
+            timestamp: chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + i as i64).unwrap(),
+        }
+    }
+
+    fn sender(id: Option<ProducerId>, next_sequence: i32) -> PartitionSender {
+        let cfg = KafkaConfig::new("127.0.0.1:1", Duration::from_secs(1)).unwrap();
+        let producer = Producer { cfg, topic: "t".into(), id, routes: Default::default() };
+        PartitionSender { producer: Arc::new(producer), partition: 3, next_sequence }
+    }
+
+    #[test]
+    fn an_idempotent_batch_carries_the_producer_and_its_base_sequence() {
+        let s = sender(Some(ProducerId { id: 4242, epoch: 7 }), 100);
+        for compression in [Compression::NoCompression, Compression::Zstd, Compression::Lz4] {
+            let mut bytes = s.encode(vec![record(1), record(2), record(3)], compression).unwrap();
+            assert_eq!(batches(bytes.clone()), [(4242, 100, 3)]);
+            let set = RecordBatchDecoder::decode(&mut bytes).unwrap();
+            assert_eq!(set.records.len(), 3);
+            for (i, r) in set.records.iter().enumerate() {
+                assert_eq!((r.producer_id, r.producer_epoch, r.sequence), (4242, 7, 100 + i as i32));
+                assert_eq!(r.key.as_deref(), Some(&[b'k', i as u8 + 1][..]));
+                assert_eq!(r.timestamp, 1_700_000_000_001 + i as i64);
+                assert_eq!(r.headers[&StrBytes::from_static_str("ticklake.line")].as_deref(), Some(&[i as u8 + 1][..]));
+            }
+        }
+    }
+
+    /// The first record's sequence is the batch's base sequence (the only one on the wire).
+    fn batches(mut bytes: Bytes) -> Vec<(i64, i32, usize)> {
+        kafka_protocol::records::RecordBatchDecoder::decode_batch_info(&mut bytes)
+            .unwrap()
+            .iter()
+            .map(|b| (b.producer_id, b.base_sequence, b.record_count as usize))
+            .collect()
+    }
+
+    #[test]
+    fn one_batch_per_request_idempotent_or_not_even_where_sequences_wrap() {
+        let s = sender(Some(ProducerId { id: 1, epoch: 0 }), i32::MAX);
+        let bytes = s.encode(vec![record(1), record(2), record(3)], Compression::NoCompression).unwrap();
+        assert_eq!(batches(bytes), [(1, i32::MAX, 3)]);
+        let plain = sender(None, 0);
+        let bytes = plain.encode(vec![record(1), record(2)], Compression::Zstd).unwrap();
+        assert_eq!(batches(bytes), [(-1, -1, 2)], "no producer, no sequence, one batch");
+    }
+
+    #[test]
+    fn only_what_a_resend_can_fix_is_retried() {
+        assert!(is_retriable(code::NOT_LEADER_OR_FOLLOWER));
+        assert!(is_retriable(code::NOT_ENOUGH_REPLICAS_AFTER_APPEND));
+        assert!(!is_retriable(code::OUT_OF_ORDER_SEQUENCE_NUMBER));
+        assert!(!is_retriable(code::DUPLICATE_SEQUENCE_NUMBER));
+        assert!(refusal(code::OUT_OF_ORDER_SEQUENCE_NUMBER, "t", 2).contains("t/2"));
+    }
+}
