@@ -263,3 +263,19 @@ async fn lost_produce_answers_cost_resends_never_duplicates() {
         }
     }
 }
+
+/// Issue 22: the SIGKILL-and-resume test of `replay` with the proxy losing produce answers on the way.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkilled_replays_resume_through_lost_answers_to_every_row_once() {
+    let env = env_or_skip!();
+    let seed = seed();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap().to_string();
+    let broker = Broker::memory(Some(&proxy));
+    let faults = Faults::losing(seed, 0.1, 30);
+    faulty_proxy(listener, broker.addr.clone(), faults.clone());
+    tokio::task::spawn_blocking(move || crate::replay::kill_and_resume(&env, &proxy, seed)).await.unwrap();
+    let lost = faults.lost.load(Ordering::SeqCst);
+    eprintln!("{lost} produce answers lost on the way");
+    assert!(lost > 0, "the proxy lost no answer (seed {seed})");
+}

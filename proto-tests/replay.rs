@@ -180,3 +180,116 @@ async fn loop_starts_over_at_the_end_until_the_limit() {
     assert_eq!(got[4000].value["trade_date"], expected[0]["Date"].as_str());
     assert_eq!(got[8999].value["trade_date"], expected[999]["Date"].as_str());
 }
+
+/// Issue 22: replay SIGKILLed at 10 seeded random moments (once it is sending), `replay --resume` each time, then
+/// once to the end: the topic holds every CSV row exactly once, on its key's partition, in CSV order per key; a sink
+/// then lands exactly that in the lake. `brokers` may be a fault-injecting proxy (see `kafka_faults`).
+pub fn kill_and_resume(env: &TestEnv, brokers: &str, seed: u64) {
+    use std::time::Duration;
+    let csv = repo_path("data/indices.csv");
+    let topic = random_name("resume");
+    let dir = tempfile::tempdir().unwrap();
+    let tl = || {
+        let mut c = env.ticklake();
+        c.env("KAFKA_BROKERS", brokers);
+        c
+    };
+    ok(run(tl().args(["topic", "create", &topic, "--partitions", "3"])));
+    let mut state = seed;
+    let mut landed = 0;
+    for kill in 0..10 {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        // At 500 rows/s a run sends at most about 500 rows before its kill: all ten kills land mid-file.
+        let wait = Duration::from_millis((state >> 33) % 1000);
+        let log_path = dir.path().join(format!("replay-{kill}.log"));
+        let mut child = tl()
+            .args(["replay", csv.to_str().unwrap(), "--topic", &topic, "--resume", "--rate", "500"])
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap();
+        // The random wait starts once replay sends (it logs its producer), not at spawn: a slow start would eat it.
+        let started = std::time::Instant::now();
+        while !std::fs::read_to_string(&log_path).unwrap_or_default().contains("producer")
+            && child.try_wait().unwrap().is_none()
+            && started.elapsed() < Duration::from_secs(60)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(wait);
+        if child.try_wait().unwrap().is_none() {
+            landed += 1;
+        }
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        assert!(status.code().is_none_or(|c| c == 0), "replay {kill} failed before its kill:\n{log}");
+    }
+    eprintln!("{landed} of 10 kills landed while replay was sending");
+    assert!(landed >= 8, "the kills must land mid-replay (seed {seed})");
+    let out =
+        ok(run(tl().args(["replay", csv.to_str().unwrap(), "--topic", &topic, "--resume", "--log-format", "json"])));
+    let err = stderr(&out);
+    let expected = csv_rows(&csv);
+    assert_eq!(summary_count(&err, "read"), expected.len() as u64, "{err}");
+    assert_eq!(summary_count(&err, "already_sent") + summary_count(&err, "sent"), expected.len() as u64, "{err}");
+
+    let got = tokio::runtime::Runtime::new().unwrap().block_on(read_topic(brokers, &topic));
+    assert_eq!(got.len(), expected.len(), "every row once, no duplicate from a resend or a rerun");
+    let mut at: HashMap<(String, String), (i32, i64)> = HashMap::new();
+    for r in &got {
+        let key = r.key.clone().unwrap();
+        assert_eq!(r.partition, partition_for_key(key.as_bytes(), 3));
+        let date = r.value["trade_date"].as_str().unwrap().to_string();
+        assert!(at.insert((key, date), (r.partition, r.offset)).is_none(), "a row twice");
+    }
+    let mut last: HashMap<&str, i64> = HashMap::new();
+    for row in &expected {
+        let (_, offset) = at[&(row["Index"].clone(), row["Date"].clone())];
+        if let Some(before) = last.insert(row["Index"].as_str(), offset) {
+            assert!(before < offset, "{} out of CSV order", row["Index"]);
+        }
+    }
+
+    // End to end: the sink lands the topic, and the lake holds each CSV row once.
+    let lake = dir.path().join("lake");
+    let lake = lake.to_str().unwrap();
+    ok(run(tl().args(["sink", "--topic", &topic, "--to", lake, "--exit-at-end"])));
+    let verify = ok(run(tl().args(["lake", "verify", "--topic", &topic, "--to", lake])));
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("exactly once: yes"));
+    let rows = env.read_lake(LakeAt::Local(std::path::Path::new(lake))).rows;
+    let distinct: std::collections::HashSet<(String, String)> = rows
+        .iter()
+        .map(|(_, _, r)| (r["symbol"].as_str().unwrap().into(), r["trade_date"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!((rows.len(), distinct.len()), (expected.len(), expected.len()));
+}
+
+#[test]
+fn sigkilled_replays_resume_to_every_row_exactly_once() {
+    let env = env_or_skip!();
+    let seed = std::env::var("TICKLAKE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    eprintln!("seed {seed} (rerun with TICKLAKE_TEST_SEED={seed})");
+    kill_and_resume(&env, &env.brokers.clone(), seed);
+}
+
+#[test]
+fn resume_refuses_another_file_and_what_has_no_lines() {
+    let env = env_or_skip!();
+    let topic = random_name("resume-refused");
+    let replay = |file: &str, extra: &[&str]| {
+        run(env.ticklake().args(["replay", repo_path(file).to_str().unwrap(), "--topic", &topic]).args(extra))
+    };
+    ok(replay("data/indices.csv", &["--partitions", "3"]));
+    let out = replay("data/ticks.csv", &["--resume"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("another file"), "{}", stderr(&out));
+    for flag in ["--loop", "--sample"] {
+        let out = replay("data/indices.csv", &["--resume", flag, "--limit", "10"]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains("nothing to resume"), "{}", stderr(&out));
+    }
+    // The same file again: nothing left to send.
+    let out = ok(replay("data/indices.csv", &["--resume", "--log-format", "json"]));
+    assert_eq!(summary_count(&stderr(&out), "sent"), 0);
+    assert_eq!(summary_count(&stderr(&out), "already_sent"), 4000);
+}

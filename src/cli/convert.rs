@@ -205,6 +205,7 @@ impl TryFrom<&ReplayArgs> for ReplayConfig {
             sample: a.sample,
             stamp_now: a.stamp_now,
             loop_input: a.loop_input,
+            resume: a.resume,
             limit: a.limit,
             timestamp: a.timestamp,
             on_error: a.on_error,

@@ -177,6 +177,10 @@ pub struct ReplayArgs {
     /// How long a failing batch is retried (with backoff) before the replay gives up and reports it.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub retry_for: Duration,
+    /// Go on where a replay of this file into this topic stopped (killed, failed, Ctrl-C): each partition's last
+    /// record names the CSV line it came from, and the rows up to it are skipped. Not with --sample or --loop.
+    #[arg(long)]
+    pub resume: bool,
     /// Kafka's idempotent producer (a producer id and per-partition sequence numbers): a batch resent after a lost
     /// answer is stored once, not twice.
     #[arg(long, value_enum, default_value_t = IdempotenceArg::Auto)]

@@ -9,6 +9,7 @@ pub mod pacing;
 pub mod produce;
 pub mod progress;
 mod reader;
+pub mod resume;
 use reader::{Reader, ReaderEnd};
 pub mod row;
 pub mod source;
@@ -62,6 +63,8 @@ pub struct ReplayConfig {
     pub stamp_now: bool,
     /// Start again at the top of the file at its end.
     pub loop_input: bool,
+    /// Skip the rows the topic holds already (`resume`).
+    pub resume: bool,
     pub limit: Option<u64>,
     pub timestamp: TimestampMode,
     pub on_error: OnError,
@@ -136,6 +139,8 @@ pub struct Report {
     pub read: u64,
     pub sent: u64,
     pub skipped: u64,
+    /// Rows `--resume` found in the topic already.
+    pub already: u64,
     pub failed: u64,
     pub bytes: u64,
     pub retries: u64,
@@ -181,6 +186,7 @@ impl Report {
             ("read", self.read),
             ("sent", self.sent),
             ("skipped", self.skipped),
+            ("already_sent", self.already),
             ("failed", self.failed),
             ("retries", self.retries),
             ("bytes", self.bytes),
@@ -192,6 +198,8 @@ impl Report {
         let secs = self.elapsed.as_secs_f64();
         let counts = if self.sampled {
             format!("{} rows sent, drawn at random from a pool of {} rows", self.sent, self.read)
+        } else if self.already > 0 {
+            format!("{} rows read, {} in the topic already (--resume), {} sent", self.read, self.already, self.sent)
         } else {
             format!("{} rows read, {} sent", self.read, self.sent)
         };
@@ -231,6 +239,18 @@ pub const LIVE_FEED_PARTITIONS: i32 = 1;
 pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) -> Result<Report, ReplayError> {
     if (cfg.loop_input || cfg.sample) && cfg.input == Input::Stdin {
         return Err(ReplayError::Config("--loop and --sample need a file, not stdin".into()));
+    }
+    if cfg.resume && (cfg.loop_input || cfg.sample) {
+        return Err(ReplayError::Config(
+            "--resume continues a file from the line each partition reached; with --sample or --loop a line is sent \
+             many times, so there is nothing to resume"
+                .into(),
+        ));
+    }
+    if cfg.resume && cfg.input == Input::Stdin {
+        return Err(ReplayError::Config(
+            "--resume needs a file (it knows the file by its first 64 KiB and size); stdin has no identity".into(),
+        ));
     }
     let started = Instant::now();
     let consumed = Arc::new(AtomicU64::new(0));
@@ -281,6 +301,20 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) 
         tracing::warn!(topic = %cfg.topic, have = partitions, asked = want, "topic exists with a different partition count; using it as it is");
     }
 
+    // Records carry their file and line (`resume`), except where lines repeat (--sample, --loop).
+    let source_id = match cfg.sample || cfg.loop_input {
+        true => None,
+        false => resume::source_id(&cfg.input, partitions).map_err(ReplayError::Config)?,
+    };
+    let resume_points = match (&source_id, cfg.resume) {
+        (Some(id), true) => {
+            let points = resume::resume_points(&kafka, &cfg.topic, &topic.partitions, id).await?;
+            tracing::info!(lines = ?points, "--resume: each partition holds its rows up to these lines; sending the rest");
+            Some(points)
+        }
+        _ => None,
+    };
+
     let counters = Arc::new(Counters::default());
     let metrics = match cfg.metrics_addr {
         Some(addr) => {
@@ -318,7 +352,10 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) 
             schema.clone(),
             partitions,
             if cfg.stamp_now { TimestampMode::Now } else { cfg.timestamp },
-        ),
+        )
+        .with_source(source_id),
+        resume: resume_points,
+        already: 0,
         senders,
         pending: vec![Vec::new(); partitions as usize],
         pacer: Pacer::new(cfg.pace),
@@ -356,6 +393,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) 
         read: counters.read.load(Ordering::SeqCst),
         sent: counters.sent.load(Ordering::SeqCst),
         skipped: counters.skipped.load(Ordering::SeqCst),
+        already: counters.already.load(Ordering::SeqCst),
         failed: counters.failed.load(Ordering::SeqCst),
         bytes: counters.bytes_sent.load(Ordering::SeqCst),
         retries: counters.retries.load(Ordering::SeqCst),

@@ -45,6 +45,8 @@ pub struct Counters {
     pub read: AtomicU64,
     pub sent: AtomicU64,
     pub skipped: AtomicU64,
+    /// Rows `--resume` found in the topic already (not sent again).
+    pub already: AtomicU64,
     pub failed: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub retries: AtomicU64,
@@ -60,6 +62,11 @@ impl Counters {
         t.counter("ticklake_replay_rows_read_total", "CSV rows read.", n(&self.read));
         t.counter("ticklake_replay_rows_sent_total", "Rows acknowledged by the broker.", n(&self.sent));
         t.counter("ticklake_replay_bytes_sent_total", "Uncompressed record bytes acknowledged.", n(&self.bytes_sent));
+        t.counter(
+            "ticklake_replay_rows_already_sent_total",
+            "Rows --resume found in the topic already.",
+            n(&self.already),
+        );
         t.counter("ticklake_replay_rejects_total", "Rows skipped as bad input (--on-error skip).", n(&self.skipped));
         t.counter("ticklake_replay_failed_total", "Rows the broker never acknowledged.", n(&self.failed));
         t.counter("ticklake_replay_retries_total", "Produce requests resent.", n(&self.retries));

@@ -41,6 +41,10 @@ pub(super) struct Reader {
     pub(super) row: Row,
     /// Progress is the byte offset of the last row taken (plain files), not bytes read ahead.
     pub(super) track_position: bool,
+    /// `--resume`: per partition, the last line the topic holds; rows up to it are skipped as sent.
+    pub(super) resume: Option<Vec<u64>>,
+    /// Rows skipped by `resume` so far.
+    pub(super) already: u64,
     /// Records per chunk handed to a worker: `CHUNK_ROWS` flat out from a file; 1 when paced or from stdin, where
     /// the next row may be long in coming and the worker's linger should batch instead.
     pub(super) chunk_rows: usize,
@@ -116,7 +120,7 @@ impl Reader {
         let mut rng = rand::rng();
         loop {
             let row = &rows[rand::Rng::random_range(&mut rng, 0..rows.len())];
-            if let Step::Stop = self.send(row, None) {
+            if let Step::Stop = self.send(row, None, None) {
                 return Ok(ReaderEnd::Done);
             }
         }
@@ -133,9 +137,9 @@ impl Reader {
         let mut row = std::mem::take(&mut self.row);
         let step = match self.parser.parse_into(rec, &mut row) {
             Ok(()) => {
-                let queued = self.accepted;
-                let step = self.send(&row, Some(rec));
-                if self.accepted == queued {
+                let (queued, already) = (self.accepted, self.already);
+                let step = self.send(&row, Some(rec), Some(line));
+                if self.accepted == queued && self.already == already {
                     // A stop came while this row waited for its turn (pacing): it was never sent, so it is not
                     // counted as read either, and the summary's counts add up (read = sent + skipped + failed).
                     self.counters.read.fetch_sub(1, Ordering::Relaxed);
@@ -191,10 +195,19 @@ impl Reader {
         self.shutdown.is_set() || self.counters.aborted.load(Ordering::Relaxed)
     }
 
-    /// Paces, encodes and queues one row. `Stop` when the limit is reached or a stop was asked for.
-    fn send(&mut self, row: &Row, rec: Option<&csv::ByteRecord>) -> Step {
+    /// Paces, encodes and queues one row (from CSV line `line`). `Stop` when the limit is reached or a stop was
+    /// asked for. A row `--resume` finds in the topic already is counted and skipped, unpaced.
+    fn send(&mut self, row: &Row, rec: Option<&csv::ByteRecord>, line: Option<u64>) -> Step {
         if self.should_stop() {
             return Step::Stop;
+        }
+        let p = self.encoder.partition(row);
+        if let (Some(points), Some(line)) = (&self.resume, line)
+            && line <= points[p as usize]
+        {
+            self.already += 1;
+            self.counters.already.fetch_add(1, Ordering::Relaxed);
+            return Step::Go;
         }
         let delay = self.pacer.delay(Instant::now(), self.encoder.event_millis(row));
         if !delay.is_zero() {
@@ -216,6 +229,8 @@ impl Reader {
         };
         let e = self.encoder.encode(
             row,
+            p,
+            line,
             |i| if Some(i) == verbatim_except { None } else { rec.and_then(|r| parser.cell(r, i)) },
             256,
         );
