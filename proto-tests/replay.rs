@@ -254,8 +254,11 @@ pub fn kill_and_resume(env: &TestEnv, brokers: &str, seed: u64) {
     let lake = dir.path().join("lake");
     let lake = lake.to_str().unwrap();
     ok(run(tl().args(["sink", "--topic", &topic, "--to", lake, "--exit-at-end"])));
-    let verify = ok(run(tl().args(["lake", "verify", "--topic", &topic, "--to", lake])));
-    assert!(String::from_utf8_lossy(&verify.stdout).contains("exactly once: yes"));
+    let verify =
+        ok(run(tl().args(["lake", "verify", "--topic", &topic, "--to", lake, "--source", csv.to_str().unwrap()])));
+    let text = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert!(text.contains("topic: 4000 of 4000 good line(s) once"), "{text}");
+    assert!(text.contains("from the file to the lake, exactly once: yes"), "{text}");
     let rows = env.read_lake(LakeAt::Local(std::path::Path::new(lake))).rows;
     let distinct: std::collections::HashSet<(String, String)> = rows
         .iter()

@@ -2,9 +2,10 @@
 Java producer (`ProducerPerformance --payload-file` with the same lines, when TICKLAKE_KAFKA_LIBS names the jars:
 unkeyed, payloads drawn from the file; its own records/s, which leaves out the JVM's start).
 
-Both write the same 1,000,000 index rows to a fresh topic with the same partition count, zstd compression and
-5 ms linger, against the same broker, in the same run, alternating, best of N rounds each. ticklake's time
-includes reading and parsing the CSV; the peer's rows are JSON lines already in memory (its loading is not timed).
+Both write the same 1,000,000 index rows to a fresh topic with the same partition count, zstd compression,
+5 ms linger and the idempotent producer (acks=all, producer id and sequence numbers), against the same broker,
+in the same run, alternating, best of N rounds each. ticklake's time includes reading and parsing the CSV; the
+peer's rows are JSON lines already in memory (its loading is not timed).
 Both topics are checked to hold every row before a number is printed. Run through `just bench-replay`.
 """
 
@@ -59,7 +60,7 @@ def run_ticklake(binary, brokers, csv_path, topic):
     env = dict(os.environ, KAFKA_BROKERS=brokers, RUST_LOG="warn")
     t0 = time.perf_counter()
     subprocess.run([binary, "replay", csv_path, "--topic", topic, "--progress", "never", "--compression", "zstd",
-                    "--linger", "5ms"], check=True, env=env)
+                    "--linger", "5ms", "--idempotence", "on"], check=True, env=env)
     return time.perf_counter() - t0
 
 
@@ -68,6 +69,7 @@ def run_peer(brokers, lines, topic):
     p = Producer({
         "bootstrap.servers": brokers, "compression.type": "zstd", "linger.ms": 5, "batch.size": 512 * 1024,
         "queue.buffering.max.messages": 1_000_000, "partitioner": "murmur2_random", "acks": "all",
+        "enable.idempotence": True,
     })
     t0 = time.perf_counter()
     produce = p.produce
@@ -88,8 +90,8 @@ def run_peer(brokers, lines, topic):
 
 
 def run_java(brokers, lines, topic, tmp, rows):
-    """Kafka's ProducerPerformance with the same JSON lines, zstd, 5 ms linger, 512 KiB batches, acks=all; the
-    records/s it reports."""
+    """Kafka's ProducerPerformance with the same JSON lines, zstd, 5 ms linger, 512 KiB batches, acks=all,
+    idempotence; the records/s it reports."""
     create_topic(brokers, topic)
     payload = os.path.join(tmp, "payload.txt")
     if not os.path.exists(payload):
@@ -100,7 +102,7 @@ def run_java(brokers, lines, topic, tmp, rows):
         ["java", "-Xmx1g", "-cp", f"{libs}/*", "org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
          "--num-records", str(rows), "--payload-file", payload, "--throughput", "-1", "--producer-props",
          f"bootstrap.servers={brokers}", "compression.type=zstd", "linger.ms=5", f"batch.size={512 * 1024}",
-         "acks=all"], check=True, capture_output=True, text=True).stdout
+         "acks=all", "enable.idempotence=true"], check=True, capture_output=True, text=True).stdout
     last = [l for l in out.splitlines() if "records sent" in l][-1]
     return rows / float(last.split(",")[1].split()[0])
 

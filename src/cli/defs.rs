@@ -256,6 +256,8 @@ pub enum LakeCommand {
         iceberg: IcebergTableArgs,
     },
     /// Check from the files themselves that every offset is in the lake exactly once; exits non-zero otherwise.
+    /// With --source FILE: also that every row of the CSV file replay sent (minus the rows the schema rejects) is
+    /// in the topic exactly once, and the lake caught up with the topic: exactly once from the file to the lake.
     Verify {
         /// The Kafka topic whose lake to read (the sink's --topic).
         #[arg(long, short, env = "TICKLAKE_TOPIC")]
@@ -264,6 +266,11 @@ pub enum LakeCommand {
         lake: LakeArgs,
         #[command(flatten)]
         iceberg: IcebergTableArgs,
+        /// The CSV file replayed into the topic (reads the topic's records of it: the broker must still hold them).
+        #[arg(long)]
+        source: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        kafka: KafkaArgs,
     },
     /// Iceberg: delete the data files of the topic that no snapshot references (a crashed sink's uploads), for any
     /// catalog. Takes the topic's leases first, as a sink would: exits 13 while a sink of the table runs.

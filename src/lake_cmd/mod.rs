@@ -8,6 +8,7 @@ pub mod compact;
 pub mod iceberg;
 #[cfg(feature = "iceberg")]
 mod iceberg_io;
+pub mod source;
 
 use std::collections::BTreeMap;
 
