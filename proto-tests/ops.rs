@@ -167,3 +167,66 @@ fn metrics_are_scraped_while_replay_and_sink_run() {
     assert!(messages.iter().any(|m| m.starts_with("sink done: 4000 records")), "{err}");
     assert!(lines.iter().all(|v| v["level"].is_string() && v["timestamp"].is_string()), "{err}");
 }
+
+/// Kafka's own `kafka-consumer-groups.sh --describe` (its ConsumerGroupCommand class): (partition, current
+/// offset, lag) per row of `group`; empty when the group has no offsets.
+fn describe_group(env: &TestEnv, group: &str) -> Vec<(i32, i64, i64)> {
+    let libs = std::env::var("TICKLAKE_KAFKA_LIBS").expect("TICKLAKE_KAFKA_LIBS (set by `just proto`)");
+    let out = run(std::process::Command::new("java")
+        .args(["-cp", &format!("{libs}/*"), "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"])
+        .args(["--bootstrap-server", &env.brokers, "--describe", "--group", group]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out);
+    text.lines()
+        .filter(|l| l.starts_with(group))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[2].parse().unwrap(), f[3].parse().unwrap(), f[5].parse().unwrap())
+        })
+        .collect()
+}
+
+/// Issue 23 (visibility): after each commit the sink commits its checkpoints to the consumer group
+/// `ticklake-<topic>` (or `--offsets-group`), so Kafka's lag tools show the lake's progress; the group is never
+/// read back (a new lake starts from nothing, whatever the group says).
+#[test]
+fn lag_tools_see_the_lakes_checkpoints_in_a_consumer_group() {
+    let env = env_or_skip!();
+    let topic = random_name("lag");
+    let csv = repo_path("data/indices.csv");
+    let replay =
+        || ok(run(env.ticklake().args(["replay", csv.to_str().unwrap(), "--topic", &topic, "--partitions", "3"])));
+    replay();
+    let dir = tempfile::tempdir().unwrap();
+    let sink = |lake: &str, extra: &[&str]| {
+        let to = dir.path().join(lake);
+        ok(run(env
+            .ticklake()
+            .args(["sink", "--topic", &topic, "--to", to.to_str().unwrap(), "--exit-at-end"])
+            .args(extra)))
+    };
+    sink("a", &[]);
+    let group = format!("ticklake-{topic}");
+    let rows = describe_group(&env, &group);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows.iter().map(|r| r.1).sum::<i64>(), 4000, "the checkpoints: {rows:?}");
+    assert!(rows.iter().all(|r| r.2 == 0), "caught up: {rows:?}");
+    // More records on the topic: the lag tools show the lake 4,000 behind until the sink runs again.
+    replay();
+    assert_eq!(describe_group(&env, &group).iter().map(|r| r.2).sum::<i64>(), 4000);
+    sink("a", &[]);
+    assert!(describe_group(&env, &group).iter().all(|r| r.2 == 0 && r.1 > 0));
+    // Never read back: a new lake starts at the topic's start although the group says 8,000.
+    let other = random_name("group");
+    let out = sink("b", &["--offsets-group", &other, "--log-format", "json"]);
+    assert_eq!(summary_count(&stderr(&out), "rows"), 8000);
+    assert_eq!(describe_group(&env, &other).iter().map(|r| r.1).sum::<i64>(), 8000);
+    // `off` commits nothing: a second topic's sink leaves its default group without offsets.
+    let quiet = random_name("lag-off");
+    ok(run(env.ticklake().args(["replay", csv.to_str().unwrap(), "--topic", &quiet, "--partitions", "3"])));
+    let to = dir.path().join("c");
+    ok(run(env
+        .ticklake()
+        .args(["sink", "--topic", &quiet, "--to", to.to_str().unwrap(), "--exit-at-end"])
+        .args(["--offsets-group", "off"])));
+    assert!(describe_group(&env, &format!("ticklake-{quiet}")).is_empty());
+}

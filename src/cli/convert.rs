@@ -132,6 +132,11 @@ impl TryFrom<&SinkArgs> for crate::sink::SinkConfig {
             retry_for: a.retry_for,
             stats_every: a.stats_every.max(Duration::from_millis(100)),
             lease_ttl: a.lease_ttl.max(Duration::from_millis(300)),
+            offsets_group: match a.offsets_group.as_deref() {
+                Some("off") => None,
+                Some(g) => Some(g.to_string()),
+                None => Some(crate::kafka::group_offsets::default_group(&a.topic)),
+            },
             metrics_addr: a.metrics_addr,
         })
     }

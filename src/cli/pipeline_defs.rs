@@ -80,6 +80,11 @@ pub struct SinkArgs {
     /// second sink stops (exit 13) while they are renewed, and takes over a lease not renewed for this long.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub lease_ttl: Duration,
+    /// The consumer group the lake's checkpoints are committed to after each commit, so lag tools
+    /// (kafka-consumer-groups.sh, Redpanda Console, Burrow, MSK's OffsetLag metrics) show the sink's progress.
+    /// Default `ticklake-<topic>`; `off` to commit none. Never read back: the lake's checkpoint decides.
+    #[arg(long, env = "TICKLAKE_OFFSETS_GROUP")]
+    pub offsets_group: Option<String>,
     /// Serve Prometheus metrics on http://ADDR/metrics (and /healthz), e.g. 127.0.0.1:9464.
     #[arg(long, env = "TICKLAKE_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,

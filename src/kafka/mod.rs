@@ -8,6 +8,7 @@
 //! rskafka has no consumer groups and no offset commits, by design; the sink keeps offsets in the lake.
 
 mod connect;
+pub mod group_offsets;
 pub mod metadata;
 pub mod msk_iam;
 pub mod partitioner;

@@ -1,5 +1,5 @@
 //! The Kafka requests rskafka does not make (InitProducerId, a produce request with a producer id and sequence
-//! numbers; the consumer-group requests next), on the same connections rskafka makes.
+//! numbers, FindCoordinator and OffsetCommit for the sink's group offsets), on the same connections rskafka makes.
 //!
 //! Message types and the record-batch encoder come from the `kafka-protocol` crate (every request of Apache Kafka's
 //! JSON schemas, pure Rust). The connection is rskafka's own `Messenger` (framing, correlation ids, pipelined
@@ -79,13 +79,17 @@ macro_rules! wire_request {
 }
 
 use kafka_protocol::messages::{
-    InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest,
+    MetadataResponse, OffsetCommitRequest, OffsetCommitResponse, ProduceRequest, ProduceResponse,
 };
 // Produce v3 is the oldest Apache Kafka 4 takes (KIP-896) and the first with record batches (v2 format);
 // v13 names topics by id, so up to v12. Metadata v4-v12 (v13 adds nothing needed).
 wire_request!(ProduceRequest, ProduceResponse, ApiKey::Produce, 3, 12, 9);
 wire_request!(InitProducerIdRequest, InitProducerIdResponse, ApiKey::InitProducerId, 0, 5, 2);
 wire_request!(MetadataRequest, MetadataResponse, ApiKey::Metadata, 4, 12, 9);
+// One key per request (v4 batches keys); OffsetCommit v2 is the oldest Kafka 4 takes.
+wire_request!(FindCoordinatorRequest, FindCoordinatorResponse, ApiKey::FindCoordinator, 1, 3, 3);
+wire_request!(OffsetCommitRequest, OffsetCommitResponse, ApiKey::OffsetCommit, 2, 9, 8);
 
 /// A connection's byte stream: TCP, or TLS over TCP.
 pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin {}

@@ -69,6 +69,8 @@ pub struct SinkConfig {
     pub stats_every: Duration,
     /// How long a sink that stopped renewing its lease keeps its partitions (`--lease-ttl`).
     pub lease_ttl: Duration,
+    /// The consumer group the checkpoints are committed to, for lag tools (`None`: none).
+    pub offsets_group: Option<String>,
     /// Serve Prometheus metrics and /healthz here.
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
@@ -155,6 +157,8 @@ pub(crate) struct Ctx {
     /// Parquet bytes per buffered byte, ×1e6, learned from each cut (to aim at `--max-bytes`).
     pub ratio_ppm: AtomicU64,
     pub shutdown: Shutdown,
+    /// Commits each new checkpoint to the consumer group, for lag tools (`kafka::group_offsets`).
+    pub group_offsets: Option<crate::kafka::group_offsets::GroupOffsets>,
     /// When the sink started: `--format iceberg` cuts by age at multiples of `--max-age` from here, so that the
     /// partitions' cuts meet in one commit round (one snapshot) instead of one snapshot each.
     pub epoch: std::time::Instant,
@@ -256,6 +260,10 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
         ratio_ppm: AtomicU64::new(150_000),
         shutdown: shutdown.clone(),
         epoch: std::time::Instant::now(),
+        group_offsets: cfg.offsets_group.clone().map(|g| {
+            tracing::info!(group = %g, "committing the lake's checkpoints to this consumer group (for lag tools; never read back)");
+            crate::kafka::group_offsets::GroupOffsets::start(kafka.config().clone(), g, cfg.topic.clone())
+        }),
         kafka,
         cfg: cfg.clone(),
     });
@@ -319,6 +327,10 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
     ticker.abort();
     if let Some(m) = metrics {
         m.abort();
+    }
+    // The last checkpoints reach the group too (a `--exit-at-end` run's lag reads 0 afterwards).
+    if let Some(g) = &ctx.group_offsets {
+        g.finish(cfg.retry_for.min(std::time::Duration::from_secs(10))).await;
     }
     renewing.1.trigger(crate::shutdown::StopReason::Terminate);
     let _ = renewing.0.await;

@@ -356,6 +356,9 @@ async fn start_commit(ctx: &Arc<Ctx>, st: &mut State) -> Result<(), SinkError> {
         if let Ok(mut m) = ctx.stats.checkpoint.lock() {
             m.insert(cp.partition, cp.next_offset);
         }
+        if let Some(g) = &ctx.group_offsets {
+            g.publish(cp.partition, cp.next_offset);
+        }
         tracing::debug!(
             partition = cp.partition, next_offset = cp.next_offset, files = done.files, rows = done.rows,
             took = ?t.elapsed(), "cut committed"

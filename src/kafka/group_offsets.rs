@@ -1,0 +1,171 @@
+//! The sink's checkpoints, committed to a Kafka consumer group for the tools Kafka operators watch: lag in
+//! `kafka-consumer-groups.sh --describe`, Redpanda Console, Kafka UI, Burrow, MSK's `SumOffsetLag`.
+//!
+//! Visibility only. The lake's checkpoint (or the Iceberg table's snapshot offsets) stays the one source of truth;
+//! a group offset is never read back. So a failed commit here never stops or slows the sink: it is logged (once
+//! per minute at most) and the next checkpoint tries again. Commits are the "simple consumer" kind (generation -1,
+//! no member id), which a group without members accepts; each sink commits only its own partitions.
+//!
+//! A background task takes the newest checkpoint of each partition and commits what changed, at most once a
+//! second: a live feed's thousands of cuts a day cost a few small requests, not one each.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::{FindCoordinatorRequest, GroupId, OffsetCommitRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::watch;
+
+use super::KafkaConfig;
+use super::wire::{self, Conn};
+
+/// What ends up in `committed_metadata`: who committed, so an operator can tell.
+const METADATA: &str = "ticklake sink: the lake's checkpoint (not read back)";
+
+/// The group a sink commits to unless told otherwise.
+pub fn default_group(topic: &str) -> String {
+    format!("ticklake-{topic}")
+}
+
+/// Hands checkpoints to the committing task.
+pub struct GroupOffsets {
+    tx: std::sync::Mutex<Option<watch::Sender<BTreeMap<i32, i64>>>>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl GroupOffsets {
+    pub fn start(cfg: KafkaConfig, group: String, topic: String) -> GroupOffsets {
+        let (tx, rx) = watch::channel(BTreeMap::new());
+        let task = tokio::spawn(run(cfg, group, topic, rx));
+        GroupOffsets { tx: std::sync::Mutex::new(Some(tx)), task: std::sync::Mutex::new(Some(task)) }
+    }
+
+    /// `partition`'s checkpoint moved to `next_offset`.
+    pub fn publish(&self, partition: i32, next_offset: i64) {
+        if let Some(tx) = self.tx.lock().expect("not poisoned").as_ref() {
+            tx.send_modify(|m| {
+                let e = m.entry(partition).or_insert(next_offset);
+                *e = (*e).max(next_offset);
+            });
+        }
+    }
+
+    /// Commits what is pending, then stops the task; at most `within`.
+    pub async fn finish(&self, within: Duration) {
+        drop(self.tx.lock().expect("not poisoned").take());
+        let task = self.task.lock().expect("not poisoned").take();
+        if let Some(t) = task {
+            let _ = tokio::time::timeout(within, t).await;
+        }
+    }
+}
+
+async fn run(cfg: KafkaConfig, group: String, topic: String, mut rx: watch::Receiver<BTreeMap<i32, i64>>) {
+    let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut conn: Option<Conn> = None;
+    let mut last_warning: Option<Instant> = None;
+    let mut next_commit = tokio::time::Instant::now();
+    loop {
+        let mut open = rx.changed().await.is_ok();
+        // Coalesce: at most one commit a second, but a closing sink's last checkpoints go at once.
+        while open {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next_commit) => break,
+                changed = rx.changed() => open = changed.is_ok(),
+            }
+        }
+        let want = rx.borrow_and_update().clone();
+        let changed: BTreeMap<i32, i64> = want.into_iter().filter(|(p, o)| committed.get(p) != Some(o)).collect();
+        if !changed.is_empty() {
+            next_commit = tokio::time::Instant::now() + Duration::from_secs(1);
+            match commit(&cfg, &mut conn, &group, &topic, &changed).await {
+                Ok(()) => {
+                    tracing::debug!(group = %group, offsets = ?changed, "checkpoints committed to the consumer group");
+                    committed.extend(changed);
+                }
+                Err(e) => {
+                    conn = None;
+                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                        last_warning = Some(Instant::now());
+                        tracing::warn!(
+                            group = %group,
+                            "committing the lake's checkpoints to the consumer group failed (lag tools show older offsets; the lake is unaffected): {e}"
+                        );
+                    }
+                }
+            }
+        }
+        if !open {
+            return;
+        }
+    }
+}
+
+/// Finds the group's coordinator (on any bootstrap broker) and connects to it.
+async fn coordinator(cfg: &KafkaConfig, group: &str) -> Result<Conn, String> {
+    let mut reasons = Vec::new();
+    for addr in &cfg.brokers {
+        let bootstrap = match wire::connect(cfg, addr).await {
+            Ok(c) => c,
+            Err(e) => {
+                reasons.push(e);
+                continue;
+            }
+        };
+        let req = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string())).with_key_type(0);
+        let a = wire::request(cfg, &bootstrap, req).await?;
+        if a.error_code != 0 {
+            return Err(format!("FindCoordinator for group {group}: error code {}", a.error_code));
+        }
+        let at = format!("{}:{}", a.host.as_str(), a.port);
+        return if at == *addr { Ok(bootstrap) } else { wire::connect(cfg, &at).await };
+    }
+    Err(reasons.join("; "))
+}
+
+async fn commit(
+    cfg: &KafkaConfig,
+    conn: &mut Option<Conn>,
+    group: &str,
+    topic: &str,
+    offsets: &BTreeMap<i32, i64>,
+) -> Result<(), String> {
+    let c = match conn {
+        Some(c) => c.clone(),
+        None => {
+            let c = coordinator(cfg, group).await?;
+            *conn = Some(c.clone());
+            c
+        }
+    };
+    let partitions = offsets
+        .iter()
+        .map(|(&p, &o)| {
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(p)
+                .with_committed_offset(o)
+                .with_committed_leader_epoch(-1)
+                .with_committed_metadata(Some(StrBytes::from_static_str(METADATA)))
+        })
+        .collect();
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(StrBytes::from_static_str(""))
+        .with_retention_time_ms(-1)
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(partitions),
+        ]);
+    let a = wire::request(cfg, &c, req).await?;
+    let errors: Vec<String> = a
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter(|p| p.error_code != 0)
+        .map(|p| format!("partition {}: error code {}", p.partition_index, p.error_code))
+        .collect();
+    if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+}
