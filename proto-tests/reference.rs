@@ -39,18 +39,31 @@ fn time_retention_deletes_old_record_timestamps_and_the_sink_says_how_many_were_
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.lines().nth(2)?.split('\t').nth(1)?.parse().ok()
     };
+    // The topic keeps everything until the test turns its retention on (topic config retention.ms, set with
+    // librdkafka's admin client): what retention deletes, and when, is then up to the broker alone, not a race with
+    // the sink's start.
+    let retention = |ms: &str| {
+        let script = format!(
+            "from confluent_kafka.admin import AdminClient, ConfigResource, ConfigEntry, AlterConfigOpType as O\n\
+             a = AdminClient({{'bootstrap.servers': '{}'}})\n\
+             r = ConfigResource('topic', '{topic}', incremental_configs=[ConfigEntry('retention.ms', '{ms}', incremental_operation=O.SET)])\n\
+             a.incremental_alter_configs([r])[r].result(30)",
+            broker.addr
+        );
+        ok(run(env.python().args(["-c", &script])));
+    };
+    ok(run(tl().args(["topic", "create", &topic, "--partitions", "1"])));
+    retention("-1");
     let out = replay();
     assert!(stderr(&out).contains("older than 7 days") && stderr(&out).contains("retention.ms=-1"), "{}", stderr(&out));
-    // Retention deletes the closed segments of those records first (an event: the earliest offset moves): a sink
-    // started before that could find its offsets deleted under it, which is the second half's case, not this one's.
-    wait_until("retention to delete the first replay's closed segments", || earliest().filter(|e| *e > 0));
-    // A lake that holds the first 4,000 records (whatever retention left of them: a new lake starts at the earliest).
+    // A lake that holds the first 4,000 records.
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     ok(run(sink_cmd(&env, &topic, lake.to_str().unwrap(), &[]).env("KAFKA_BROKERS", &broker.addr)));
-    // 4,000 more; each batch rolls a segment (its first timestamp is older than segment.ms), and a retention check
-    // deletes every segment but the active one (an event: the earliest offset passes the lake's checkpoint).
+    // 4,000 more, then Kafka's default retention (7 days): the next check (every second here) deletes every segment,
+    // their timestamps being years old (an event: the earliest offset passes the lake's checkpoint).
     replay();
+    retention("604800000");
     let gone = wait_until("retention to delete records the lake needs", || earliest().filter(|e| *e > 4000));
     let out = run(sink_cmd(&env, &topic, lake.to_str().unwrap(), &[]).env("KAFKA_BROKERS", &broker.addr));
     assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));

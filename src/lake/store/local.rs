@@ -163,10 +163,17 @@ fn list_local(root: &Path, under: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         for entry in entries {
             let entry = entry.map_err(|source| StoreError::Io { op: "list", path: dir.clone(), source })?;
             let path = entry.path();
-            let meta = entry.metadata().map_err(|source| StoreError::Io { op: "stat", path: path.clone(), source })?;
+            // A write in progress (a hidden temporary file) may be renamed away between the listing and the stat:
+            // hidden names are skipped unread, and whatever vanished meanwhile is simply not listed.
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(StoreError::Io { op: "stat", path: path.clone(), source }),
+            };
             if meta.is_dir() {
                 stack.push(path);
-            } else if !entry.file_name().to_string_lossy().starts_with('.') {
+            } else if !hidden {
                 let key = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
                 let modified = meta.modified().ok().map(chrono::DateTime::<chrono::Utc>::from);
                 out.push(ObjectInfo { key, size: meta.len(), modified });
