@@ -65,6 +65,7 @@ fn broker_restart_while_replay_and_sink_run_loses_nothing() {
     assert!(out.status.success(), "replay rides out the restart:\n{err}");
     assert_eq!(summary_count(&err, "sent"), 4000, "{err}");
     assert!(summary_count(&err, "retries") > 0, "the outage cost retries:\n{err}");
+    let replay_log = err.clone();
 
     // A new sink resumes from the checkpoint in the lake.
     let out = ok(run(tl().args(["sink", "--topic", &topic, "--to", to, "--exit-at-end"])));
@@ -81,10 +82,18 @@ fn broker_restart_while_replay_and_sink_run_loses_nothing() {
         *count.entry(k).or_default() += 1;
     }
     let csv_rows = csv_rows(&csv);
-    for r in &csv_rows {
-        let k = (r["Index"].clone(), r["Date"].clone());
-        assert_eq!(count.get(&k), Some(&1), "acknowledged row {k:?}: in the lake once");
-    }
+    let wrong: Vec<_> = csv_rows
+        .iter()
+        .map(|r| (r["Index"].clone(), r["Date"].clone()))
+        .filter_map(|k| (count.get(&k) != Some(&1)).then(|| (count.get(&k).copied().unwrap_or(0), k)))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} acknowledged row(s) not in the lake exactly once (count, row), e.g. {:?}; {} rows in the lake; replay said:\n{replay_log}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)],
+        lake.rows.len()
+    );
     assert_eq!(count.len(), csv_rows.len(), "no row in the lake that was not sent");
     let topic_end: i64 = String::from_utf8(ok(run(tl().args(["topic", "describe", &topic]))).stdout)
         .unwrap()

@@ -7,6 +7,7 @@
 //!
 //! rskafka has no consumer groups and no offset commits, by design; the sink keeps offsets in the lake.
 
+pub mod batch;
 mod connect;
 pub mod group_offsets;
 pub mod metadata;

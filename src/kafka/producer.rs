@@ -16,14 +16,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression as BatchCompression, Record as BatchRecord, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 
+use super::batch;
 use super::wire::{self, Conn};
 use super::{Compression, Error, KafkaConfig, Record};
 
@@ -132,6 +130,8 @@ pub struct Producer {
     cfg: KafkaConfig,
     topic: String,
     pub id: Option<ProducerId>,
+    /// The `ticklake.source` header every record gets with its `ticklake.line` (`replay::resume`); `None`: none.
+    source: Option<Vec<u8>>,
     routes: tokio::sync::Mutex<Routes>,
 }
 
@@ -143,11 +143,18 @@ impl std::fmt::Debug for Producer {
 
 impl Producer {
     /// Connects to the bootstrap brokers, reads the topic's leaders, and (unless `Off`) asks for a producer id.
-    pub async fn start(cfg: &KafkaConfig, topic: &str, mode: Idempotence) -> Result<Producer, Error> {
+    /// With `source`, every record carries it as `ticklake.source` and its CSV line as `ticklake.line`.
+    pub async fn start(
+        cfg: &KafkaConfig,
+        topic: &str,
+        mode: Idempotence,
+        source: Option<String>,
+    ) -> Result<Producer, Error> {
         let mut p = Producer {
             cfg: cfg.clone(),
             topic: topic.to_string(),
             id: None,
+            source: source.map(String::into_bytes),
             routes: tokio::sync::Mutex::new(Routes::default()),
         };
         p.refresh().await.map_err(|reason| p.unreachable(reason))?;
@@ -283,49 +290,24 @@ impl PartitionSender {
         self.partition
     }
 
-    /// The record batch for `records`: producer id, epoch and base sequence when idempotent.
-    pub fn encode(&self, records: Vec<Record>, compression: Compression) -> Result<Bytes, Error> {
-        let (id, epoch) = self.producer.id.map_or((-1, -1), |p| (p.id, p.epoch));
-        let idempotent = self.producer.id.is_some();
-        let batch: Vec<BatchRecord> = records
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| BatchRecord {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: id,
-                producer_epoch: epoch,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // Only the batch's base sequence is on the wire (the first record's); the encoder keeps records in
-                // one batch while offset minus sequence stays the same, so the others follow it (wrapping, as
-                // Kafka's sequence wraps past i32::MAX to 0). Without a producer id the base sequence is -1.
-                sequence: if idempotent { self.next_sequence } else { -1 }.wrapping_add(i as i32),
-                timestamp: r.timestamp.timestamp_millis(),
-                key: r.key.map(Bytes::from),
-                value: r.value.map(Bytes::from),
-                headers: r.headers.into_iter().map(|(k, v)| (StrBytes::from_string(k), Some(Bytes::from(v)))).collect(),
-            })
-            .collect();
-        let compression = match compression {
-            Compression::NoCompression => BatchCompression::None,
-            Compression::Gzip => BatchCompression::Gzip,
-            Compression::Lz4 => BatchCompression::Lz4,
-            Compression::Snappy => BatchCompression::Snappy,
-            Compression::Zstd => BatchCompression::Zstd,
+    /// The record batch for `records` (from CSV `lines`): producer id, epoch and base sequence when idempotent,
+    /// the source and line headers when the producer has a source.
+    pub fn encode(&self, records: &[Record], lines: &[u64], compression: Compression) -> Result<Bytes, Error> {
+        let producer = match self.producer.id {
+            Some(p) => batch::Producer { id: p.id, epoch: p.epoch, base_sequence: self.next_sequence },
+            None => batch::Producer::NONE,
         };
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, &batch, &RecordEncodeOptions { version: 2, compression }).map_err(
-            |e| Error::Refused {
-                op: "produce",
-                topic: self.producer.topic.clone(),
-                partition: self.partition,
-                reason: format!("encoding the batch: {e}"),
-            },
-        )?;
-        Ok(buf.freeze())
+        let headers = self.producer.source.as_deref().map(|s| batch::LineHeaders {
+            source: (crate::replay::resume::H_SOURCE, s),
+            line_name: crate::replay::resume::H_LINE,
+            lines,
+        });
+        batch::encode(records, headers, producer, compression).map_err(|reason| Error::Refused {
+            op: "produce",
+            topic: self.producer.topic.clone(),
+            partition: self.partition,
+            reason,
+        })
     }
 
     async fn attempt(&self, batch: &Bytes) -> Attempt {
@@ -441,28 +423,30 @@ impl std::fmt::Display for Attempt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::protocol::StrBytes;
     use kafka_protocol::records::RecordBatchDecoder;
 
     fn record(i: u8) -> Record {
         Record {
             key: Some(vec![b'k', i]),
             value: Some(vec![b'v', i]),
-            headers: [("ticklake.line".to_string(), vec![i])].into_iter().collect(),
+            headers: Default::default(),
             timestamp: chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + i as i64).unwrap(),
         }
     }
 
-    fn sender(id: Option<ProducerId>, next_sequence: i32) -> PartitionSender {
+    fn sender(id: Option<ProducerId>, next_sequence: i32, source: Option<&str>) -> PartitionSender {
         let cfg = KafkaConfig::new("127.0.0.1:1", Duration::from_secs(1)).unwrap();
-        let producer = Producer { cfg, topic: "t".into(), id, routes: Default::default() };
+        let source = source.map(|s| s.as_bytes().to_vec());
+        let producer = Producer { cfg, topic: "t".into(), id, source, routes: Default::default() };
         PartitionSender { producer: Arc::new(producer), partition: 3, next_sequence }
     }
 
     #[test]
-    fn an_idempotent_batch_carries_the_producer_and_its_base_sequence() {
-        let s = sender(Some(ProducerId { id: 4242, epoch: 7 }), 100);
+    fn an_idempotent_batch_carries_the_producer_its_base_sequence_and_the_lines() {
+        let s = sender(Some(ProducerId { id: 4242, epoch: 7 }), 100, Some("ab:9:3"));
         for compression in [Compression::NoCompression, Compression::Zstd, Compression::Lz4] {
-            let mut bytes = s.encode(vec![record(1), record(2), record(3)], compression).unwrap();
+            let mut bytes = s.encode(&[record(1), record(2), record(3)], &[2, 3, 5], compression).unwrap();
             assert_eq!(batches(bytes.clone()), [(4242, 100, 3)]);
             let set = RecordBatchDecoder::decode(&mut bytes).unwrap();
             assert_eq!(set.records.len(), 3);
@@ -470,14 +454,16 @@ mod tests {
                 assert_eq!((r.producer_id, r.producer_epoch, r.sequence), (4242, 7, 100 + i as i32));
                 assert_eq!(r.key.as_deref(), Some(&[b'k', i as u8 + 1][..]));
                 assert_eq!(r.timestamp, 1_700_000_000_001 + i as i64);
-                assert_eq!(r.headers[&StrBytes::from_static_str("ticklake.line")].as_deref(), Some(&[i as u8 + 1][..]));
+                let h = |n: &'static str| r.headers[&StrBytes::from_static_str(n)].clone().unwrap();
+                assert_eq!(&h("ticklake.source")[..], b"ab:9:3");
+                assert_eq!(&h("ticklake.line")[..], [b"2", b"3", b"5"][i]);
             }
         }
     }
 
     /// The first record's sequence is the batch's base sequence (the only one on the wire).
     fn batches(mut bytes: Bytes) -> Vec<(i64, i32, usize)> {
-        kafka_protocol::records::RecordBatchDecoder::decode_batch_info(&mut bytes)
+        RecordBatchDecoder::decode_batch_info(&mut bytes)
             .unwrap()
             .iter()
             .map(|b| (b.producer_id, b.base_sequence, b.record_count as usize))
@@ -486,12 +472,13 @@ mod tests {
 
     #[test]
     fn one_batch_per_request_idempotent_or_not_even_where_sequences_wrap() {
-        let s = sender(Some(ProducerId { id: 1, epoch: 0 }), i32::MAX);
-        let bytes = s.encode(vec![record(1), record(2), record(3)], Compression::NoCompression).unwrap();
+        let s = sender(Some(ProducerId { id: 1, epoch: 0 }), i32::MAX, None);
+        let bytes = s.encode(&[record(1), record(2), record(3)], &[0, 0, 0], Compression::NoCompression).unwrap();
         assert_eq!(batches(bytes), [(1, i32::MAX, 3)]);
-        let plain = sender(None, 0);
-        let bytes = plain.encode(vec![record(1), record(2)], Compression::Zstd).unwrap();
-        assert_eq!(batches(bytes), [(-1, -1, 2)], "no producer, no sequence, one batch");
+        let plain = sender(None, 0, None);
+        let mut bytes = plain.encode(&[record(1), record(2)], &[0, 0], Compression::Zstd).unwrap();
+        assert_eq!(batches(bytes.clone()), [(-1, -1, 2)], "no producer, no sequence, one batch");
+        assert!(RecordBatchDecoder::decode(&mut bytes).unwrap().records[0].headers.is_empty(), "no source, no headers");
     }
 
     #[test]

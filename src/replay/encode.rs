@@ -32,8 +32,6 @@ pub struct RecordEncoder {
     pub future: u64,
     /// Said once: the event times are older than a broker's default time retention keeps.
     warned_old: bool,
-    /// The `ticklake.source` header of every record (`resume`); `None`: no source headers (stdin, --sample, --loop).
-    source: Option<Vec<u8>>,
 }
 
 /// Kafka's default time retention (`retention.ms`, 7 days).
@@ -61,14 +59,7 @@ impl RecordEncoder {
             pre_epoch: 0,
             future: 0,
             warned_old: false,
-            source: None,
         }
-    }
-
-    /// Every record gets `ticklake.source: source` and `ticklake.line: N` headers (see `resume`).
-    pub fn with_source(mut self, source: Option<String>) -> Self {
-        self.source = source.map(String::into_bytes);
-        self
     }
 
     /// The partition `row` goes to: its key's murmur2 partition, or the next one round-robin for an unkeyed row
@@ -88,24 +79,19 @@ impl RecordEncoder {
         self.event_time.and_then(|i| row[i].as_epoch_millis())
     }
 
-    /// Encodes `row` (from CSV line `line`) for `partition` (from `partition`); `source(i)` may give field `i`'s
-    /// CSV text, written verbatim when it is a JSON number.
+    /// Encodes `row` for `partition` (from `partition`); `source(i)` may give field `i`'s CSV text, written
+    /// verbatim when it is a JSON number. (The `ticklake.source`/`ticklake.line` headers are written with the batch,
+    /// `kafka::batch`.)
     pub fn encode<'a>(
         &mut self,
         row: &Row,
         partition: i32,
-        line: Option<u64>,
         source: impl Fn(usize) -> Option<&'a [u8]>,
         value_capacity: usize,
     ) -> Encoded {
         let mut value = Vec::with_capacity(value_capacity);
         wire::encode_row_verbatim(&self.schema, row, source, &mut value);
         let key = self.key.and_then(|i| row[i].as_str()).map(|k| k.as_bytes().to_vec());
-        let mut headers = std::collections::BTreeMap::new();
-        if let (Some(src), Some(line)) = (&self.source, line) {
-            headers.insert(super::resume::H_SOURCE.to_string(), src.clone());
-            headers.insert(super::resume::H_LINE.to_string(), itoa::Buffer::new().format(line).as_bytes().to_vec());
-        }
         let ts = match (self.mode, self.event_millis(row)) {
             (TimestampMode::Event, Some(ms)) if ms < 0 => {
                 self.pre_epoch += 1;
@@ -126,7 +112,8 @@ impl RecordEncoder {
             }
             _ => None,
         };
-        let record = Record { key, value: Some(value), headers, timestamp: ts.unwrap_or_else(now_millis) };
+        let record =
+            Record { key, value: Some(value), headers: Default::default(), timestamp: ts.unwrap_or_else(now_millis) };
         Encoded { partition, record }
     }
 }
@@ -151,11 +138,9 @@ mod tests {
 
     #[test]
     fn key_partition_and_event_timestamp() {
-        let mut enc = RecordEncoder::new(Schema::indices(), 3, TimestampMode::Event).with_source(Some("ab:9:3".into()));
+        let mut enc = RecordEncoder::new(Schema::indices(), 3, TimestampMode::Event);
         let p = enc.partition(&row("HSI", 1));
-        let e = enc.encode(&row("HSI", 1), p, Some(17), |_| None, 256);
-        assert_eq!(e.record.headers["ticklake.source"], b"ab:9:3");
-        assert_eq!(e.record.headers["ticklake.line"], b"17");
+        let e = enc.encode(&row("HSI", 1), p, |_| None, 256);
         assert_eq!(e.record.key.as_deref(), Some(&b"HSI"[..]));
         assert_eq!(e.partition, partition_for_key(b"HSI", 3));
         assert_eq!(e.record.timestamp.timestamp_millis(), 86_400_000);
@@ -167,8 +152,7 @@ mod tests {
     fn pre_epoch_rows_get_the_send_time() {
         let mut enc = RecordEncoder::new(Schema::indices(), 1, TimestampMode::Event);
         let before = Utc::now().timestamp_millis();
-        let e = enc.encode(&row("NYA", -1000), 0, None, |_| None, 256);
-        assert!(e.record.headers.is_empty(), "no source, no headers");
+        let e = enc.encode(&row("NYA", -1000), 0, |_| None, 256);
         assert!(e.record.timestamp.timestamp_millis() >= before);
         assert_eq!(enc.pre_epoch, 1);
     }

@@ -326,8 +326,10 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) 
     };
     let mut senders = Vec::new();
     let mut workers = Vec::new();
-    let producer =
-        Arc::new(crate::kafka::producer::Producer::start(kafka.config(), &cfg.topic, cfg.produce.idempotence).await?);
+    let producer = Arc::new(
+        crate::kafka::producer::Producer::start(kafka.config(), &cfg.topic, cfg.produce.idempotence, source_id.clone())
+            .await?,
+    );
     for &p in &topic.partitions {
         let (tx, handle) =
             produce::spawn_worker(producer.partition(p), cfg.produce.clone(), counters.clone(), QUEUE_CHUNKS);
@@ -352,8 +354,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: ReplayConfig, shutdown: Shutdown) 
             schema.clone(),
             partitions,
             if cfg.stamp_now { TimestampMode::Now } else { cfg.timestamp },
-        )
-        .with_source(source_id),
+        ),
         resume: resume_points,
         already: 0,
         senders,

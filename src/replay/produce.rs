@@ -82,8 +82,17 @@ pub struct ProduceFailure {
     pub error: crate::kafka::Error,
 }
 
-/// A chunk of records for one partition.
-pub type Chunk = Vec<Record>;
+/// A chunk of records for one partition, each with its CSV line (0 when lines mean nothing: --sample).
+pub type Chunk = Vec<(Record, u64)>;
+
+/// Moves a chunk's records and lines onto the batch being gathered.
+fn take(chunk: Chunk, batch: &mut Vec<Record>, lines: &mut Vec<u64>, bytes: &mut usize) {
+    for (r, line) in chunk {
+        *bytes += r.approximate_size();
+        batch.push(r);
+        lines.push(line);
+    }
+}
 
 /// Spawns one worker for `sender`'s partition; returns the channel the reader feeds.
 pub fn spawn_worker(
@@ -107,17 +116,17 @@ async fn worker(
     let mut closed = false;
     let partition = sender.partition();
     while !closed {
-        let Some(mut batch) = rx.recv().await else { break };
-        let mut bytes: usize = batch.iter().map(Record::approximate_size).sum();
+        let Some(first) = rx.recv().await else { break };
+        let mut batch = Vec::with_capacity(first.len());
+        let mut lines = Vec::with_capacity(first.len());
+        let mut bytes = 0;
+        take(first, &mut batch, &mut lines, &mut bytes);
         let deadline = Instant::now() + cfg.linger;
         while bytes < cfg.batch_bytes {
             tokio::select! {
                 biased;
                 more = rx.recv() => match more {
-                    Some(chunk) => {
-                        bytes += chunk.iter().map(Record::approximate_size).sum::<usize>();
-                        batch.extend(chunk);
-                    }
+                    Some(chunk) => take(chunk, &mut batch, &mut lines, &mut bytes),
                     None => { closed = true; break }
                 },
                 _ = tokio::time::sleep_until(deadline) => break,
@@ -130,7 +139,7 @@ async fn worker(
             continue;
         }
         let n = batch.len() as u64;
-        let sent = match sender.encode(batch, cfg.compression) {
+        let sent = match sender.encode(&batch, &lines, cfg.compression) {
             Ok(encoded) => sender.send(encoded, n as usize, cfg.retry_for).await,
             Err(e) => Err(e),
         };

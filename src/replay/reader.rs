@@ -230,12 +230,11 @@ impl Reader {
         let e = self.encoder.encode(
             row,
             p,
-            line,
             |i| if Some(i) == verbatim_except { None } else { rec.and_then(|r| parser.cell(r, i)) },
             256,
         );
         let p = e.partition as usize;
-        self.pending[p].push(e.record);
+        self.pending[p].push((e.record, line.unwrap_or(0)));
         if self.pending[p].len() >= self.chunk_rows {
             self.flush(p);
         }
