@@ -201,27 +201,17 @@ pub fn kill_and_resume(env: &TestEnv, brokers: &str, seed: u64) {
         state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         // At 500 rows/s a run sends at most about 500 rows before its kill: all ten kills land mid-file.
         let wait = Duration::from_millis((state >> 33) % 1000);
-        let log_path = dir.path().join(format!("replay-{kill}.log"));
-        let mut child = tl()
-            .args(["replay", csv.to_str().unwrap(), "--topic", &topic, "--resume", "--rate", "500"])
-            .stderr(std::fs::File::create(&log_path).unwrap())
-            .spawn()
-            .unwrap();
-        // The random wait starts once replay sends (it logs its producer), not at spawn: a slow start would eat it.
-        let started = std::time::Instant::now();
-        while !std::fs::read_to_string(&log_path).unwrap_or_default().contains("producer")
-            && child.try_wait().unwrap().is_none()
-            && started.elapsed() < Duration::from_secs(60)
-        {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let replay =
+            Logged::spawn(tl().args(["replay", csv.to_str().unwrap(), "--topic", &topic, "--resume", "--rate", "500"]));
+        // The seeded kill moment counts from when replay sends (it logs its producer), not from the spawn: a slow
+        // start would eat it. The moment itself is the test's random variable, not a wait for a condition.
+        replay.wait_for("replay to start sending", |l| l.contains("producer"));
         std::thread::sleep(wait);
-        if child.try_wait().unwrap().is_none() {
+        if !replay.exited() {
             landed += 1;
         }
-        child.kill().unwrap();
-        let status = child.wait().unwrap();
-        let log = std::fs::read_to_string(&log_path).unwrap();
+        replay.signal("-KILL");
+        let (status, log) = replay.finish();
         assert!(status.code().is_none_or(|c| c == 0), "replay {kill} failed before its kill:\n{log}");
     }
     eprintln!("{landed} of 10 kills landed while replay was sending");

@@ -66,8 +66,16 @@ async fn run(cfg: KafkaConfig, group: String, topic: String, mut rx: watch::Rece
     let mut conn: Option<Conn> = None;
     let mut last_warning: Option<Instant> = None;
     let mut next_commit = tokio::time::Instant::now();
+    // A failed commit is tried again a second later without waiting for a new checkpoint (a broker that just
+    // started answers COORDINATOR_NOT_AVAILABLE until its offsets topic exists), and at close until `finish` gives up.
+    let mut failed = false;
+    let mut open = true;
     loop {
-        let mut open = rx.changed().await.is_ok();
+        if !failed {
+            open = rx.changed().await.is_ok();
+        } else if !open {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         // Coalesce: at most one commit a second, but a closing sink's last checkpoints go at once.
         while open {
             tokio::select! {
@@ -83,9 +91,11 @@ async fn run(cfg: KafkaConfig, group: String, topic: String, mut rx: watch::Rece
                 Ok(()) => {
                     tracing::debug!(group = %group, offsets = ?changed, "checkpoints committed to the consumer group");
                     committed.extend(changed);
+                    failed = false;
                 }
                 Err(e) => {
                     conn = None;
+                    failed = true;
                     if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
                         last_warning = Some(Instant::now());
                         tracing::warn!(
@@ -96,7 +106,7 @@ async fn run(cfg: KafkaConfig, group: String, topic: String, mut rx: watch::Rece
                 }
             }
         }
-        if !open {
+        if !open && !failed {
             return;
         }
     }
@@ -104,24 +114,14 @@ async fn run(cfg: KafkaConfig, group: String, topic: String, mut rx: watch::Rece
 
 /// Finds the group's coordinator (on any bootstrap broker) and connects to it.
 async fn coordinator(cfg: &KafkaConfig, group: &str) -> Result<Conn, String> {
-    let mut reasons = Vec::new();
-    for addr in &cfg.brokers {
-        let bootstrap = match wire::connect(cfg, addr).await {
-            Ok(c) => c,
-            Err(e) => {
-                reasons.push(e);
-                continue;
-            }
-        };
-        let req = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string())).with_key_type(0);
-        let a = wire::request(cfg, &bootstrap, req).await?;
-        if a.error_code != 0 {
-            return Err(format!("FindCoordinator for group {group}: error code {}", a.error_code));
-        }
-        let at = format!("{}:{}", a.host.as_str(), a.port);
-        return if at == *addr { Ok(bootstrap) } else { wire::connect(cfg, &at).await };
+    let (bootstrap, addr) = wire::connect_bootstrap(cfg).await?;
+    let req = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string())).with_key_type(0);
+    let a = wire::request(cfg, &bootstrap, req).await?;
+    if a.error_code != 0 {
+        return Err(format!("FindCoordinator for group {group}: error code {}", a.error_code));
     }
-    Err(reasons.join("; "))
+    let at = format!("{}:{}", a.host.as_str(), a.port);
+    if at == addr { Ok(bootstrap) } else { wire::connect(cfg, &at).await }
 }
 
 async fn commit(

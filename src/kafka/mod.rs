@@ -13,6 +13,7 @@ pub mod group_offsets;
 pub mod metadata;
 pub mod msk_iam;
 pub mod partitioner;
+pub mod produce_errors;
 pub mod producer;
 pub mod security;
 pub mod wire;

@@ -122,6 +122,18 @@ pub async fn connect(cfg: &KafkaConfig, addr: &str) -> Result<Conn, String> {
     Ok(Arc::new(messenger))
 }
 
+/// A connection to the first bootstrap address that answers, and that address; else every address's reason.
+pub async fn connect_bootstrap(cfg: &KafkaConfig) -> Result<(Conn, &str), String> {
+    let mut reasons = Vec::new();
+    for addr in &cfg.brokers {
+        match connect(cfg, addr).await {
+            Ok(c) => return Ok((c, addr)),
+            Err(e) => reasons.push(e),
+        }
+    }
+    Err(reasons.join("; "))
+}
+
 /// Sends `req` on `conn` within `cfg.timeout`.
 pub async fn request<T, A>(cfg: &KafkaConfig, conn: &Conn, req: T) -> Result<A, String>
 where
