@@ -10,11 +10,11 @@ use crate::env_or_skip;
 use crate::support::*;
 
 /// Where a test table lives: catalog, warehouse (`--to`) and name.
-struct Ice {
-    catalog: String,
-    to: String,
+pub(crate) struct Ice {
+    pub catalog: String,
+    pub to: String,
     warehouse: String,
-    table: String,
+    pub table: String,
 }
 
 impl Ice {
@@ -41,7 +41,7 @@ impl Ice {
     }
 
     /// Apache Iceberg's REST catalog server (`servers.sh start-reference`), its warehouse a MinIO bucket.
-    fn rest() -> Ice {
+    pub(crate) fn rest() -> Ice {
         let uri = std::env::var("TICKLAKE_ICEBERG_REST").expect("TICKLAKE_ICEBERG_REST (set by `just proto`)");
         let warehouse = std::env::var("TICKLAKE_ICEBERG_REST_WAREHOUSE").expect("TICKLAKE_ICEBERG_REST_WAREHOUSE");
         Ice {
@@ -53,7 +53,7 @@ impl Ice {
     }
 
     /// `ticklake lake verify` on the table, which must pass; its report.
-    fn verify(&self, env: &TestEnv, topic: &str) -> String {
+    pub(crate) fn verify(&self, env: &TestEnv, topic: &str) -> String {
         let out = run(env.ticklake().args(["lake", "verify", "--topic", topic, "--to", &self.to]).args([
             "--table",
             &self.table,
@@ -65,14 +65,14 @@ impl Ice {
         text
     }
 
-    fn sink(&self, env: &TestEnv, topic: &str, extra: &[&str]) -> std::process::Command {
+    pub(crate) fn sink(&self, env: &TestEnv, topic: &str, extra: &[&str]) -> std::process::Command {
         let mut c = sink_cmd(env, topic, &self.to, &["--format", "iceberg", "--catalog", &self.catalog]);
         c.args(["--table", &self.table]).args(extra);
         c
     }
 
     /// pyiceberg's view of the table (see `check/read_iceberg.py`).
-    fn read(&self, env: &TestEnv) -> serde_json::Value {
+    pub(crate) fn read(&self, env: &TestEnv) -> serde_json::Value {
         let out = ok(run(&mut self.py(env)));
         serde_json::from_slice(&out.stdout).unwrap()
     }
@@ -86,7 +86,7 @@ impl Ice {
 }
 
 /// (partition, offset) of every row, which must each appear once, and be exactly the topic's records.
-fn assert_every_offset_once(table: &serde_json::Value, records: &[ReadRecord]) {
+pub(crate) fn assert_every_offset_once(table: &serde_json::Value, records: &[ReadRecord]) {
     let mut seen: BTreeMap<(i64, i64), usize> = BTreeMap::new();
     for r in table["rows"].as_array().unwrap() {
         *seen.entry((r["kafka_partition"].as_i64().unwrap(), r["kafka_offset"].as_i64().unwrap())).or_default() += 1;

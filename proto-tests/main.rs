@@ -28,6 +28,8 @@ mod readme;
 mod newcomer;
 // compaction: many small cuts into few files, same rows and order; SIGKILLed while a sink writes, still exactly once.
 mod compaction;
+// consumer groups: three sinks in one --group, one SIGKILLed, one SIGSTOPped; every offset once; lag in Kafka's tool.
+mod group;
 // fencing: one writer per Kafka partition of a lake; a second sink stops, a paused one stops when it wakes.
 mod fencing;
 // athena: the DDL parses with sqlglot and names the columns the sink writes.

@@ -168,21 +168,9 @@ fn metrics_are_scraped_while_replay_and_sink_run() {
     assert!(lines.iter().all(|v| v["level"].is_string() && v["timestamp"].is_string()), "{err}");
 }
 
-/// Kafka's own `kafka-consumer-groups.sh --describe` (its ConsumerGroupCommand class): (partition, current
-/// offset, lag) per row of `group`; empty when the group has no offsets.
+/// (partition, current offset, lag) per row of `group` that has an offset.
 fn describe_group(env: &TestEnv, group: &str) -> Vec<(i32, i64, i64)> {
-    let libs = std::env::var("TICKLAKE_KAFKA_LIBS").expect("TICKLAKE_KAFKA_LIBS (set by `just proto`)");
-    let out = run(std::process::Command::new("java")
-        .args(["-cp", &format!("{libs}/*"), "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"])
-        .args(["--bootstrap-server", &env.brokers, "--describe", "--group", group]));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out);
-    text.lines()
-        .filter(|l| l.starts_with(group))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f[2].parse().unwrap(), f[3].parse().unwrap(), f[5].parse().unwrap())
-        })
-        .collect()
+    describe_group_rows(env, group).into_iter().filter_map(|r| Some((r.partition, r.current?, r.lag?))).collect()
 }
 
 /// Issue 23 (visibility): after each commit the sink commits its checkpoints to the consumer group

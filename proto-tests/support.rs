@@ -255,6 +255,11 @@ impl Logged {
         }
     }
 
+    /// Every stderr line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.0.lock().unwrap().iter().filter(|l| *l != END_OF_STDERR).cloned().collect()
+    }
+
     /// How many stderr lines so far match `pred`.
     pub fn count(&self, pred: impl Fn(&str) -> bool) -> usize {
         self.lines.0.lock().unwrap().iter().filter(|l| pred(l)).count()
@@ -598,4 +603,41 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<(String, String)> {
 /// The value of a Prometheus sample, unlabelled or labelled, e.g. `ticklake_sink_lag_records{kafka_partition="0"}`.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A row of Kafka's own `kafka-consumer-groups.sh --describe` (its ConsumerGroupCommand class).
+#[derive(Debug, Clone)]
+pub struct GroupRow {
+    pub partition: i32,
+    /// The group's committed offset (`None`: "-", none yet).
+    pub current: Option<i64>,
+    pub end: i64,
+    pub lag: Option<i64>,
+    /// The member holding the partition ("-" when none).
+    pub consumer: String,
+}
+
+/// `kafka-consumer-groups.sh --describe --group GROUP`, one row per partition; empty when the group is unknown.
+pub fn describe_group_rows(env: &TestEnv, group: &str) -> Vec<GroupRow> {
+    let libs = std::env::var("TICKLAKE_KAFKA_LIBS").expect("TICKLAKE_KAFKA_LIBS (set by `just proto`)");
+    let out = run(Command::new("java")
+        .args(["-cp", &format!("{libs}/*"), "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"])
+        .args(["--bootstrap-server", &env.brokers, "--describe", "--group", group]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out);
+    let mut rows: Vec<GroupRow> = text
+        .lines()
+        .filter(|l| l.starts_with(group) && l.split_whitespace().next() == Some(group))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            GroupRow {
+                partition: f[2].parse().unwrap(),
+                current: f[3].parse().ok(),
+                end: f[4].parse().unwrap_or(0),
+                lag: f[5].parse().ok(),
+                consumer: f[6].to_string(),
+            }
+        })
+        .collect();
+    rows.sort_by_key(|r| r.partition);
+    rows
 }

@@ -132,10 +132,31 @@ impl TryFrom<&SinkArgs> for crate::sink::SinkConfig {
             retry_for: a.retry_for,
             stats_every: a.stats_every.max(Duration::from_millis(100)),
             lease_ttl: a.lease_ttl.max(Duration::from_millis(300)),
-            offsets_group: match a.offsets_group.as_deref() {
-                Some("off") => None,
-                Some(g) => Some(g.to_string()),
-                None => Some(crate::kafka::group_offsets::default_group(&a.topic)),
+            offsets_group: match (a.offsets_group.as_deref(), &a.group) {
+                (Some("off"), _) => None,
+                (Some(g), Some(member_of)) if g != member_of => {
+                    return Err(usage(format!(
+                        "--offsets-group {g} with --group {member_of}: a member commits its checkpoints to its own group; drop --offsets-group"
+                    )));
+                }
+                (Some(g), _) => Some(g.to_string()),
+                (None, Some(member_of)) => Some(member_of.clone()),
+                (None, None) => Some(crate::kafka::group_offsets::default_group(&a.topic)),
+            },
+            group: match &a.group {
+                None => None,
+                Some(_) if a.partitions.is_some() => {
+                    return Err(usage(
+                        "--group and --partitions: the group assigns the partitions; use one or the other".into(),
+                    ));
+                }
+                Some(_) if a.exit_at_end => {
+                    return Err(usage(
+                        "--group and --exit-at-end: a member's partitions change with the group; run the members until they are stopped (SIGTERM commits what they hold)".into(),
+                    ));
+                }
+                Some(g) if g.is_empty() || g == "off" => return Err(usage("--group needs a group name".into())),
+                Some(g) => Some(crate::sink::GroupOptions { name: g.clone(), session_timeout: a.session_timeout }),
             },
             metrics_addr: a.metrics_addr,
         })

@@ -85,6 +85,15 @@ pub struct SinkArgs {
     /// Default `ticklake-<topic>`; `off` to commit none. Never read back: the lake's checkpoint decides.
     #[arg(long, env = "TICKLAKE_OFFSETS_GROUP")]
     pub offsets_group: Option<String>,
+    /// Scale out: join this Kafka consumer group; the broker's coordinator spreads the topic's partitions over the
+    /// sinks of the group (start one per host). The group assigns work; the lake's leases and checkpoints still
+    /// decide what is written. Not with --partitions or --exit-at-end.
+    #[arg(long, env = "TICKLAKE_GROUP")]
+    pub group: Option<String>,
+    /// `--group`: how long the coordinator waits for a silent member's heartbeat before it gives its partitions to
+    /// the others (within the broker's group.min/max.session.timeout.ms, 6 s to 30 min by default).
+    #[arg(long, default_value = "45s", value_parser = parse_duration)]
+    pub session_timeout: Duration,
     /// Serve Prometheus metrics on http://ADDR/metrics (and /healthz), e.g. 127.0.0.1:9464.
     #[arg(long, env = "TICKLAKE_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,

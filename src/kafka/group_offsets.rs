@@ -3,8 +3,9 @@
 //!
 //! Visibility only. The lake's checkpoint (or the Iceberg table's snapshot offsets) stays the one source of truth;
 //! a group offset is never read back. So a failed commit here never stops or slows the sink: it is logged (once
-//! per minute at most) and the next checkpoint tries again. Commits are the "simple consumer" kind (generation -1,
-//! no member id), which a group without members accepts; each sink commits only its own partitions.
+//! per minute at most) and the next checkpoint tries again. Without `--group`, commits are the "simple consumer" kind
+//! (generation -1, no member id), which a group without members accepts; each sink commits only its own
+//! partitions. A member of a `--group` commits with its generation and member id, only the partitions it holds.
 //!
 //! A background task takes the newest checkpoint of each partition and commits what changed, at most once a
 //! second: a live feed's thousands of cuts a day cost a few small requests, not one each.
@@ -18,6 +19,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::sync::watch;
 
 use super::KafkaConfig;
+use super::membership::Member;
 use super::wire::{self, Conn};
 
 /// What ends up in `committed_metadata`: who committed, so an operator can tell.
@@ -35,9 +37,16 @@ pub struct GroupOffsets {
 }
 
 impl GroupOffsets {
-    pub fn start(cfg: KafkaConfig, group: String, topic: String) -> GroupOffsets {
+    /// `member`: the sink is a member of `group` (`--group`), whose commits must carry its generation and id;
+    /// `None`: commits without membership.
+    pub fn start(
+        cfg: KafkaConfig,
+        group: String,
+        topic: String,
+        member: Option<watch::Receiver<Member>>,
+    ) -> GroupOffsets {
         let (tx, rx) = watch::channel(BTreeMap::new());
-        let task = tokio::spawn(run(cfg, group, topic, rx));
+        let task = tokio::spawn(run(cfg, group, topic, rx, member));
         GroupOffsets { tx: std::sync::Mutex::new(Some(tx)), task: std::sync::Mutex::new(Some(task)) }
     }
 
@@ -47,6 +56,15 @@ impl GroupOffsets {
             tx.send_modify(|m| {
                 let e = m.entry(partition).or_insert(next_offset);
                 *e = (*e).max(next_offset);
+            });
+        }
+    }
+
+    /// `partition` went to another member: its offsets are that member's to commit now.
+    pub fn forget(&self, partition: i32) {
+        if let Some(tx) = self.tx.lock().expect("not poisoned").as_ref() {
+            tx.send_modify(|m| {
+                m.remove(&partition);
             });
         }
     }
@@ -61,7 +79,13 @@ impl GroupOffsets {
     }
 }
 
-async fn run(cfg: KafkaConfig, group: String, topic: String, mut rx: watch::Receiver<BTreeMap<i32, i64>>) {
+async fn run(
+    cfg: KafkaConfig,
+    group: String,
+    topic: String,
+    mut rx: watch::Receiver<BTreeMap<i32, i64>>,
+    member: Option<watch::Receiver<Member>>,
+) {
     let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
     let mut conn: Option<Conn> = None;
     let mut last_warning: Option<Instant> = None;
@@ -87,7 +111,13 @@ async fn run(cfg: KafkaConfig, group: String, topic: String, mut rx: watch::Rece
         let changed: BTreeMap<i32, i64> = want.into_iter().filter(|(p, o)| committed.get(p) != Some(o)).collect();
         if !changed.is_empty() {
             next_commit = tokio::time::Instant::now() + Duration::from_secs(1);
-            match commit(&cfg, &mut conn, &group, &topic, &changed).await {
+            let me = member.as_ref().map(|m| m.borrow().clone());
+            let result = match &me {
+                // Between two generations: the coordinator would refuse; the next try carries the new one.
+                Some(m) if m.member_id.is_empty() => Err("this member is (re)joining the group".to_string()),
+                _ => commit(&cfg, &mut conn, &group, &topic, &changed, me.as_ref()).await,
+            };
+            match result {
                 Ok(()) => {
                     tracing::debug!(group = %group, offsets = ?changed, "checkpoints committed to the consumer group");
                     committed.extend(changed);
@@ -113,7 +143,7 @@ async fn run(cfg: KafkaConfig, group: String, topic: String, mut rx: watch::Rece
 }
 
 /// Finds the group's coordinator (on any bootstrap broker) and connects to it.
-async fn coordinator(cfg: &KafkaConfig, group: &str) -> Result<Conn, String> {
+pub(crate) async fn coordinator(cfg: &KafkaConfig, group: &str) -> Result<Conn, String> {
     let (bootstrap, addr) = wire::connect_bootstrap(cfg).await?;
     let req = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string())).with_key_type(0);
     let a = wire::request(cfg, &bootstrap, req).await?;
@@ -130,6 +160,7 @@ async fn commit(
     group: &str,
     topic: &str,
     offsets: &BTreeMap<i32, i64>,
+    member: Option<&Member>,
 ) -> Result<(), String> {
     let c = match conn {
         Some(c) => c.clone(),
@@ -151,8 +182,8 @@ async fn commit(
         .collect();
     let req = OffsetCommitRequest::default()
         .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
-        .with_generation_id_or_member_epoch(-1)
-        .with_member_id(StrBytes::from_static_str(""))
+        .with_generation_id_or_member_epoch(member.map_or(-1, |m| m.generation))
+        .with_member_id(StrBytes::from_string(member.map(|m| m.member_id.clone()).unwrap_or_default()))
         .with_retention_time_ms(-1)
         .with_topics(vec![
             OffsetCommitRequestTopic::default()

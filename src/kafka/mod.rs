@@ -9,7 +9,9 @@
 
 pub mod batch;
 mod connect;
+pub mod coordinator;
 pub mod group_offsets;
+pub mod membership;
 pub mod metadata;
 pub mod msk_iam;
 pub mod partitioner;

@@ -79,8 +79,10 @@ macro_rules! wire_request {
 }
 
 use kafka_protocol::messages::{
-    FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest,
-    MetadataResponse, OffsetCommitRequest, OffsetCommitResponse, ProduceRequest, ProduceResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, InitProducerIdRequest,
+    InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
+    MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetCommitResponse, ProduceRequest, ProduceResponse,
+    SyncGroupRequest, SyncGroupResponse,
 };
 // Produce v3 is the oldest Apache Kafka 4 takes (KIP-896) and the first with record batches (v2 format);
 // v13 names topics by id, so up to v12. Metadata v4-v12 (v13 adds nothing needed).
@@ -90,6 +92,11 @@ wire_request!(MetadataRequest, MetadataResponse, ApiKey::Metadata, 4, 12, 9);
 // One key per request (v4 batches keys); OffsetCommit v2 is the oldest Kafka 4 takes.
 wire_request!(FindCoordinatorRequest, FindCoordinatorResponse, ApiKey::FindCoordinator, 1, 3, 3);
 wire_request!(OffsetCommitRequest, OffsetCommitResponse, ApiKey::OffsetCommit, 2, 9, 8);
+// The classic group protocol (`kafka::membership`); JoinGroup v2 is the oldest Kafka 4 takes (KIP-896).
+wire_request!(JoinGroupRequest, JoinGroupResponse, ApiKey::JoinGroup, 2, 9, 6);
+wire_request!(SyncGroupRequest, SyncGroupResponse, ApiKey::SyncGroup, 0, 5, 4);
+wire_request!(HeartbeatRequest, HeartbeatResponse, ApiKey::Heartbeat, 0, 4, 4);
+wire_request!(LeaveGroupRequest, LeaveGroupResponse, ApiKey::LeaveGroup, 0, 5, 4);
 
 /// A connection's byte stream: TCP, or TLS over TCP.
 pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -140,8 +147,17 @@ where
     Wire<T>: RequestBody<ResponseBody = WireAnswer<A>> + WriteVersionedType<Vec<u8>> + Send,
     A: Decodable,
 {
-    match tokio::time::timeout(cfg.timeout, conn.request(Wire(req))).await {
-        Err(_) => Err(format!("no answer within {:?}", cfg.timeout)),
+    request_within(cfg.timeout, conn, req).await
+}
+
+/// Sends `req` on `conn` within `timeout` (a JoinGroup is answered only when the rebalance completes).
+pub async fn request_within<T, A>(timeout: std::time::Duration, conn: &Conn, req: T) -> Result<A, String>
+where
+    Wire<T>: RequestBody<ResponseBody = WireAnswer<A>> + WriteVersionedType<Vec<u8>> + Send,
+    A: Decodable,
+{
+    match tokio::time::timeout(timeout, conn.request(Wire(req))).await {
+        Err(_) => Err(format!("no answer within {timeout:?}")),
         Ok(Err(e)) => Err(e.to_string()),
         Ok(Ok(WireAnswer(a))) => Ok(a),
     }

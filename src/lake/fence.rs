@@ -52,6 +52,11 @@ pub struct Fence {
     held: Mutex<HashMap<i32, (Etag, Lease)>>,
     /// Another sink took a partition over.
     lost: AtomicBool,
+    /// When each held lease was last written (taken or renewed): another sink can take it over no sooner than the
+    /// TTL after that.
+    written: Mutex<HashMap<i32, Instant>>,
+    /// Renewals and releases one at a time (a renewal must not bring a lease back that was just released).
+    writing: tokio::sync::Mutex<()>,
 }
 
 impl Fence {
@@ -75,6 +80,8 @@ impl Fence {
             retry_for,
             held: Mutex::new(HashMap::new()),
             lost: AtomicBool::new(false),
+            writing: tokio::sync::Mutex::new(()),
+            written: Mutex::new(HashMap::new()),
         }
     }
 
@@ -135,10 +142,13 @@ impl Fence {
                 }
             };
             let lease = Lease { renewals: 0, ..self.me.clone() };
+            // Counted from the request, not its answer: a process paused in between learns nothing from the answer.
+            let sent = Instant::now();
             let bytes = serde_json::to_vec_pretty(&lease).expect("lease serializes");
             match put_conditional_with_retry(&self.store, &key, bytes, mode, self.retry_for).await {
                 Ok(etag) => {
                     self.held.lock().expect("lock").insert(p, (etag, lease));
+                    self.written.lock().expect("lock").insert(p, sent);
                     return Ok(());
                 }
                 // Someone else wrote it between our read and our write: look again.
@@ -156,39 +166,57 @@ impl Fence {
                 _ = tokio::time::sleep(self.ttl / 3) => {}
                 _ = stop.wait() => return,
             }
-            let held: Vec<(i32, (Etag, Lease))> =
-                self.held.lock().expect("lock").iter().map(|(p, v)| (*p, v.clone())).collect();
-            for (p, (etag, lease)) in held {
-                let next = Lease { renewals: lease.renewals + 1, ..lease };
-                let bytes = serde_json::to_vec_pretty(&next).expect("lease serializes");
-                let key = lease_key(&self.scope, p);
-                match put_conditional_with_retry(&self.store, &key, bytes, Put::Replace(etag), self.ttl / 3).await {
-                    Ok(etag) => {
-                        self.held.lock().expect("lock").insert(p, (etag, next));
-                    }
-                    Err(StoreError::Conflict { .. }) => {
-                        // A renewal whose answer was lost still counts: if the lease is ours, take its version.
-                        if let Ok(Some((bytes, etag))) = self.store.get_versioned(&key).await
-                            && serde_json::from_slice::<Lease>(&bytes).is_ok_and(|l| l.writer == self.me.writer)
-                        {
-                            let mine: Lease = serde_json::from_slice(&bytes).expect("parsed above");
-                            self.held.lock().expect("lock").insert(p, (etag, mine));
-                            continue;
-                        }
-                        let holder = self.holder(p).await;
-                        tracing::error!(
-                            kafka_partition = p, holder = %holder.as_ref().map_or("?".into(), Lease::describe),
-                            "another sink took this partition's lease over: stopping"
-                        );
-                        self.lost.store(true, Ordering::Relaxed);
-                        self.held.lock().expect("lock").remove(&p);
-                        sink.trigger(crate::shutdown::StopReason::Terminate);
-                    }
-                    // A transient failure: the next round tries again (the TTL leaves two more).
-                    Err(e) => tracing::warn!(kafka_partition = p, "renewing the lease failed: {e}"),
+            self.renew_held(&sink).await;
+        }
+    }
+
+    /// Renews every held lease once; a refused renewal (another sink took over) stops the sink through `sink`.
+    pub async fn renew_held(&self, sink: &Shutdown) {
+        let _one = self.writing.lock().await;
+        let held: Vec<(i32, (Etag, Lease))> =
+            self.held.lock().expect("lock").iter().map(|(p, v)| (*p, v.clone())).collect();
+        for (p, (etag, lease)) in held {
+            let next = Lease { renewals: lease.renewals + 1, ..lease };
+            let bytes = serde_json::to_vec_pretty(&next).expect("lease serializes");
+            let key = lease_key(&self.scope, p);
+            match put_conditional_with_retry(&self.store, &key, bytes, Put::Replace(etag), self.ttl / 3).await {
+                Ok(etag) => {
+                    self.held.lock().expect("lock").insert(p, (etag, next));
                 }
+                Err(StoreError::Conflict { .. }) => {
+                    // A renewal whose answer was lost still counts: if the lease is ours, take its version.
+                    if let Ok(Some((bytes, etag))) = self.store.get_versioned(&key).await
+                        && serde_json::from_slice::<Lease>(&bytes).is_ok_and(|l| l.writer == self.me.writer)
+                    {
+                        let mine: Lease = serde_json::from_slice(&bytes).expect("parsed above");
+                        self.held.lock().expect("lock").insert(p, (etag, mine));
+                        continue;
+                    }
+                    let holder = self.holder(p).await;
+                    tracing::error!(
+                        kafka_partition = p, holder = %holder.as_ref().map_or("?".into(), Lease::describe),
+                        "another sink took this partition's lease over: stopping"
+                    );
+                    self.lost.store(true, Ordering::Relaxed);
+                    self.held.lock().expect("lock").remove(&p);
+                    sink.trigger(crate::shutdown::StopReason::Terminate);
+                }
+                // A transient failure: the next round tries again (the TTL leaves two more).
+                Err(e) => tracing::warn!(kafka_partition = p, "renewing the lease failed: {e}"),
             }
         }
+    }
+
+    /// Before a checkpoint write or a commit that only the table checks (Iceberg): if `p`'s lease was last written half a TTL ago or more
+    /// (this process was paused, or cut off from the store), renew every lease first, so that a sink that another
+    /// took over while it was paused learns it before it commits, not after. `Fenced` if `p` is no longer held.
+    pub async fn ensure_held(&self, p: i32) -> Result<(), FenceError> {
+        let fresh = self.written.lock().expect("lock").get(&p).is_some_and(|at| at.elapsed() < self.ttl / 2);
+        if !fresh {
+            // A refusal marks the fence lost (the sink's outcome); the caller's error stops the sink.
+            self.renew_held(&Shutdown::new()).await;
+        }
+        if self.held.lock().expect("lock").contains_key(&p) { Ok(()) } else { Err(self.refused(p).await) }
     }
 
     /// Whether another sink took a partition over (then the sink's outcome is `Fenced`, whatever else happened).
@@ -207,6 +235,18 @@ impl Fence {
         self.lost.store(true, Ordering::Relaxed);
         let holder = self.holder(p).await;
         self.fenced(p, holder.as_ref())
+    }
+
+    /// Gives `p`'s lease back (the group moved the partition): its next owner starts at once.
+    pub async fn release_one(&self, p: i32) {
+        let _one = self.writing.lock().await;
+        let held = self.held.lock().expect("lock").remove(&p);
+        if let Some((etag, lease)) = held {
+            let bytes = serde_json::to_vec_pretty(&Lease { released: true, ..lease }).expect("lease serializes");
+            if let Err(e) = self.store.put_if(&lease_key(&self.scope, p), bytes, Put::Replace(etag)).await {
+                tracing::debug!(kafka_partition = p, "lease not released: {e}");
+            }
+        }
     }
 
     /// Gives every held lease back (a clean stop): the next sink starts at once.
@@ -259,6 +299,16 @@ mod tests {
         // A is paused: no renewal. B waits the TTL out, then takes over.
         let b = Fence::new(store.clone(), "t", ttl, Duration::from_secs(1));
         b.acquire(3, &Shutdown::new()).await.unwrap();
+        // B wrote its lease just now: it may write its checkpoint without asking the store again.
+        b.ensure_held(3).await.unwrap();
+        // A wakes before its renewal timer: its next checkpoint write or commit asks first, and is refused.
+        let a2 = Fence::new(store.clone(), "t", ttl, Duration::from_secs(1));
+        a2.acquire(4, &Shutdown::new()).await.unwrap();
+        let b2 = Fence::new(store.clone(), "t", ttl, Duration::from_secs(1));
+        b2.acquire(4, &Shutdown::new()).await.unwrap();
+        let e = a2.ensure_held(4).await.unwrap_err();
+        assert!(matches!(e, FenceError::Fenced { partition: 4, .. }) && a2.lost(), "{e}");
+        assert!(e.to_string().contains(&b2.holder(4).await.unwrap().describe()), "names the new holder: {e}");
         // A wakes: its renewal is refused, and it stops.
         let shutdown = Shutdown::new();
         a.renew_until(shutdown.clone(), shutdown.clone()).await;

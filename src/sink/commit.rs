@@ -71,6 +71,9 @@ impl Committer {
     /// Stores `cp` only over the version this sink last read or wrote (or only if absent); a refusal means another
     /// sink took the partition over, and this one must stop (`Fenced`).
     pub async fn save_checkpoint(&self, cp: &mut Checkpoint) -> Result<(), SinkError> {
+        // The write is conditional on the version last read: a sink paused past its lease, whose partition another
+        // took over, could still read the new holder's checkpoint and write over it. Its lease says so first.
+        self.fence.ensure_held(cp.partition).await?;
         cp.writer = Some(self.fence.writer().to_string());
         let bytes = serde_json::to_vec_pretty(cp).expect("checkpoint serializes");
         let mode = cp.etag.clone().map_or(Put::Create, Put::Replace);
@@ -80,7 +83,16 @@ impl Committer {
                 cp.etag = Some(etag);
                 Ok(())
             }
-            Err(StoreError::Conflict { .. }) => Err(self.fence.refused(cp.partition).await.into()),
+            Err(StoreError::Conflict { .. }) => {
+                let found = self.store.get(&key).await.ok().flatten();
+                let by = found.and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok()).and_then(|c| c.writer);
+                tracing::error!(
+                    kafka_partition = cp.partition,
+                    checkpoint_writer = by.as_deref().unwrap_or("?"),
+                    "the partition's checkpoint changed since this sink wrote it"
+                );
+                Err(self.fence.refused(cp.partition).await.into())
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -210,13 +222,12 @@ mod tests {
     }
 
     /// A committer over `store`; `stored` says whether the table spec is already in it (a restart).
-    fn committer(store: Store, stored: bool) -> Committer {
-        let fence = Arc::new(crate::lake::fence::Fence::new(
-            store.clone(),
-            "t",
-            Duration::from_secs(30),
-            Duration::from_secs(1),
-        ));
+    /// Its lease of partition 0 is held, in a store of its own (the crash tests count the lake's PUTs).
+    async fn committer(store: Store, stored: bool) -> Committer {
+        let leases = Store::new(Arc::new(crate::lake::store::MemoryStore::default()));
+        let fence =
+            Arc::new(crate::lake::fence::Fence::new(leases, "t", Duration::from_secs(30), Duration::from_secs(1)));
+        fence.acquire(0, &crate::shutdown::Shutdown::new()).await.unwrap();
         let schema = Schema::indices();
         let spec = PartitionSpec::parse("year(trade_date)", &schema).unwrap();
         let table = TableSpec::new("t", schema.clone(), spec.describe(&schema), vec![], 4096);
@@ -264,7 +275,7 @@ mod tests {
         let (clean_store, clean) = memory();
         let mut cp = Checkpoint::new("t", 0, 10);
         let (c, bytes) = cut();
-        let done = committer(clean_store, false).commit(&mut cp, c, bytes).await.unwrap();
+        let done = committer(clean_store, false).await.commit(&mut cp, c, bytes).await.unwrap();
         assert_eq!((done.files, done.rows, done.rejects), (3, 6, 1));
         assert_eq!((cp.next_offset, cp.pending), (17, None));
         let want = snapshot(&clean);
@@ -278,14 +289,21 @@ mod tests {
             m.inject(Some(Fault::CrashAfterPuts(n)));
             let mut cp = Checkpoint::new("t", 0, 10);
             let (c, bytes) = cut();
-            assert!(committer(store.clone(), false).commit(&mut cp, c, bytes).await.is_err(), "crash after {n} puts");
+            assert!(
+                committer(store.clone(), false).await.commit(&mut cp, c, bytes).await.is_err(),
+                "crash after {n} puts"
+            );
             m.inject(None);
             // Restart: the checkpoint as the lake holds it, then the sink's redo of the recorded cut.
             if n < 2 {
                 assert!(store.get("_ticklake/checkpoints/t/0.json").await.unwrap().is_none(), "{n}: no intent yet");
                 assert!(m.snapshot().keys().all(|k| k.starts_with("_ticklake/table")), "{n}: nothing but the spec");
                 let (c, bytes) = cut();
-                committer(store.clone(), n == 1).commit(&mut Checkpoint::new("t", 0, 10), c, bytes).await.unwrap();
+                committer(store.clone(), n == 1)
+                    .await
+                    .commit(&mut Checkpoint::new("t", 0, 10), c, bytes)
+                    .await
+                    .unwrap();
             } else {
                 assert!(m.snapshot().contains_key("_ticklake/table.toml"), "{n}: the spec is stored before the intent");
                 let mut cp = restart_checkpoint(&store).await;
@@ -296,7 +314,7 @@ mod tests {
                     assert_eq!(cp.next_offset, 10, "{n}: checkpoint not advanced before the files are stored");
                 }
                 let (c, bytes) = cut();
-                committer(store.clone(), true).commit(&mut cp, c, bytes).await.unwrap();
+                committer(store.clone(), true).await.commit(&mut cp, c, bytes).await.unwrap();
             }
             assert_eq!(snapshot(&m), want, "crash after {n} puts: same objects, same bytes, nothing extra");
         }
@@ -307,7 +325,7 @@ mod tests {
         // The clean result: month partitions, one row per file.
         let (clean_store, clean) = memory();
         let (c, bytes) = cut_split("month(trade_date)", 1);
-        committer(clean_store, false).commit(&mut Checkpoint::new("t", 0, 10), c, bytes).await.unwrap();
+        committer(clean_store, false).await.commit(&mut Checkpoint::new("t", 0, 10), c, bytes).await.unwrap();
         let want = snapshot(&clean);
 
         // Crash mid-upload under year partitions, then redo the same range under the new flags.
@@ -315,12 +333,12 @@ mod tests {
         m.inject(Some(Fault::CrashAfterPuts(3)));
         let mut cp = Checkpoint::new("t", 0, 10);
         let (c, bytes) = cut_split("year(trade_date)", 1000);
-        assert!(committer(store.clone(), false).commit(&mut cp, c, bytes).await.is_err());
+        assert!(committer(store.clone(), false).await.commit(&mut cp, c, bytes).await.is_err());
         m.inject(None);
         let mut cp = restart_checkpoint(&store).await;
         assert_eq!(cp.pending_keys.len(), 4, "three data files and the rejects were planned");
         let (c, bytes) = cut_split("month(trade_date)", 1);
-        committer(store, true).commit(&mut cp, c, bytes).await.unwrap();
+        committer(store, true).await.commit(&mut cp, c, bytes).await.unwrap();
         assert_eq!(snapshot(&m), want, "no object of the year= attempt is left");
     }
 }

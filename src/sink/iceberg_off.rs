@@ -20,6 +20,18 @@ impl IcebergTarget {
         match self.never {}
     }
 
+    pub fn set_fence(&self, _fence: Arc<crate::lake::fence::Fence>) {
+        match self.never {}
+    }
+
+    pub fn set_partitions(&self, _n: usize) {
+        match self.never {}
+    }
+
+    pub async fn refresh(&self, _partition: i32) -> Result<(), SinkError> {
+        match self.never {}
+    }
+
     pub async fn commit(&self, _cp: &mut Checkpoint, _cut: Cut, _buffered: usize) -> Result<Committed, SinkError> {
         match self.never {}
     }

@@ -10,6 +10,7 @@ pub mod buffer;
 pub mod commit;
 pub mod decode;
 pub mod evolve;
+mod group;
 #[cfg(feature = "iceberg")]
 pub mod iceberg;
 #[cfg(not(feature = "iceberg"))]
@@ -19,6 +20,7 @@ mod start;
 pub mod stats;
 mod worker;
 
+pub use group::GroupOptions;
 use start::{resolve_table, sort_indices};
 pub use stats::{FETCH_RETRIES, SinkStats, UPLOAD_SECONDS};
 
@@ -71,6 +73,8 @@ pub struct SinkConfig {
     pub lease_ttl: Duration,
     /// The consumer group the checkpoints are committed to, for lag tools (`None`: none).
     pub offsets_group: Option<String>,
+    /// `--group`: the partitions are assigned by this consumer group's coordinator (`partitions` is `None`).
+    pub group: Option<GroupOptions>,
     /// Serve Prometheus metrics and /healthz here.
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
@@ -164,6 +168,47 @@ pub(crate) struct Ctx {
     pub epoch: std::time::Instant,
 }
 
+/// Runs a worker for each of `partitions` (`--partitions`, or all) until they end; the first error stops the others.
+async fn run_partitions(
+    ctx: &Arc<Ctx>,
+    partitions: Vec<i32>,
+    shutdown: &Shutdown,
+    renewing: &Shutdown,
+) -> Result<(), SinkError> {
+    // One writer per Kafka partition: every lease before any data moves, in partition order, so that two sinks
+    // started at once cannot split the partitions between them (the second waits on the first's lowest one). An
+    // Iceberg table takes leases too (under --to, named after the table): its commits check the partition's
+    // offsets on the table itself, which stops a zombie at its commit; the lease stops a second sink at start,
+    // before it consumes or uploads anything.
+    for &p in &partitions {
+        if let Err(e) = ctx.committer.fence.acquire(p, shutdown).await {
+            renewing.trigger(crate::shutdown::StopReason::Terminate);
+            ctx.committer.fence.release().await;
+            return Err(e.into());
+        }
+    }
+    shutdown.mark_running();
+    let mut workers = tokio::task::JoinSet::new();
+    for p in partitions {
+        let ctx = ctx.clone();
+        let stop = worker::Stop::new(shutdown.clone());
+        workers.spawn(async move { worker::run_partition(ctx, p, stop).await });
+    }
+    let mut first_error = None;
+    while let Some(joined) = workers.join_next().await {
+        let result = joined.unwrap_or_else(|e| Err(SinkError::Internal(format!("partition worker panicked: {e}"))));
+        if let Err(e) = result {
+            tracing::error!("{e}");
+            if first_error.is_none() {
+                first_error = Some(e);
+                // One partition failed: stop the others cleanly (they flush and checkpoint what they have).
+                shutdown.trigger(crate::shutdown::StopReason::Terminate);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
 /// The outcome of a sink run.
 #[derive(Debug)]
 pub struct SinkReport {
@@ -184,6 +229,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
             cfg.topic
         ))
     })?;
+    // With --group, every partition: the table is sampled from all, the group assigns them.
     let partitions: Vec<i32> = match &cfg.partitions {
         None => topic.partitions.clone(),
         Some(ps) => {
@@ -235,6 +281,10 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
         Some(opts) => fence.for_iceberg_table(&opts.table),
         None => fence,
     });
+    if let Some(t) = &target {
+        t.set_fence(fence.clone());
+    }
+    let member = cfg.group.as_ref().map(|_| tokio::sync::watch::channel(crate::kafka::membership::Member::default()));
     let renewing = {
         let (fence, stop, sink) = (fence.clone(), Shutdown::new(), shutdown.clone());
         let handle = tokio::spawn({
@@ -262,7 +312,8 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
         epoch: std::time::Instant::now(),
         group_offsets: cfg.offsets_group.clone().map(|g| {
             tracing::info!(group = %g, "committing the lake's checkpoints to this consumer group (for lag tools; never read back)");
-            crate::kafka::group_offsets::GroupOffsets::start(kafka.config().clone(), g, cfg.topic.clone())
+            let member = member.as_ref().map(|(_, rx)| rx.clone());
+            crate::kafka::group_offsets::GroupOffsets::start(kafka.config().clone(), g, cfg.topic.clone(), member)
         }),
         kafka,
         cfg: cfg.clone(),
@@ -280,30 +331,14 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
         }
         None => None,
     };
-    // One writer per Kafka partition: every lease before any data moves, in partition order, so that two sinks
-    // started at once cannot split the partitions between them (the second waits on the first's lowest one). An
-    // Iceberg table takes leases too (under --to, named after the table): its commits check the partition's
-    // offsets on the table itself, which stops a zombie at its commit; the lease stops a second sink at start,
-    // before it consumes or uploads anything.
-    for &p in &partitions {
-        if let Err(e) = ctx.committer.fence.acquire(p, &shutdown).await {
-            renewing.1.trigger(crate::shutdown::StopReason::Terminate);
-            ctx.committer.fence.release().await;
-            return Err(e.into());
-        }
-    }
-    shutdown.mark_running();
-    let mut workers = tokio::task::JoinSet::new();
-    for p in partitions {
-        let ctx = ctx.clone();
-        workers.spawn(async move { worker::run_partition(ctx, p).await });
-    }
     let ticker = {
         let stats = stats.clone();
         let every = cfg.stats_every;
         tokio::spawn(async move {
             let mut prev = 0;
             let mut tick = tokio::time::interval(every);
+            // A process paused (SIGSTOP) and woken prints one line, not one per missed tick.
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             tick.tick().await;
             loop {
                 tick.tick().await;
@@ -312,18 +347,13 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
             }
         })
     };
-    let mut first_error = None;
-    while let Some(joined) = workers.join_next().await {
-        let result = joined.unwrap_or_else(|e| Err(SinkError::Internal(format!("partition worker panicked: {e}"))));
-        if let Err(e) = result {
-            tracing::error!("{e}");
-            if first_error.is_none() {
-                first_error = Some(e);
-                // One partition failed: stop the others cleanly (they flush and checkpoint what they have).
-                shutdown.trigger(crate::shutdown::StopReason::Terminate);
-            }
+    let first_error = match (&cfg.group, member) {
+        (Some(opts), Some((tx, _))) => {
+            shutdown.mark_running();
+            group::run(ctx.clone(), opts, partitions, tx).await.err()
         }
-    }
+        _ => run_partitions(&ctx, partitions, &shutdown, &renewing.1).await.err(),
+    };
     ticker.abort();
     if let Some(m) = metrics {
         m.abort();
@@ -334,8 +364,12 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
     }
     renewing.1.trigger(crate::shutdown::StopReason::Terminate);
     let _ = renewing.0.await;
-    if let Some(e) = first_error {
-        return Err(e);
+    // Another sink took a partition over: that is the outcome (exit 13), whatever else failed on the way (a
+    // process paused past its lease wakes to timeouts too).
+    match first_error {
+        Some(e @ SinkError::Fenced { .. }) => return Err(e),
+        Some(e) if !fence.lost() => return Err(e),
+        _ => {}
     }
     if fence.lost() {
         return Err(SinkError::Fenced {

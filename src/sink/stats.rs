@@ -27,6 +27,10 @@ pub struct SinkStats {
     pub checkpoint: Mutex<BTreeMap<i32, i64>>,
     /// Newest event time (epoch ms) among rows stored in the lake; `i64::MIN` before the first.
     pub newest_event_ms: AtomicI64,
+    /// `--group`: the group's name and this member's partitions now.
+    pub group: Mutex<Option<(String, Vec<i32>)>>,
+    /// Rebalances this member went through (partitions given back).
+    pub rebalances: AtomicU64,
 }
 
 impl Default for SinkStats {
@@ -41,6 +45,8 @@ impl Default for SinkStats {
             lag: Mutex::default(),
             checkpoint: Mutex::default(),
             newest_event_ms: AtomicI64::new(i64::MIN),
+            group: Mutex::default(),
+            rebalances: AtomicU64::new(0),
         }
     }
 }
@@ -91,6 +97,18 @@ impl SinkStats {
             "Row bytes buffered in memory (the --max-buffer budget).",
             buffered as f64,
         );
+        if let Some((_, parts)) = self.group.lock().ok().and_then(|g| g.clone()) {
+            t.gauge(
+                "ticklake_sink_assigned_partitions",
+                "Kafka partitions the consumer group assigned to this sink (--group).",
+                parts.len() as f64,
+            );
+            t.counter(
+                "ticklake_sink_rebalances_total",
+                "Group rebalances in which this sink gave its partitions back (--group).",
+                n(&self.rebalances),
+            );
+        }
         let newest = self.newest_event_ms.load(Ordering::Relaxed);
         if newest != i64::MIN {
             let now = chrono::Utc::now().timestamp_millis();
@@ -115,8 +133,12 @@ impl SinkStats {
             0 => String::new(),
             n => format!(", {n} schema change(s)"),
         };
+        let group = match self.group.lock().ok().and_then(|g| g.clone()) {
+            Some((g, parts)) => format!(", group {g} partitions {parts:?}"),
+            None => String::new(),
+        };
         format!(
-            "sink: {records} records ({:.0}/s), {} rows, {} files, {}, {} rejects{changes}, lag {} ({:.0} s)",
+            "sink: {records} records ({:.0}/s), {} rows, {} files, {}, {} rejects{changes}, lag {}{group} ({:.0} s)",
             (records - prev_records) as f64 / window.as_secs_f64().max(1e-9),
             self.rows.load(Ordering::Relaxed),
             self.files.load(Ordering::Relaxed),

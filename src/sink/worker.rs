@@ -31,7 +31,21 @@ async fn load_checkpoint(ctx: &Ctx, p: i32) -> Result<Option<Checkpoint>, SinkEr
     }
 }
 
-pub(crate) async fn run_partition(ctx: Arc<Ctx>, p: i32) -> Result<(), SinkError> {
+/// What stops a partition's worker: the sink's stop, or (`--group`) the group taking the partition back.
+#[derive(Clone)]
+pub(crate) struct Stop {
+    pub shutdown: crate::shutdown::Shutdown,
+    /// Drop what is buffered instead of committing it (the member lost its group session).
+    pub discard: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Stop {
+    pub fn new(shutdown: crate::shutdown::Shutdown) -> Stop {
+        Stop { shutdown, discard: Arc::default() }
+    }
+}
+
+pub(crate) async fn run_partition(ctx: Arc<Ctx>, p: i32, stop: Stop) -> Result<(), SinkError> {
     let topic = ctx.cfg.topic.clone();
     let pc = ctx.kafka.partition(&topic, p).await?;
     let offsets = ctx.kafka.offsets(&pc).await?;
@@ -78,17 +92,27 @@ pub(crate) async fn run_partition(ctx: Arc<Ctx>, p: i32) -> Result<(), SinkError
     if let Ok(mut m) = ctx.stats.checkpoint.lock() {
         m.insert(p, cp.next_offset);
     }
+    // Lag tools see where the lake stands from the start (a partition another member gave up included).
+    if let Some(g) = &ctx.group_offsets {
+        g.publish(p, cp.next_offset);
+    }
     let end = offsets.high_watermark;
     let schema = ctx.committer.table.schema().await;
     let buf = PartitionBuffer::new(p, cp.next_offset, Arc::new(FileLayout::new(&schema, &ctx.spec)));
     let mut state = State { cp, inflight: None, buf, published_bytes: 0, unpublished_records: 0 };
-    let consumed = consume(&ctx, p, &pc, end, redo, &mut state).await;
+    let consumed = consume(&ctx, p, &pc, end, redo, &mut state, &stop.shutdown).await;
     // Whatever happened, the commit under way finishes (or fails) before this returns: nothing of this partition is
     // still being written when the sink exits.
     let joined = finish_inflight(&mut state).await;
     let redo_left = consumed?;
     joined?;
-    // The end or a stop: store what is buffered. An unfinished redo stays recorded; the next run completes it.
+    // The end or a stop: store what is buffered. An unfinished redo stays recorded; the next run completes it. A
+    // member that lost its group session drops it instead: the partition's next owner reads it again.
+    if stop.discard.load(Ordering::Relaxed) {
+        ctx.buffered.fetch_sub(state.published_bytes, Ordering::Relaxed);
+        tracing::info!(partition = p, rows = state.buf.rows, "dropped the buffered rows (the group session was lost)");
+        return Ok(());
+    }
     if !redo_left && !state.buf.is_empty() {
         start_commit(&ctx, &mut state).await?;
         finish_inflight(&mut state).await?;
@@ -134,6 +158,7 @@ async fn consume(
     end: i64,
     mut redo: Option<PendingCut>,
     st: &mut State,
+    stop: &crate::shutdown::Shutdown,
 ) -> Result<bool, SinkError> {
     let topic = &ctx.cfg.topic;
     let what = format!("fetch from {topic}/{p}");
@@ -146,7 +171,7 @@ async fn consume(
         if ctx.cfg.exit_at_end && next >= end && redo.is_none() {
             break;
         }
-        if ctx.shutdown.is_set() {
+        if stop.is_set() {
             break;
         }
         // A broker restart or a leader moving fails fetches for a while: retry within --retry-for, from the same
@@ -178,7 +203,7 @@ async fn consume(
                 }
                 r => r?,
             },
-            _ = ctx.shutdown.wait() => break,
+            _ = stop.wait() => break,
         };
         for rec in records {
             if rec.offset < next {

@@ -64,7 +64,7 @@ pub struct IcebergTarget {
     /// A cut joined `pending`.
     queued: tokio::sync::Notify,
     /// How many Kafka partitions this sink writes: a round with a cut of each needs no more waiting.
-    partitions: usize,
+    partitions: std::sync::atomic::AtomicUsize,
     /// How long a round waits for the other partitions' cuts of the same `--max-age` tick.
     linger: Duration,
     /// Next offset per Kafka partition as this sink last read or committed it: a commit expects to find exactly
@@ -76,6 +76,8 @@ pub struct IcebergTarget {
     cached: std::sync::Mutex<Option<Table>>,
     /// `--to`: where rejects go (outside the table's folder).
     store: Store,
+    /// The sink's leases: checked before each commit (`Fence::ensure_held`).
+    fence: std::sync::OnceLock<Arc<crate::lake::fence::Fence>>,
     row_group_rows: usize,
     retry_for: Duration,
 }
@@ -161,11 +163,12 @@ pub(super) async fn open(
         commit_lock: tokio::sync::Mutex::new(()),
         pending: std::sync::Mutex::new(Vec::new()),
         queued: tokio::sync::Notify::new(),
-        partitions,
+        partitions: std::sync::atomic::AtomicUsize::new(partitions),
         linger: (cfg.max_age / 4).min(Duration::from_millis(200)),
         expected: std::sync::Mutex::new(recorded.offsets),
         cached: std::sync::Mutex::new(Some(table)),
         store,
+        fence: std::sync::OnceLock::new(),
         row_group_rows: cfg.row_group_rows,
         retry_for: cfg.retry_for,
     };
@@ -176,6 +179,33 @@ impl IcebergTarget {
     /// Where the partition resumes: the next offset recorded in the table (`None`: never committed).
     pub fn next_offset(&self, partition: i32) -> Option<i64> {
         self.expected.lock().expect("not poisoned").get(&partition).copied()
+    }
+
+    /// The sink's leases: a commit first makes sure this sink still holds its partitions (a sink paused past its
+    /// lease TTL, whose partitions another sink took over, must not commit what it prepared before the pause).
+    pub fn set_fence(&self, fence: Arc<crate::lake::fence::Fence>) {
+        let _ = self.fence.set(fence);
+    }
+
+    /// `--group`: this sink writes `n` partitions now.
+    pub fn set_partitions(&self, n: usize) {
+        self.partitions.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Reads where `partition` resumes from the table as it is now (`--group`: another member may have committed
+    /// it since this sink last looked).
+    pub async fn refresh(&self, partition: i32) -> Result<(), SinkError> {
+        let table = self.load().await?;
+        let recorded = ice::recorded(&table, &self.topic).map_err(SinkError::Corrupt)?;
+        {
+            let mut expected = self.expected.lock().expect("not poisoned");
+            match recorded.offsets.get(&partition) {
+                Some(&o) => expected.insert(partition, o),
+                None => expected.remove(&partition),
+            };
+        }
+        *self.cached.lock().expect("not poisoned") = Some(table);
+        Ok(())
     }
 
     async fn load(&self) -> Result<Table, SinkError> {
@@ -282,6 +312,18 @@ impl IcebergTarget {
                     }
                 }
             }
+            if let Some(fence) = self.fence.get() {
+                let mut held = Vec::with_capacity(go.len());
+                for c in go {
+                    match fence.ensure_held(c.partition).await {
+                        Ok(()) => held.push(c),
+                        Err(e) => {
+                            let _ = c.done.send(Err(e.into()));
+                        }
+                    }
+                }
+                go = held;
+            }
             if go.is_empty() {
                 return;
             }
@@ -386,7 +428,9 @@ impl IcebergTarget {
                 Err(_) => {
                     // The other partitions cut at the same --max-age tick: give their files a moment to join.
                     let until = tokio::time::Instant::now() + self.linger;
-                    while self.pending.lock().expect("not poisoned").len() < self.partitions {
+                    while self.pending.lock().expect("not poisoned").len()
+                        < self.partitions.load(std::sync::atomic::Ordering::Relaxed)
+                    {
                         if tokio::time::timeout_at(until, self.queued.notified()).await.is_err() {
                             break;
                         }
