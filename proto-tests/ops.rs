@@ -54,9 +54,11 @@ fn doctor_passes_everything_on_a_healthy_setup() {
     let topic = random_name("doctor");
     ok(run(env.ticklake().args(["topic", "create", &topic, "--partitions", "3"])));
     let to = format!("s3://{bucket}/lake");
-    let (code, out) = doctor(&env, &env.brokers, &["--topic", &topic, "--write-test", "--to", &to]);
+    let (code, out) =
+        doctor(&env, &env.brokers, &["--topic", &topic, "--write-test", "--to", &to, "--group", "doctor-probe"]);
     assert_eq!(code, Some(0), "{out}");
     for want in [
+        "\u{2713} consumer group 'doctor-probe': its coordinator answers",
         "\u{2713} bootstrap",
         "\u{2713} metadata",
         "reachable from here",

@@ -20,6 +20,8 @@ pub struct DoctorConfig {
     pub kafka: KafkaConfig,
     pub topic: Option<String>,
     pub write_test: bool,
+    /// `--group`: the consumer group whose coordinator must answer.
+    pub group: Option<String>,
     pub lake: Option<(LakeUrl, S3Options)>,
 }
 
@@ -94,6 +96,7 @@ pub async fn run(cfg: &DoctorConfig) -> Report {
     };
     if cfg.kafka.security.sasl.is_some() {
         sasl_checks(cfg, &mut r).await;
+        group_check(cfg, &mut r).await;
         return lake_checks(cfg, r).await;
     }
     let topics: Option<Vec<&str>> = cfg.topic.as_deref().map(|t| vec![t]);
@@ -127,7 +130,21 @@ pub async fn run(cfg: &DoctorConfig) -> Report {
             r.fail("produce/fetch round trip skipped", "fix the advertised addresses above first");
         }
     }
+    group_check(cfg, &mut r).await;
     lake_checks(cfg, r).await
+}
+
+/// `--group`: FindCoordinator for the group, and a connection to the broker it names.
+async fn group_check(cfg: &DoctorConfig, r: &mut Report) {
+    let Some(group) = &cfg.group else { return };
+    let started = std::time::Instant::now();
+    match crate::kafka::group_offsets::coordinator(&cfg.kafka, group).await {
+        Ok(_) => r.pass(format!("consumer group '{group}': its coordinator answers ({})", ms(started.elapsed()))),
+        Err(e) => r.fail(
+            format!("consumer group '{group}': {e}"),
+            "the coordinator is the leader of a partition of __consumer_offsets: check that topic exists and is              healthy (offsets.topic.replication.factor on a small cluster) and that this principal may DESCRIBE and              READ the group (ACLs)",
+        ),
+    }
 }
 
 /// With SASL the broker answers nothing before authentication, so the hand-made metadata request cannot be

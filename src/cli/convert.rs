@@ -308,6 +308,7 @@ pub fn doctor_config(a: &DoctorArgs) -> Result<crate::doctor::DoctorConfig, crat
         kafka: KafkaConfig::try_from(&a.kafka)?,
         topic: a.topic.clone(),
         write_test: a.write_test,
+        group: a.group.clone(),
         lake,
     })
 }

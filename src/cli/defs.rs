@@ -129,6 +129,9 @@ pub struct DoctorArgs {
     /// Also produce and fetch one record on a scratch topic (created and deleted).
     #[arg(long)]
     pub write_test: bool,
+    /// Also check that this consumer group's coordinator answers (`sink --group`).
+    #[arg(long, env = "TICKLAKE_GROUP")]
+    pub group: Option<String>,
     /// Also check the lake: s3://bucket/prefix (reachable, credentials, write/read/delete a probe, clock skew) or
     /// a local folder.
     #[arg(long, env = "TICKLAKE_TO")]

@@ -11,6 +11,7 @@ pub mod batch;
 mod connect;
 pub mod coordinator;
 pub mod group_offsets;
+pub mod in_flight;
 pub mod membership;
 pub mod metadata;
 pub mod msk_iam;

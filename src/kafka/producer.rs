@@ -5,9 +5,10 @@
 //! and the sequence number of its first record, counted per partition from 0. The broker keeps the last five
 //! batches' sequences per producer and partition: a batch sent again after a lost answer (a dropped connection, a
 //! timeout, a leader move) has the sequence it already stored and is answered `DUPLICATE_SEQUENCE_NUMBER`, not
-//! stored twice. One batch is in flight per partition (the next waits for its answer), so a resend can never
-//! overtake a later batch, and `OUT_OF_ORDER_SEQUENCE_NUMBER` can only mean the broker lost what it had
-//! acknowledged: a clear error naming the partition, never a silent gap. `acks=all`, as idempotence requires.
+//! stored twice. Up to five batches are in flight per partition, order kept (`in_flight`): a failed batch makes
+//! the later ones of its flight fail too, and they are sent again in order, so `OUT_OF_ORDER_SEQUENCE_NUMBER` as a
+//! flight's first failure can only mean the broker lost what it had acknowledged: a clear error naming the
+//! partition, never a silent gap. `acks=all`, as idempotence requires.
 //!
 //! Every attempt after the first is counted (`Counters::retries` in replay): the summary's retries are every
 //! resend on the wire, which rskafka's own produce retried unseen.
@@ -179,29 +180,22 @@ impl Producer {
 
 /// How one attempt at a batch ended.
 #[derive(Debug)]
-enum Attempt {
+pub(crate) enum Attempt {
     Stored,
     /// The broker had it already (a resend after a lost answer).
     Duplicate,
     Retry(String),
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER: a refusal, unless an earlier batch of the same flight failed (`in_flight`).
+    OutOfOrder(String),
     Refused(String),
 }
 
-/// Sends one partition's batches, one at a time, in order.
+/// Encodes one partition's batches (its sequence numbers); `in_flight` sends them (on a clone).
+#[derive(Clone)]
 pub struct PartitionSender {
     producer: Arc<Producer>,
     partition: i32,
     next_sequence: i32,
-}
-
-/// What sending a batch took.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Sent {
-    /// Attempts after the first.
-    pub resends: u64,
-    /// The broker answered DUPLICATE_SEQUENCE_NUMBER: an earlier attempt had been stored. (Apache Kafka answers a
-    /// resend of one of the last five batches with success and the first append's offsets instead.)
-    pub duplicate: bool,
 }
 
 impl PartitionSender {
@@ -211,7 +205,8 @@ impl PartitionSender {
 
     /// The record batch for `records` (from CSV `lines`): producer id, epoch and base sequence when idempotent,
     /// the source and line headers when the producer has a source.
-    pub fn encode(&self, records: &[Record], lines: &[u64], compression: Compression) -> Result<Bytes, Error> {
+    /// The next batch's sequence starts after this one's records.
+    pub fn encode(&mut self, records: &[Record], lines: &[u64], compression: Compression) -> Result<Bytes, Error> {
         let producer = match self.producer.id {
             Some(p) => batch::Producer { id: p.id, epoch: p.epoch, base_sequence: self.next_sequence },
             None => batch::Producer::NONE,
@@ -221,71 +216,48 @@ impl PartitionSender {
             line_name: crate::replay::resume::H_LINE,
             lines,
         });
-        batch::encode(records, headers, producer, compression).map_err(|reason| Error::Refused {
-            op: "produce",
-            topic: self.producer.topic.clone(),
-            partition: self.partition,
-            reason,
-        })
-    }
-
-    async fn attempt(&self, batch: &Bytes) -> Attempt {
-        let p = &self.producer;
-        let conn = match p.leader(self.partition).await {
-            Ok(c) => c,
-            Err(e) => return Attempt::Retry(e),
-        };
-        let req = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(p.cfg.timeout.as_millis().min(i32::MAX as u128) as i32)
-            .with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(p.topic.clone())))
-                    .with_partition_data(vec![
-                        PartitionProduceData::default().with_index(self.partition).with_records(Some(batch.clone())),
-                    ]),
-            ]);
-        let answer = match wire::request(&p.cfg, &conn, req).await {
-            Ok(a) => a,
-            Err(e) => return Attempt::Retry(e),
-        };
-        let code = answer
-            .responses
-            .iter()
-            .flat_map(|t| t.partition_responses.iter())
-            .find(|r| r.index == self.partition)
-            .map(|r| r.error_code);
-        match code {
-            Some(code::NONE) => Attempt::Stored,
-            Some(code::DUPLICATE_SEQUENCE_NUMBER) if p.id.is_some() => Attempt::Duplicate,
-            Some(c) if is_retriable(c) => Attempt::Retry(format!("error code {c}")),
-            Some(c) => Attempt::Refused(refusal(c, &p.topic, self.partition)),
-            None => Attempt::Retry("the answer does not name the partition".into()),
+        let encoded = batch::encode(records, headers, producer, compression).map_err(|reason| self.refused(reason))?;
+        if self.producer.id.is_some() {
+            self.next_sequence = self.next_sequence.wrapping_add(records.len() as i32) & i32::MAX;
         }
+        Ok(encoded)
     }
 
-    /// Sends `batch` (of `rows` records) until the broker stored it, resending the very same bytes (same sequence
-    /// numbers) after a lost answer or a retriable error, for up to `retry_for` (`crate::backoff`'s policy).
-    pub async fn send(&mut self, batch: Bytes, rows: usize, retry_for: Duration) -> Result<Sent, Error> {
+    /// Whether batches carry a producer id and sequence numbers.
+    pub fn idempotent(&self) -> bool {
+        self.producer.id.is_some()
+    }
+
+    /// One attempt at `batch`, as a future that owns what it needs (several are in flight at once).
+    pub(crate) fn attempt_owned(&self, batch: Bytes) -> impl std::future::Future<Output = Attempt> + Send + 'static {
+        let (p, partition) = (self.producer.clone(), self.partition);
+        async move { attempt(&p, partition, &batch).await }
+    }
+
+    /// The error for a refusal of this partition's batch.
+    pub fn refused(&self, reason: String) -> Error {
+        Error::Refused { op: "produce", topic: self.producer.topic.clone(), partition: self.partition, reason }
+    }
+
+    /// Sends `batch` again until the broker stored it (or had it already), the very same bytes, for up to
+    /// `retry_for` (`crate::backoff`'s policy), reading the leaders again before each attempt. Returns the attempts.
+    pub(crate) async fn resend(&self, batch: &Bytes, retry_for: Duration) -> Result<u64, Error> {
         let p = self.producer.clone();
         let what = format!("produce to {}/{}", p.topic, self.partition);
         let mut resends = 0;
-        let this = &*self;
         let outcome = crate::backoff::retry(
             &what,
             retry_for,
             MAX_BACKOFF,
             |e: &Attempt| matches!(e, Attempt::Retry(_)),
             |n| {
-                resends = n as u64;
-                let batch = &batch;
+                resends = n as u64 + 1;
+                let p = &p;
                 async move {
-                    if n > 0
-                        && let Err(e) = this.producer.refresh().await
-                    {
+                    if let Err(e) = p.refresh().await {
                         return Err(Attempt::Retry(format!("metadata refresh: {e}")));
                     }
-                    match this.attempt(batch).await {
+                    match attempt(p, self.partition, batch).await {
                         a @ (Attempt::Stored | Attempt::Duplicate) => Ok(a),
                         other => Err(other),
                     }
@@ -293,36 +265,62 @@ impl PartitionSender {
             },
         )
         .await;
-        let duplicate = match outcome {
-            Ok(a) => matches!(a, Attempt::Duplicate),
-            Err(Attempt::Refused(reason)) => {
-                return Err(Error::Refused {
-                    op: "produce",
-                    topic: p.topic.clone(),
-                    partition: self.partition,
-                    reason,
-                });
+        match outcome {
+            Ok(Attempt::Duplicate) => {
+                tracing::info!(
+                    partition = self.partition,
+                    "the broker had this batch already (a resend after a lost answer): stored once"
+                );
+                Ok(resends)
             }
-            Err(other) => {
-                return Err(Error::Timeout {
-                    op: "produce",
-                    topic: p.topic.clone(),
-                    partition: self.partition,
-                    timeout: retry_for,
-                    brokers: format!("{}; last: {other}", p.cfg.brokers.join(",")),
-                });
-            }
-        };
-        if duplicate {
-            tracing::info!(
-                partition = self.partition,
-                "the broker had this batch already (a resend after a lost answer): stored once"
-            );
+            Ok(_) => Ok(resends),
+            Err(Attempt::Refused(reason) | Attempt::OutOfOrder(reason)) => Err(self.refused(reason)),
+            Err(other) => Err(Error::Timeout {
+                op: "produce",
+                topic: p.topic.clone(),
+                partition: self.partition,
+                timeout: retry_for,
+                brokers: format!("{}; last: {other}", p.cfg.brokers.join(",")),
+            }),
         }
-        if p.id.is_some() {
-            self.next_sequence = self.next_sequence.wrapping_add(rows as i32) & i32::MAX;
+    }
+}
+
+/// One produce request for `batch` to `partition`'s leader.
+async fn attempt(p: &Producer, partition: i32, batch: &Bytes) -> Attempt {
+    let conn = match p.leader(partition).await {
+        Ok(c) => c,
+        Err(e) => return Attempt::Retry(e),
+    };
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(p.cfg.timeout.as_millis().min(i32::MAX as u128) as i32)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(p.topic.clone())))
+                .with_partition_data(vec![
+                    PartitionProduceData::default().with_index(partition).with_records(Some(batch.clone())),
+                ]),
+        ]);
+    let answer = match wire::request(&p.cfg, &conn, req).await {
+        Ok(a) => a,
+        Err(e) => return Attempt::Retry(e),
+    };
+    let code = answer
+        .responses
+        .iter()
+        .flat_map(|t| t.partition_responses.iter())
+        .find(|r| r.index == partition)
+        .map(|r| r.error_code);
+    match code {
+        Some(code::NONE) => Attempt::Stored,
+        Some(code::DUPLICATE_SEQUENCE_NUMBER) if p.id.is_some() => Attempt::Duplicate,
+        Some(code::OUT_OF_ORDER_SEQUENCE_NUMBER) => {
+            Attempt::OutOfOrder(refusal(code::OUT_OF_ORDER_SEQUENCE_NUMBER, &p.topic, partition))
         }
-        Ok(Sent { resends, duplicate })
+        Some(c) if is_retriable(c) => Attempt::Retry(format!("error code {c}")),
+        Some(c) => Attempt::Refused(refusal(c, &p.topic, partition)),
+        None => Attempt::Retry("the answer does not name the partition".into()),
     }
 }
 
@@ -334,7 +332,7 @@ impl std::fmt::Display for Attempt {
         match self {
             Attempt::Stored => f.write_str("stored"),
             Attempt::Duplicate => f.write_str("stored before (duplicate sequence)"),
-            Attempt::Retry(r) | Attempt::Refused(r) => f.write_str(r),
+            Attempt::Retry(r) | Attempt::OutOfOrder(r) | Attempt::Refused(r) => f.write_str(r),
         }
     }
 }
@@ -363,8 +361,8 @@ mod tests {
 
     #[test]
     fn an_idempotent_batch_carries_the_producer_its_base_sequence_and_the_lines() {
-        let s = sender(Some(ProducerId { id: 4242, epoch: 7 }), 100, Some("ab:9:3"));
         for compression in [Compression::NoCompression, Compression::Zstd, Compression::Lz4] {
+            let mut s = sender(Some(ProducerId { id: 4242, epoch: 7 }), 100, Some("ab:9:3"));
             let mut bytes = s.encode(&[record(1), record(2), record(3)], &[2, 3, 5], compression).unwrap();
             assert_eq!(batches(bytes.clone()), [(4242, 100, 3)]);
             let set = RecordBatchDecoder::decode(&mut bytes).unwrap();
@@ -391,10 +389,13 @@ mod tests {
 
     #[test]
     fn one_batch_per_request_idempotent_or_not_even_where_sequences_wrap() {
-        let s = sender(Some(ProducerId { id: 1, epoch: 0 }), i32::MAX, None);
+        let mut s = sender(Some(ProducerId { id: 1, epoch: 0 }), i32::MAX, None);
         let bytes = s.encode(&[record(1), record(2), record(3)], &[0, 0, 0], Compression::NoCompression).unwrap();
         assert_eq!(batches(bytes), [(1, i32::MAX, 3)]);
-        let plain = sender(None, 0, None);
+        // The next batch's sequence follows, wrapped past i32::MAX to 0 as Kafka counts.
+        let bytes = s.encode(&[record(4)], &[0], Compression::NoCompression).unwrap();
+        assert_eq!(batches(bytes), [(1, 2, 1)]);
+        let mut plain = sender(None, 0, None);
         let mut bytes = plain.encode(&[record(1), record(2)], &[0, 0], Compression::Zstd).unwrap();
         assert_eq!(batches(bytes.clone()), [(-1, -1, 2)], "no producer, no sequence, one batch");
         assert!(RecordBatchDecoder::decode(&mut bytes).unwrap().records[0].headers.is_empty(), "no source, no headers");

@@ -70,6 +70,7 @@ impl Fence {
             renewals: 0,
             ttl_ms: ttl.as_millis() as u64,
             released: false,
+            group: None,
         };
         Fence {
             store,
@@ -88,6 +89,12 @@ impl Fence {
     /// Leases for the writers of an Iceberg table (see `scope`).
     pub fn for_iceberg_table(self, table: &str) -> Fence {
         Fence { scope: format!("iceberg/{table}/{}", self.topic), ..self }
+    }
+
+    /// `sink --group`: the leases name the group (`lake stats`, and a waiting sink's messages, show it).
+    pub fn in_group(mut self, group: &str) -> Fence {
+        self.me.group = Some(group.to_string());
+        self
     }
 
     pub fn writer(&self) -> &str {

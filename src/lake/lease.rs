@@ -29,11 +29,15 @@ pub struct Lease {
     pub ttl_ms: u64,
     #[serde(default)]
     pub released: bool,
+    /// `sink --group`: the consumer group the holder is a member of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl Lease {
     pub fn describe(&self) -> String {
-        format!("writer {} on host {} (pid {}), started {}", self.writer, self.host, self.pid, self.started_at)
+        let group = self.group.as_ref().map_or(String::new(), |g| format!(", member of consumer group {g}"));
+        format!("writer {} on host {} (pid {}), started {}{group}", self.writer, self.host, self.pid, self.started_at)
     }
 
     /// Free without waiting: released, or held by a process of this host that no longer runs.
@@ -71,6 +75,7 @@ mod tests {
             renewals: 0,
             ttl_ms: 30_000,
             released: false,
+            group: None,
         };
         assert!(!l.free_now("h", |_| true), "held by a running local process");
         assert!(l.free_now("h", |_| false), "its local holder is gone");

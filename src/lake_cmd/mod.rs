@@ -297,11 +297,17 @@ pub async fn stats(url: &LakeUrl, s3: &S3Options, topic: &str) -> Result<String,
         None => out.push_str("table: no stored table spec (a lake from before the spec)\n"),
     }
     for (p, cp) in checkpoints(&store, topic, &objects).await? {
+        // Who writes it now (a lease not released): its host and pid, and with `--group` the consumer group.
+        let lease = match store.get(&crate::lake::lease::lease_key(topic, p)).await? {
+            Some(bytes) => serde_json::from_slice::<crate::lake::lease::Lease>(&bytes).ok().filter(|l| !l.released),
+            None => None,
+        };
         out.push_str(&format!(
-            "kafka partition {p}: checkpoint {} (started at {}){}\n",
+            "kafka partition {p}: checkpoint {} (started at {}){}{}\n",
             cp.next_offset,
             cp.start_offset,
-            if cp.pending.is_some() { ", a cut is pending" } else { "" }
+            if cp.pending.is_some() { ", a cut is pending" } else { "" },
+            lease.map_or(String::new(), |l| format!(", held by {}", l.describe()))
         ));
     }
     Ok(out.trim_end().to_string())

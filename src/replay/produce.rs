@@ -4,16 +4,18 @@
 //!  reader thread (CSV → row → record)          tokio runtime
 //!  ┌──────────────────────────────┐   chunk    ┌──────────────────────────┐
 //!  │ per-partition chunk (≤ 256)  │──channel──▶│ worker p0: linger/bytes  │──produce──▶ broker
-//!  │                              │──channel──▶│ worker p1   one batch in │──produce──▶
-//!  │                              │──channel──▶│ worker pN   flight each  │──produce──▶
+//!  │                              │──channel──▶│ worker p1  up to 5 in    │──produce──▶
+//!  │                              │──channel──▶│ worker pN  flight each   │──produce──▶
 //!  └──────────────────────────────┘ (bounded)  └──────────────────────────┘
 //! ```
 //!
-//! Each partition has exactly one batch in flight, so a resend can never overtake a later batch and per-symbol order
-//! holds. Batches are encoded once (`kafka::producer`) and resent byte for byte: with the idempotent producer (the
-//! default where the broker has it) a resend of a batch the broker stored is dropped by the broker, not stored
-//! twice. Partitions run in parallel. A batch is acknowledged (counted as sent) only when the broker answered; a
-//! batch that still fails when the retry deadline passes stops the replay, and it and everything queued behind it
+//! Each partition's batches are encoded in order by its worker and sent by a task of its own with up to five in
+//! flight (`kafka::in_flight`: order kept, a broken flight resent in order; one in flight without a producer id),
+//! so per-symbol order holds. Batches are encoded once (`kafka::producer`) and resent byte for byte: with the
+//! idempotent producer (the default where the broker has it) a resend of a batch the broker stored is dropped by the
+//! broker, not stored twice. Partitions run in parallel. A batch is acknowledged (counted as sent) only when the
+//! broker answered; a batch that still fails when the retry deadline passes stops the replay, and it and everything
+//! queued behind it
 //! is reported as not acknowledged. Every resend is counted (`retries`).
 
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::kafka::in_flight::{self, Encoded};
 use crate::kafka::producer::{Idempotence, PartitionSender};
 use crate::kafka::{Compression, Record};
 
@@ -112,9 +115,25 @@ async fn worker(
     cfg: ProduceConfig,
     counters: Arc<Counters>,
 ) -> Option<ProduceFailure> {
-    let mut failure: Option<ProduceFailure> = None;
-    let mut closed = false;
     let partition = sender.partition();
+    // Encoding here, sending there: the next batch gathers and encodes while up to five are on the wire.
+    let (to_wire, wire_rx) = mpsc::channel::<Encoded>(1);
+    let sending = {
+        let (counters, wire_sender, retry_for) = (counters.clone(), sender.clone(), cfg.retry_for);
+        tokio::spawn(async move {
+            let stored = |b: &Encoded, resends| {
+                counters.retries.fetch_add(resends, Ordering::Relaxed);
+                counters.sent.fetch_add(b.rows, Ordering::Relaxed);
+                counters.bytes_sent.fetch_add(b.size, Ordering::Relaxed);
+            };
+            // The reader stops at once; what it already queued is counted as not acknowledged.
+            let giving_up = || counters.aborted.store(true, Ordering::SeqCst);
+            in_flight::run(wire_sender, wire_rx, retry_for, stored, giving_up).await
+        })
+    };
+    let mut closed = false;
+    let mut unsent = 0;
+    let mut early: Option<crate::kafka::Error> = None;
     while !closed {
         let Some(first) = rx.recv().await else { break };
         let mut batch = Vec::with_capacity(first.len());
@@ -132,30 +151,37 @@ async fn worker(
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
-        if let Some(f) = &mut failure {
-            // Already gave up: everything behind the failed batch is reported, not sent out of order.
-            f.rows += batch.len() as u64;
-            counters.failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let rows = batch.len() as u64;
+        if early.is_some() {
+            unsent += rows;
             continue;
         }
-        let n = batch.len() as u64;
-        let sent = match sender.encode(&batch, &lines, cfg.compression) {
-            Ok(encoded) => sender.send(encoded, n as usize, cfg.retry_for).await,
-            Err(e) => Err(e),
+        let encoded = match sender.encode(&batch, &lines, cfg.compression) {
+            Ok(e) => Encoded { bytes: e, rows, size: bytes as u64 },
+            Err(e) => {
+                early = Some(e);
+                unsent += rows;
+                continue;
+            }
         };
-        match sent {
-            Ok(s) => {
-                counters.retries.fetch_add(s.resends, Ordering::Relaxed);
-                counters.sent.fetch_add(n, Ordering::Relaxed);
-                counters.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
-            }
-            Err(error) => {
-                tracing::error!(partition, rows = n, "{error}");
-                counters.failed.fetch_add(n, Ordering::Relaxed);
-                counters.aborted.store(true, Ordering::SeqCst);
-                failure = Some(ProduceFailure { partition, rows: n, error });
-            }
+        if to_wire.send(encoded).await.is_err() {
+            // The sending task gave up: it reports its failure; these rows go with it.
+            unsent += rows;
         }
+    }
+    drop(to_wire);
+    let failed = sending.await.unwrap_or_else(|e| {
+        Some(in_flight::Failed { error: sender.refused(format!("the partition's sending task failed: {e}")), rows: 0 })
+    });
+    let failure = match (failed, early) {
+        (Some(f), _) => Some(ProduceFailure { partition, rows: f.rows + unsent, error: f.error }),
+        (None, Some(error)) => Some(ProduceFailure { partition, rows: unsent, error }),
+        (None, None) => None,
+    };
+    if let Some(f) = &failure {
+        tracing::error!(partition, rows = f.rows, "{}", f.error);
+        counters.failed.fetch_add(f.rows, Ordering::Relaxed);
+        counters.aborted.store(true, Ordering::SeqCst);
     }
     failure
 }

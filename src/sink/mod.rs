@@ -277,6 +277,10 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: SinkConfig, shutdown: Shutdown) ->
     let taken = spec.fields.iter().map(|f| f.name.clone()).collect();
     let stats = Arc::new(SinkStats::default());
     let fence = crate::lake::fence::Fence::new(store.clone(), &cfg.topic, cfg.lease_ttl, cfg.retry_for);
+    let fence = match &cfg.group {
+        Some(g) => fence.in_group(&g.name),
+        None => fence,
+    };
     let fence = Arc::new(match &cfg.iceberg {
         Some(opts) => fence.for_iceberg_table(&opts.table),
         None => fence,
