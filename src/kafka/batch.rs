@@ -111,11 +111,13 @@ fn put_records(buf: &mut impl BufMut, records: &[Record], base_ts: i64, headers:
     }
 }
 
+/// A zstd context, and buffers for the uncompressed records and the compressed frame.
+type ZstdState = (zstd::bulk::Compressor<'static>, Vec<u8>, Vec<u8>);
+
 thread_local! {
     /// Per thread: a zstd context (a fresh one per batch cost its allocation and its zeroed pages every time) and
-    /// the uncompressed records' buffer, both reused.
-    static ZSTD: std::cell::RefCell<Option<(zstd::bulk::Compressor<'static>, Vec<u8>, Vec<u8>)>> =
-        const { std::cell::RefCell::new(None) };
+    /// the buffers, reused.
+    static ZSTD: std::cell::RefCell<Option<ZstdState>> = const { std::cell::RefCell::new(None) };
 }
 
 /// The records, zstd-compressed (level 3, Kafka's default), appended to `buf`: one frame, as Kafka's own clients
