@@ -26,12 +26,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::shutdown::Shutdown;
 
-/// Kafka error codes the membership acts on.
+/// Kafka error codes the membership acts on (the coordinator's are shared with the producer's).
 pub mod code {
-    pub const NONE: i16 = 0;
-    pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    pub const NOT_COORDINATOR: i16 = 16;
+    pub use crate::kafka::produce_errors::code::{
+        COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NONE, NOT_COORDINATOR,
+    };
     pub const ILLEGAL_GENERATION: i16 = 22;
     pub const UNKNOWN_MEMBER_ID: i16 = 25;
     pub const REBALANCE_IN_PROGRESS: i16 = 27;
