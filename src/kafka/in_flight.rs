@@ -104,9 +104,11 @@ async fn start(sender: &PartitionSender, batch: Encoded) -> Answer {
     }
 }
 
-/// The batches of a broken flight, sent again one at a time. The first failure decides: a refusal stops the
-/// partition; after a retriable one, a later batch's OUT_OF_ORDER_SEQUENCE_NUMBER only says its predecessor was
-/// missing, and is sent again too.
+/// The batches of a broken flight, sent again one at a time. A refusal as the first failure stops the partition.
+/// OUT_OF_ORDER_SEQUENCE_NUMBER in a flight says a predecessor was missing when the batch arrived: after a retriable
+/// failure, or when a leader refresh (another partition's retry drops every connection) put a batch on a new
+/// connection while earlier ones were still on the old: it is sent again too, and only a second
+/// OUT_OF_ORDER_SEQUENCE_NUMBER, with every earlier batch stored, is a refusal (`PartitionSender::resend`).
 async fn resend_in_order(
     sender: &PartitionSender,
     failed: Vec<(Encoded, Attempt)>,
@@ -115,7 +117,7 @@ async fn resend_in_order(
 ) -> Option<Failed> {
     let mut rest = failed.into_iter();
     let (first, why) = rest.next()?;
-    if let Attempt::Refused(reason) | Attempt::OutOfOrder(reason) = &why {
+    if let Attempt::Refused(reason) = &why {
         let rows = first.rows + rest.map(|(b, _)| b.rows).sum::<u64>();
         return Some(Failed { error: sender.refused(reason.clone()), rows });
     }

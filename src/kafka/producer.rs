@@ -6,9 +6,9 @@
 //! batches' sequences per producer and partition: a batch sent again after a lost answer (a dropped connection, a
 //! timeout, a leader move) has the sequence it already stored and is answered `DUPLICATE_SEQUENCE_NUMBER`, not
 //! stored twice. Up to five batches are in flight per partition, order kept (`in_flight`): a failed batch makes
-//! the later ones of its flight fail too, and they are sent again in order, so `OUT_OF_ORDER_SEQUENCE_NUMBER` as a
-//! flight's first failure can only mean the broker lost what it had acknowledged: a clear error naming the
-//! partition, never a silent gap. `acks=all`, as idempotence requires.
+//! the later ones of its flight fail too, and they are sent again in order. `OUT_OF_ORDER_SEQUENCE_NUMBER` for a
+//! batch sent again alone, every earlier one stored, can only mean the broker lost what it had acknowledged: a
+//! clear error naming the partition, never a silent gap. `acks=all`, as idempotence requires.
 //!
 //! Every attempt after the first is counted (`Counters::retries` in replay): the summary's retries are every
 //! resend on the wire, which rskafka's own produce retried unseen.
@@ -185,7 +185,7 @@ pub(crate) enum Attempt {
     /// The broker had it already (a resend after a lost answer).
     Duplicate,
     Retry(String),
-    /// OUT_OF_ORDER_SEQUENCE_NUMBER: a refusal, unless an earlier batch of the same flight failed (`in_flight`).
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER: sent again once in order (`in_flight`); a refusal if it comes back then.
     OutOfOrder(String),
     Refused(String),
 }
