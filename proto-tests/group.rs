@@ -142,10 +142,11 @@ async fn three_members_one_killed_one_paused(lake: Lake) {
     ok(run(env.ticklake().args(["topic", "create", &topic, "--partitions", &PARTITIONS.to_string()])));
     let csv = repo_path("data/indices.csv");
     // 4,000 rows at 80/s: about 50 s of load for the kill, the newcomer and the pause.
+    let replay_log = tempfile::NamedTempFile::new().unwrap();
     let mut replay = KillOnDrop(
         env.ticklake()
             .args(["replay", csv.to_str().unwrap(), "--topic", &topic, "--rate", "80"])
-            .stderr(std::process::Stdio::null())
+            .stderr(replay_log.reopen().unwrap())
             .spawn()
             .unwrap(),
     );
@@ -184,7 +185,7 @@ async fn three_members_one_killed_one_paused(lake: Lake) {
     let (status, c_err) = c.finish();
     assert_eq!(status.code(), Some(13), "the paused member stops with the fencing code:\n{c_err}");
     assert!(c_err.contains("lease over") || c_err.contains("another sink"), "{c_err}");
-    assert!(replay.0.wait().unwrap().success());
+    assert!(replay.0.wait().unwrap().success(), "{}", std::fs::read_to_string(replay_log.path()).unwrap());
     // Caught up: Kafka's own tool shows lag 0 on every partition, two members holding them.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let rows = loop {

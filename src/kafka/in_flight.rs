@@ -24,6 +24,8 @@ use super::producer::{Attempt, PartitionSender};
 
 /// Kafka's limit for an idempotent producer (`max.in.flight.requests.per.connection` <= 5).
 pub const MAX_IN_FLIGHT: usize = 5;
+/// Whether more than one batch goes in flight (see `run`).
+const PIPELINE: bool = false;
 
 /// An encoded batch and what it carries, for the caller's counts.
 #[derive(Debug, Clone)]
@@ -53,7 +55,9 @@ pub async fn run(
     mut stored: impl FnMut(&Encoded, u64),
     giving_up: impl FnOnce(),
 ) -> Option<Failed> {
-    let limit = if sender.idempotent() { MAX_IN_FLIGHT } else { 1 };
+    // One in flight for now: with five, a paced replay (batches of a record or two) failed in two fresh-clone CI
+    // runs of the group proto-tests, cause not found yet (its stderr was not kept); `MAX_IN_FLIGHT` once it is.
+    let limit = if sender.idempotent() && PIPELINE { MAX_IN_FLIGHT } else { 1 };
     let mut flight: FuturesOrdered<Answer> = FuturesOrdered::new();
     let mut open = true;
     let failure = loop {

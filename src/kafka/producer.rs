@@ -5,7 +5,7 @@
 //! and the sequence number of its first record, counted per partition from 0. The broker keeps the last five
 //! batches' sequences per producer and partition: a batch sent again after a lost answer (a dropped connection, a
 //! timeout, a leader move) has the sequence it already stored and is answered `DUPLICATE_SEQUENCE_NUMBER`, not
-//! stored twice. Up to five batches are in flight per partition, order kept (`in_flight`): a failed batch makes
+//! stored twice. Batches go out in order (`in_flight`; one in flight per partition for now): a failed batch makes
 //! the later ones of its flight fail too, and they are sent again in order. `OUT_OF_ORDER_SEQUENCE_NUMBER` for a
 //! batch sent again alone, every earlier one stored, can only mean the broker lost what it had acknowledged: a
 //! clear error naming the partition, never a silent gap. `acks=all`, as idempotence requires.

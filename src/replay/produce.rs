@@ -9,9 +9,9 @@
 //!  └──────────────────────────────┘ (bounded)  └──────────────────────────┘
 //! ```
 //!
-//! Each partition's batches are encoded in order by its worker and sent by a task of its own with up to five in
-//! flight (`kafka::in_flight`: order kept, a broken flight resent in order; one in flight without a producer id),
-//! so per-symbol order holds. Batches are encoded once (`kafka::producer`) and resent byte for byte: with the
+//! Each partition's batches are encoded in order by its worker and sent by a task of its own (`kafka::in_flight`:
+//! order kept, a failed batch resent; one in flight for now, up to five once switched on), so per-symbol order
+//! holds. Batches are encoded once (`kafka::producer`) and resent byte for byte: with the
 //! idempotent producer (the default where the broker has it) a resend of a batch the broker stored is dropped by the
 //! broker, not stored twice. Partitions run in parallel. A batch is acknowledged (counted as sent) only when the
 //! broker answered; a batch that still fails when the retry deadline passes stops the replay, and it and everything
