@@ -6,6 +6,8 @@
 
 // TestEnv, random names, running the binary, reading a topic back.
 mod support;
+// a hang is a failure: a test still running after its limit stops the run with the evidence.
+mod watchdog;
 // replay: delivery exactly once, keys, partitions, order, codecs, timestamps.
 mod replay;
 // replay's failure paths: bad rows, unreachable brokers, signals.

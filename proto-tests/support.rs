@@ -12,13 +12,17 @@ use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
 #[derive(Debug, Clone)]
 pub struct TestEnv {
     pub brokers: String,
+    /// Stops the whole run, with the evidence, if the test hangs.
+    _watch: std::sync::Arc<crate::watchdog::Watch>,
 }
 
 impl TestEnv {
     /// `None` (after saying why) when the servers are not configured; a panic instead under CI.
     pub fn from_env() -> Option<TestEnv> {
         match std::env::var("KAFKA_BROKERS") {
-            Ok(brokers) if std::env::var("TICKLAKE_PROTO").is_ok() => Some(TestEnv { brokers }),
+            Ok(brokers) if std::env::var("TICKLAKE_PROTO").is_ok() => {
+                Some(TestEnv { brokers, _watch: crate::watchdog::start() })
+            }
             _ if std::env::var("CI").is_ok() => {
                 panic!(
                     "CI is set but the test servers are not: run through `just proto` (it sets TICKLAKE_PROTO and KAFKA_BROKERS)"
@@ -65,7 +69,10 @@ pub fn repo_path(rel: &str) -> PathBuf {
 
 /// Runs a command to completion, printing its stderr if it is needed for a failure message.
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("cannot run ticklake")
+    crate::watchdog::running(Some(cmd));
+    let out = cmd.output().expect("cannot run ticklake");
+    crate::watchdog::running(None);
+    out
 }
 
 pub fn stderr(o: &Output) -> String {
@@ -209,6 +216,7 @@ impl Logged {
         let mut child = cmd.stderr(std::process::Stdio::piped()).spawn().expect("spawn ticklake");
         let err = child.stderr.take().unwrap();
         let lines = std::sync::Arc::new((std::sync::Mutex::new(Vec::new()), std::sync::Condvar::new()));
+        crate::watchdog::watch_process(cmd, &lines);
         let l = lines.clone();
         let reader = std::thread::spawn(move || {
             use std::io::BufRead;

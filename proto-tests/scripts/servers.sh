@@ -282,6 +282,7 @@ export TICKLAKE_MINIO=$MINIO_BIN
 export TICKLAKE_ICEBERG_REST=http://127.0.0.1:$ICEBERG_REST_PORT
 export TICKLAKE_ICEBERG_REST_WAREHOUSE=s3://$ICEBERG_REST_BUCKET
 export TICKLAKE_TRINO=http://127.0.0.1:$TRINO_PORT
+export TICKLAKE_SERVERS_LOGS=$STATE
 ENV
   log "versions: Apache Kafka $KAFKA_VERSION, MinIO $MINIO_VERSION, Apache Iceberg REST catalog $ICEBERG_VERSION, Trino $TRINO_VERSION, moto $("$VENV/bin/python" -c 'import moto; print(moto.__version__)') (Glue), $("$(tansu_bin)" --version)"
 }
@@ -335,6 +336,7 @@ export AWS_REGION=us-east-1
 export TICKLAKE_PROTO=1
 export TICKLAKE_PYTHON=$VENV/bin/python
 export TICKLAKE_TANSU=$(tansu_bin)
+export TICKLAKE_SERVERS_LOGS=$STATE
 ENV
 }
 
