@@ -100,7 +100,7 @@ demo:
     echo "Stop the local servers:              just servers-down"
 
 # The seed's real-time scenario for a minute: a sampled feed stamped now (5 rows/s), a sink cutting every 10 s,
-# and `lake stats` showing today's partitions filling.
+# `lake stats` showing today's partitions filling, and the dashboard of both (its address is printed).
 live seconds="60":
     #!/usr/bin/env bash
     set -euo pipefail
@@ -119,7 +119,11 @@ live seconds="60":
     until $bin topic describe "$topic" >/dev/null 2>&1; do sleep 0.2; done
     $bin sink --topic "$topic" --to "$lake" --max-age 10s --stats-every 20s &
     sink=$!
-    trap 'kill $replay $sink 2>/dev/null || true' EXIT
+    port="${TICKLAKE_DASHBOARD_PORT:-8080}"
+    $bin dashboard --topic "$topic" --to "$lake" --listen "127.0.0.1:$port" --quiet &
+    dash=$!
+    trap 'kill $replay $sink $dash 2>/dev/null || true' EXIT
+    echo "live: the dashboard of this feed and its lake is at http://127.0.0.1:$port/ (open it now; it stops with the feed)"
     for i in $(seq 1 $(( {{seconds}} / 20 ))); do
       sleep 20
       echo "--- lake stats after ${i}x20 s:"

@@ -32,6 +32,8 @@ mod newcomer;
 mod compaction;
 // consumer groups: three sinks in one --group, one SIGKILLed, one SIGSTOPped; every offset once; lag in Kafka's tool.
 mod group;
+// dashboard: the page in headless Chromium (live records, hostile data, the lake moving, a screenshot); its token.
+mod dashboard;
 // fencing: one writer per Kafka partition of a lake; a second sink stops, a paused one stops when it wakes.
 mod fencing;
 // athena: the DDL parses with sqlglot and names the columns the sink writes.

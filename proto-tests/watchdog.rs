@@ -64,7 +64,31 @@ fn tail(lines: &[String], n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The last `n` lines of a process's stderr, a run of lines that differ only in their numbers (a stats line every
+/// half second) shown as its last line and a count, so what happened before the hang stays in view.
+fn story(lines: &[String], n: usize) -> String {
+    let shape = |l: &str| l.chars().filter(|c| !c.is_ascii_digit()).collect::<String>();
+    let mut runs: Vec<(String, usize)> = Vec::new();
+    for l in lines {
+        match runs.last_mut() {
+            Some((last, count)) if shape(last) == shape(l) => {
+                *last = l.clone();
+                *count += 1;
+            }
+            _ => runs.push((l.clone(), 1)),
+        }
+    }
+    let shown: Vec<String> = runs
+        .into_iter()
+        .map(|(l, count)| if count > 1 { format!("{l}   [x{count}]") } else { l })
+        .collect();
+    tail(&shown, n)
+}
+
 fn give_up(test: &str, limit: u64) -> ! {
+    // One report, however many of the run's watchdogs fire.
+    static ONCE: Mutex<()> = Mutex::new(());
+    let _one = ONCE.lock().unwrap();
     say(format!("\nproto-tests: `{test}` is still running after {limit} s: a hang; stopping every test."));
     for (t, cmd) in RUNNING.lock().unwrap().iter() {
         say(format!("proto-tests: `{t}` is running (to completion): {cmd}"));
@@ -73,7 +97,7 @@ fn give_up(test: &str, limit: u64) -> ! {
         let Some(lines) = lines.upgrade() else { continue };
         let lines = lines.0.lock().unwrap();
         if t == test {
-            say(format!("--- {cmd}: last 60 of {} stderr lines\n{}", lines.len(), tail(&lines, 60)));
+            say(format!("--- {cmd}: {} stderr lines, the last 80 kinds\n{}", lines.len(), story(&lines, 80)));
         }
     }
     if let Ok(state) = std::env::var("TICKLAKE_SERVERS_LOGS") {

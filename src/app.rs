@@ -45,6 +45,11 @@ pub async fn run(cli: Cli) -> Result<Option<Kind>> {
             crate::consume::run(KafkaConfig::try_from(&args.kafka)?, cfg, shutdown.clone()).await?;
             Ok(stopped(&shutdown))
         }
+        Command::Dashboard(args) => {
+            let cfg = crate::dashboard::DashboardConfig::try_from(args.as_ref())?;
+            crate::dashboard::run(KafkaConfig::try_from(&args.kafka)?, cfg, shutdown.clone()).await?;
+            Ok(stopped(&shutdown))
+        }
         Command::Schema(SchemaCommand::Show { preset }) => {
             print(crate::schema::preset_toml(&preset).map_err(|e| Error::Usage(e.to_string()))?.trim_end())?;
             Ok(None)

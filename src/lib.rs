@@ -11,6 +11,7 @@ pub mod aws;
 pub mod backoff;
 pub mod cli;
 pub mod consume;
+pub mod dashboard;
 pub mod doctor;
 pub mod exit;
 #[doc(hidden)]

@@ -63,6 +63,9 @@ SASL_USER="ticklake"
 SASL_PASSWORD="ticklake-test-pw"
 MINIO_USER="ticklake"
 MINIO_PASSWORD="ticklake-test-secret"
+# The dashboard's browser test: Debian's Chromium (never a downloaded browser), driven by playwright-core from npm.
+PLAYWRIGHT_VERSION="1.65.1"
+NODE_MODULES="$CACHE/npm-playwright-$PLAYWRIGHT_VERSION/node_modules"
 
 log() { echo "servers: $*" >&2; }
 
@@ -127,6 +130,15 @@ install_reference() {
   [[ -x "$TRINO_JAVA_HOME/bin/java" ]] || { log "Trino needs a Java 24+ JDK (looked for /usr/lib/jvm/temurin-2[4-9]*; set TICKLAKE_TRINO_JAVA_HOME)"; exit 1; }
   "$TRINO_JAVA_HOME/bin/java" -version 2>&1 | sed -n "1s/^/servers: trino runs on /p" >&2
   log "trino: $TRINO_HOME (Trino $TRINO_VERSION, plugins: $(ls "$TRINO_HOME/plugin" | tr '\n' ' '))"
+  if [[ ! -x /usr/bin/chromium ]]; then
+    log "installing Chromium (Debian packages chromium, chromium-driver) for the dashboard's browser test"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+  if [[ ! -f "$NODE_MODULES/playwright-core/package.json" ]]; then
+    log "installing playwright-core $PLAYWRIGHT_VERSION from npm into $NODE_MODULES"
+    npm install --silent --no-audit --no-fund --prefix "$(dirname "$NODE_MODULES")" "playwright-core@$PLAYWRIGHT_VERSION" >&2
+  fi
+  log "browser: $(/usr/bin/chromium --version 2>/dev/null), playwright-core $PLAYWRIGHT_VERSION, node $(node --version)"
 }
 
 install_connect() {
@@ -282,6 +294,7 @@ export TICKLAKE_MINIO=$MINIO_BIN
 export TICKLAKE_ICEBERG_REST=http://127.0.0.1:$ICEBERG_REST_PORT
 export TICKLAKE_ICEBERG_REST_WAREHOUSE=s3://$ICEBERG_REST_BUCKET
 export TICKLAKE_TRINO=http://127.0.0.1:$TRINO_PORT
+export TICKLAKE_NODE_MODULES=$NODE_MODULES
 export TICKLAKE_SERVERS_LOGS=$STATE
 ENV
   log "versions: Apache Kafka $KAFKA_VERSION, MinIO $MINIO_VERSION, Apache Iceberg REST catalog $ICEBERG_VERSION, Trino $TRINO_VERSION, moto $("$VENV/bin/python" -c 'import moto; print(moto.__version__)') (Glue), $("$(tansu_bin)" --version)"

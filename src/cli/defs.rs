@@ -93,6 +93,8 @@ pub enum Command {
     Lake(LakeCommand),
     /// Print the Athena CREATE EXTERNAL TABLE (with partition projection) matching what the sink writes.
     Athena(AthenaArgs),
+    /// The feed and the lake in a browser: prices, charts, lag, commits, small files (http://127.0.0.1:8080).
+    Dashboard(Box<super::DashboardArgs>),
     /// Why can't I connect? Checks Kafka (bootstrap, advertised brokers, topic) and the lake, with fixes.
     Doctor(DoctorArgs),
     /// The effective configuration and where each value comes from.

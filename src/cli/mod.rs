@@ -6,12 +6,14 @@
 
 pub mod config_file;
 mod convert;
+mod dashboard_defs;
 mod defs;
 pub mod docs;
 mod pipeline_defs;
 mod values;
 
 pub use convert::{athena_request, doctor_config, resolve_schema_arg};
+pub use dashboard_defs::DashboardArgs;
 pub use defs::*;
 pub use values::{parse_bytes, parse_duration, parse_partition_list};
 

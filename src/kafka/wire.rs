@@ -106,6 +106,15 @@ pub type Conn = Arc<Messenger<BufStream<Box<dyn Transport>>>>;
 
 /// Opens a connection to `addr` as rskafka opens one: TLS and SASL per `cfg`, versions negotiated.
 pub async fn connect(cfg: &KafkaConfig, addr: &str) -> Result<Conn, String> {
+    // A broker that takes the connection but never answers (overloaded, a proxy in the way) is a failure within
+    // the timeout like any unanswered request, never a wait with no end.
+    match tokio::time::timeout(cfg.timeout, connect_unbounded(cfg, addr)).await {
+        Ok(done) => done,
+        Err(_) => Err(format!("connect to {addr}: no answer within {:?}", cfg.timeout)),
+    }
+}
+
+async fn connect_unbounded(cfg: &KafkaConfig, addr: &str) -> Result<Conn, String> {
     let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect to {addr}: {e}"))?;
     tcp.set_nodelay(true).ok();
     let transport: Box<dyn Transport> = match &cfg.security.tls {

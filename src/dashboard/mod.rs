@@ -1,0 +1,182 @@
+//! `ticklake dashboard`: the feed and the lake in a browser, from the same binary. Reads the topic (the recent
+//! past of each partition, then live), the lake (bounded reads, every `lake_every`), and serves one page over HTTP
+//! with Server-Sent Events. Nothing it serves changes anything.
+
+pub mod feed;
+pub mod http;
+pub mod lake_view;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::kafka::{Kafka, KafkaConfig};
+use crate::lake::{LakeUrl, S3Options};
+use crate::shutdown::Shutdown;
+
+/// Bytes asked for per fetch.
+const FETCH_MAX_BYTES: i32 = 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct DashboardConfig {
+    pub topic: String,
+    pub lake: Option<(LakeUrl, S3Options)>,
+    pub listen: SocketAddr,
+    pub token: Option<String>,
+    /// Records per partition shown from before the page opened.
+    pub history: i64,
+    pub lake_every: Duration,
+}
+
+/// Refuses what is unsafe before anything starts: a non-loopback address without a token.
+pub fn check(cfg: &DashboardConfig) -> Result<(), crate::Error> {
+    if !cfg.listen.ip().is_loopback() && cfg.token.is_none() {
+        return Err(crate::Error::Usage(format!(
+            "--listen {} is reachable from other hosts: give a token (--auth-token-file FILE or \
+             TICKLAKE_DASHBOARD_TOKEN), or listen on 127.0.0.1 and open it through an SSH tunnel",
+            cfg.listen
+        )));
+    }
+    if cfg.token.as_deref().is_some_and(|t| t.trim().len() < 16) {
+        return Err(crate::Error::Usage("the dashboard token must have at least 16 characters".into()));
+    }
+    Ok(())
+}
+
+/// Serves until a stop signal.
+pub async fn run(kafka_cfg: KafkaConfig, cfg: DashboardConfig, shutdown: Shutdown) -> crate::Result<()> {
+    check(&cfg)?;
+    let kafka = Kafka::connect(kafka_cfg).await?;
+    let topic = kafka.topic(&cfg.topic).await?;
+    let (events, _) = broadcast::channel(64);
+    let shared = Arc::new(http::Shared {
+        topic: cfg.topic.clone(),
+        feed: Default::default(),
+        lake: std::sync::Mutex::new(Value::Null),
+        events,
+        token: cfg.token.as_deref().map(http::digest),
+        stop: shutdown.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| crate::Error::Io {
+        context: format!("listening on --listen {} (is another process using the port?)", cfg.listen),
+        source: e,
+    })?;
+    let addr = listener.local_addr().unwrap_or(cfg.listen);
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in topic.partitions.clone() {
+        tasks.spawn(follow(kafka.clone(), cfg.topic.clone(), p, cfg.history, shared.clone(), shutdown.clone()));
+    }
+    tasks.spawn(flush(shared.clone(), shutdown.clone()));
+    if let Some((url, s3)) = cfg.lake.clone() {
+        tasks.spawn(watch_lake(lake_view::LakeView::new(url, s3, cfg.topic.clone()), cfg.lake_every, shared.clone(), shutdown.clone()));
+    }
+    tracing::info!(topic = %cfg.topic, partitions = topic.partitions.len(), "dashboard on http://{addr}/");
+    let stop = shutdown.clone();
+    let served = axum::serve(listener, http::router(shared)).with_graceful_shutdown(async move { stop.wait().await });
+    let result = served.await.map_err(|e| crate::Error::Io { context: "serving the dashboard".into(), source: e });
+    shutdown.trigger(crate::shutdown::StopReason::Terminate);
+    tasks.shutdown().await;
+    result
+}
+
+/// One partition: its last `history` records, then live, into the feed. A fetch that fails is logged and tried
+/// again (the page shows the partition's counts standing still meanwhile).
+async fn follow(kafka: Kafka, topic: String, p: i32, history: i64, shared: Arc<http::Shared>, stop: Shutdown) {
+    let mut next = None;
+    while !stop.is_set() {
+        let step = async {
+            let pc = kafka.partition(&topic, p).await?;
+            let mut at = match next {
+                Some(n) => n,
+                None => {
+                    let o = kafka.offsets(&pc).await?;
+                    (o.high_watermark - history).max(o.earliest)
+                }
+            };
+            loop {
+                let (records, hw) = kafka.fetch(&pc, at, FETCH_MAX_BYTES, 500).await?;
+                let mut feed = shared.feed.lock().expect("feed lock");
+                feed.end(p, hw);
+                let from = at;
+                for r in records.into_iter().filter(|r| r.offset >= from) {
+                    let ms = r.record.timestamp.timestamp_millis();
+                    feed.record(p, r.offset, r.record.key.as_deref(), r.record.value.as_deref(), ms);
+                    at = r.offset + 1;
+                }
+                next = Some(at);
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), crate::kafka::Error>(())
+        };
+        tokio::select! {
+            r = step => if let Err(e) = r {
+                tracing::warn!(kafka_partition = p, "reading the topic: {e}; trying again");
+                tokio::select! { _ = tokio::time::sleep(Duration::from_secs(1)) => {}, _ = stop.wait() => {} }
+            },
+            _ = stop.wait() => {}
+        }
+    }
+}
+
+/// The feed's changes to every open page, `feed::FLUSHES_PER_SECOND` times a second at most.
+async fn flush(shared: Arc<http::Shared>, stop: Shutdown) {
+    let mut tick = tokio::time::interval(Duration::from_millis(1000 / feed::FLUSHES_PER_SECOND));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while !stop.is_set() {
+        tokio::select! { _ = tick.tick() => {}, _ = stop.wait() => return }
+        let update = shared.feed.lock().expect("feed lock").flush(std::time::Instant::now());
+        if shared.events.receiver_count() > 0 {
+            let _ = shared.events.send(("update", Arc::new(update.to_string())));
+        }
+    }
+}
+
+/// The lake panel, every `every`; a failed read is shown on the page (and logged), then tried again.
+async fn watch_lake(mut view: lake_view::LakeView, every: Duration, shared: Arc<http::Shared>, stop: Shutdown) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !stop.is_set() {
+        tokio::select! { _ = tick.tick() => {}, _ = stop.wait() => return }
+        let ends: BTreeMap<i32, i64> = shared.feed.lock().expect("feed lock").ends();
+        let lake = match view.refresh(&ends).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("reading the lake: {e}");
+                serde_json::json!({ "error": e.to_string(), "checked_at": chrono::Utc::now().timestamp_millis() })
+            }
+        };
+        let text = Arc::new(lake.to_string());
+        *shared.lake.lock().expect("lake lock") = lake;
+        let _ = shared.events.send(("lake", text));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(listen: &str, token: Option<&str>) -> DashboardConfig {
+        DashboardConfig {
+            topic: "t".into(),
+            lake: None,
+            listen: listen.parse().unwrap(),
+            token: token.map(str::to_string),
+            history: 10,
+            lake_every: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn other_hosts_need_a_token_and_tokens_are_not_short() {
+        assert!(check(&cfg("127.0.0.1:8080", None)).is_ok());
+        assert!(check(&cfg("[::1]:8080", None)).is_ok());
+        let e = check(&cfg("0.0.0.0:8080", None)).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        assert!(check(&cfg("0.0.0.0:8080", Some("0123456789abcdef"))).is_ok());
+        assert!(check(&cfg("0.0.0.0:8080", Some("short"))).is_err());
+    }
+}
