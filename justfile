@@ -188,6 +188,13 @@ bench-sink:
     {{servers}} start-reference bench
     libs="$({{servers}} install-connect)"; trap '{{servers}} stop bench' EXIT; source .servers/env && cargo build --release --quiet && "$TICKLAKE_PYTHON" proto-tests/bench/bench_sink.py --bin {{target_dir}}/release/ticklake --connect-libs "$libs"
 
+# The dashboard at a feed of 5,000 records/s with a page open in headless Chromium: the page's responsiveness, and
+# the dashboard's CPU and RSS next to the sink's in the same run.
+bench-dashboard:
+    {{servers}} install-reference
+    {{servers}} start-reference bench
+    trap '{{servers}} stop bench' EXIT; source .servers/env && cargo build --release --quiet && "$TICKLAKE_PYTHON" proto-tests/bench/bench_dashboard.py --bin {{target_dir}}/release/ticklake
+
 # Bytes Athena would scan for three reference queries: the lake vs one JSON object per message (from footers).
 bench-athena:
     {{servers}} install

@@ -60,7 +60,8 @@ async fn the_page_shows_the_feed_live_and_the_lake_moving() {
             .args([&format!("http://{addr}/"), shot.to_str().unwrap(), &list, "ZZNEW", hostile])
             .env("TICKLAKE_NODE_MODULES", &node_modules),
     );
-    let loaded = browser.wait_for("the page with the sample's symbols", |l| l.starts_with("LOADED ") || l.starts_with("RESULT "));
+    let loaded = browser
+        .wait_for("the page with the sample's symbols", |l| l.starts_with("LOADED ") || l.starts_with("RESULT "));
     assert!(loaded.starts_with("LOADED "), "{loaded}");
     // After the page loaded: a new symbol, a hostile symbol with a 10 kB string, two records that are no data.
     let long = "A".repeat(10_000);
@@ -76,14 +77,14 @@ async fn the_page_shows_the_feed_live_and_the_lake_moving() {
     eprintln!("browser: {result}");
     assert!(result["error"].is_null(), "{result:#}\ndashboard:\n{}", dash.lines().join("\n"));
     assert_eq!(result["status"], 200);
-    let at_load: BTreeSet<String> =
-        serde_json::from_value(result["symbolsAtLoad"].clone()).unwrap();
+    let at_load: BTreeSet<String> = serde_json::from_value(result["symbolsAtLoad"].clone()).unwrap();
     assert!(symbols.is_subset(&at_load), "the sample's symbols {symbols:?} at load: {at_load:?}");
     assert_eq!(result["newSymbolText"], "ZZNEW");
     assert_eq!(result["imgElements"], 0, "the hostile symbol is text, not an element: {result}");
     assert_eq!(result["pwned"], false);
     assert!(result["dialogs"].as_array().unwrap().is_empty(), "no script ran: {result}");
     assert!(result["pageErrors"].as_array().unwrap().is_empty(), "{result}");
+    assert!(result["consoleErrors"].as_array().unwrap().is_empty(), "no refused script or resource: {result}");
     assert!(result["malformed"].as_u64().unwrap() >= 2, "{result}");
     assert_eq!(result["cellWithLongString"], true, "the long string is shown (as text, cut): {result}");
     assert!(result["checkpointsAfter"].as_i64() > result["checkpointsAtLoad"].as_i64(), "{result}");
@@ -115,9 +116,12 @@ fn other_hosts_need_a_token_and_requests_without_it_get_401() {
     let token = format!("{:032x}", rand::random::<u128>());
     let file = dir.path().join("token");
     std::fs::write(&file, format!("{token}\n")).unwrap();
-    let dash = Logged::spawn(env.ticklake().args(["dashboard", "--topic", &topic, "--listen", "0.0.0.0:0"]).arg(
-        "--auth-token-file",
-    ).arg(&file));
+    let dash = Logged::spawn(
+        env.ticklake()
+            .args(["dashboard", "--topic", &topic, "--listen", "0.0.0.0:0"])
+            .arg("--auth-token-file")
+            .arg(&file),
+    );
     let port = address(&dash).rsplit(':').next().unwrap().to_string();
     let addr = format!("127.0.0.1:{port}");
     for path in ["/", "/app.js", "/api/snapshot", "/api/events"] {
@@ -131,7 +135,10 @@ fn other_hosts_need_a_token_and_requests_without_it_get_401() {
     assert!(body.contains(&topic), "{body}");
     // A first visit by link sets the cookie the page's requests then carry.
     let (head, _) = get(&addr, &format!("/?token={token}"), "");
-    assert!(head.starts_with("HTTP/1.1 200") && head.to_ascii_lowercase().contains("set-cookie: ticklake_dashboard="), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.to_ascii_lowercase().contains("set-cookie: ticklake_dashboard="),
+        "{head}"
+    );
     assert!(head.contains("HttpOnly"), "{head}");
     let (head, _) = get(&addr, "/app.js", &format!("Cookie: ticklake_dashboard={token}\r\n"));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");

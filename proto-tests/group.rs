@@ -183,6 +183,8 @@ async fn three_members_one_killed_one_paused(lake: Lake) {
     // c wakes: its next write (a lease renewal, a checkpoint, a heartbeat's lease check) is refused: exit 13.
     c.signal("-CONT");
     let (status, c_err) = c.finish();
+    let woke: Vec<&str> = c_err.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+    eprintln!("the paused member after it woke:\n{}", woke.join("\n"));
     assert_eq!(status.code(), Some(13), "the paused member stops with the fencing code:\n{c_err}");
     assert!(c_err.contains("lease over") || c_err.contains("another sink"), "{c_err}");
     assert!(replay.0.wait().unwrap().success(), "{}", std::fs::read_to_string(replay_log.path()).unwrap());

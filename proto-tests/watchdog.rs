@@ -78,10 +78,8 @@ fn story(lines: &[String], n: usize) -> String {
             _ => runs.push((l.clone(), 1)),
         }
     }
-    let shown: Vec<String> = runs
-        .into_iter()
-        .map(|(l, count)| if count > 1 { format!("{l}   [x{count}]") } else { l })
-        .collect();
+    let shown: Vec<String> =
+        runs.into_iter().map(|(l, count)| if count > 1 { format!("{l}   [x{count}]") } else { l }).collect();
     tail(&shown, n)
 }
 

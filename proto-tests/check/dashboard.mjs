@@ -17,7 +17,7 @@ const browser = await chromium.launch({
   executablePath: process.env.TICKLAKE_CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
 });
-const result = { dialogs: [], consoleErrors: [], pageErrors: [], cspViolations: 0 };
+const result = { dialogs: [], consoleErrors: [], pageErrors: [] };
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   page.on("dialog", async (d) => { result.dialogs.push(d.message()); await d.dismiss(); });

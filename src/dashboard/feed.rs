@@ -143,7 +143,14 @@ impl Feed {
         let fields: serde_json::Map<String, Value> = obj
             .iter()
             .take(16)
-            .map(|(k, v)| (k.chars().take(40).collect(), v.as_str().map_or_else(|| clip(&v.to_string()), clip)))
+            .map(|(k, v)| {
+                let shown = match v {
+                    Value::String(t) => clip(t),
+                    Value::Array(_) | Value::Object(_) => clip(&v.to_string()),
+                    other => other.clone(),
+                };
+                (k.chars().take(40).collect(), shown)
+            })
             .collect();
         row.insert("fields".into(), Value::Object(fields));
         self.rows.push_back(Value::Object(row));
@@ -196,7 +203,8 @@ impl Feed {
             let before = first.get(p).copied().unwrap_or(0);
             c.rate = if span > 0.0 { (c.records - before) as f64 / span } else { 0.0 };
         }
-        let changed: BTreeSet<&String> = self.symbols.iter().filter(|(_, s)| s.touched.is_some()).map(|(n, _)| n).collect();
+        let changed: BTreeSet<&String> =
+            self.symbols.iter().filter(|(_, s)| s.touched.is_some()).map(|(n, _)| n).collect();
         let symbols: Vec<Value> =
             changed.iter().map(|n| Self::symbol_json(n, &self.symbols[*n], self.symbols[*n].touched)).collect();
         let rows: Vec<&Value> = self.rows.iter().skip(self.rows.len() - self.new_rows.min(self.rows.len())).collect();
@@ -224,7 +232,10 @@ mod tests {
         f.record(0, 1, Some(b"HSI"), Some(&bar("HSI", "2020-01-03", 12.5)), 0);
         let snap = f.snapshot();
         let hsi = &snap["symbols"][0];
-        assert_eq!((hsi["kind"].as_str(), hsi["last"].as_f64(), hsi["change"].as_f64()), (Some("line"), Some(12.5), Some(2.5)));
+        assert_eq!(
+            (hsi["kind"].as_str(), hsi["last"].as_f64(), hsi["change"].as_f64()),
+            (Some("line"), Some(12.5), Some(2.5))
+        );
         assert_eq!(hsi["points"].as_array().unwrap().len(), 2);
         let update = f.flush(std::time::Instant::now());
         assert_eq!(update["rows"].as_array().unwrap().len(), 2);

@@ -64,9 +64,10 @@ fn presented(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
             return Some(t.to_string());
         }
     }
-    query?.split('&').find_map(|kv| kv.strip_prefix("token=")).map(|t| {
-        percent_encoding::percent_decode_str(t).decode_utf8_lossy().into_owned()
-    })
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .map(|t| percent_encoding::percent_decode_str(t).decode_utf8_lossy().into_owned())
 }
 
 /// Whether `given` is the token, in constant time (digests of equal length, compared with `subtle`).
@@ -87,8 +88,9 @@ async fn guard(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Respon
                 }
             }
             _ => {
-                let mut r = (StatusCode::UNAUTHORIZED, "a token is required: open /?token=... or send Authorization: Bearer\n")
-                    .into_response();
+                let mut r =
+                    (StatusCode::UNAUTHORIZED, "a token is required: open /?token=... or send Authorization: Bearer\n")
+                        .into_response();
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return secure(r);
             }
@@ -142,6 +144,7 @@ pub fn router(shared: Arc<Shared>) -> axum::Router {
         .route("/", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
         .route("/app.js", get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }))
         .route("/app.css", get(|| async { asset("text/css; charset=utf-8", STYLE) }))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/api/snapshot", get(snapshot))
         .route("/api/events", get(events))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), guard))

@@ -72,7 +72,12 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: DashboardConfig, shutdown: Shutdow
     }
     tasks.spawn(flush(shared.clone(), shutdown.clone()));
     if let Some((url, s3)) = cfg.lake.clone() {
-        tasks.spawn(watch_lake(lake_view::LakeView::new(url, s3, cfg.topic.clone()), cfg.lake_every, shared.clone(), shutdown.clone()));
+        tasks.spawn(watch_lake(
+            lake_view::LakeView::new(url, s3, cfg.topic.clone()),
+            cfg.lake_every,
+            shared.clone(),
+            shutdown.clone(),
+        ));
     }
     tracing::info!(topic = %cfg.topic, partitions = topic.partitions.len(), "dashboard on http://{addr}/");
     let stop = shutdown.clone();

@@ -214,6 +214,39 @@ impl Fence {
         }
     }
 
+    /// Whether another sink took a held partition over while this one was away (its group session lost: paused,
+    /// cut off), read from the leases themselves, each read retried until the store answers (within `retry_for`).
+    /// A renewal could not tell: one that failed for a transient reason (the first requests after a pause often
+    /// do) says nothing, and the partition would then be given back and this member rejoin as if it had never
+    /// been replaced. A partition taken over stops the sink (exit 13), as a refused write does.
+    pub async fn check_taken_over(&self, sink: &Shutdown) -> bool {
+        let _one = self.writing.lock().await;
+        let held: Vec<i32> = self.held.lock().expect("lock").keys().copied().collect();
+        let mut taken = false;
+        for p in held {
+            let key = lease_key(&self.scope, p);
+            let read = super::store::retry("store", &key, self.retry_for, || self.store.get_versioned(&key)).await;
+            let lease = match read {
+                Ok(found) => found.and_then(|(bytes, _)| serde_json::from_slice::<Lease>(&bytes).ok()),
+                Err(e) => {
+                    tracing::warn!(kafka_partition = p, "reading the lease failed: {e}");
+                    continue;
+                }
+            };
+            if let Some(holder) = lease.filter(|l| l.writer != self.me.writer && !l.released) {
+                tracing::error!(
+                    kafka_partition = p, holder = %holder.describe(),
+                    "another sink took this partition's lease over while this one was away: stopping"
+                );
+                self.lost.store(true, Ordering::Relaxed);
+                self.held.lock().expect("lock").remove(&p);
+                sink.trigger(crate::shutdown::StopReason::Terminate);
+                taken = true;
+            }
+        }
+        taken
+    }
+
     /// Before a checkpoint write or a commit that only the table checks (Iceberg): if `p`'s lease was last written half a TTL ago or more
     /// (this process was paused, or cut off from the store), renew every lease first, so that a sink that another
     /// took over while it was paused learns it before it commits, not after. `Fenced` if `p` is no longer held.

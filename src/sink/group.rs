@@ -85,8 +85,10 @@ pub(super) async fn run(
                 }
                 Some(Change::Revoke { partitions, lost, done }) => {
                     ctx.stats.rebalances.fetch_add(1, Ordering::Relaxed);
-                    if lost {
-                        // Still ours? A lease another sink took over while this one was cut off stops it (exit 13).
+                    // Still ours? A lease another sink took over while this one was away (paused, cut off) stops
+                    // it (exit 13), read from the leases: a renewal that failed for a transient reason could not tell.
+                    let taken = ctx.committer.fence.check_taken_over(&ctx.shutdown).await;
+                    if lost && !taken {
                         ctx.committer.fence.renew_held(&ctx.shutdown).await;
                     }
                     for s in stops.drain(..) {

@@ -131,7 +131,8 @@ function renderLake() {
     cp.className = "checkpoint";
     return [String(p.partition), cp, p.end === null ? "–" : p.end, p.lag === null ? "–" : p.lag];
   }));
-  fill($("commits").tBodies[0], l.commits.map((c) => [when(c.time), c.partition, c.first_offset, c.rows, c.files]));
+  const clock = (ms) => (typeof ms === "number" ? new Date(ms).toISOString().slice(11, 19) : "–");
+  fill($("commits").tBodies[0], l.commits.map((c) => [clock(c.time), c.partition, c.first_offset, c.rows, c.files]));
   fill($("filling").tBodies[0], l.filling_today.map((f) => [f.path || "(no hive partitioning)", f.files, f.rows]));
   document.body.dataset.checkpoints = l.partitions.reduce((n, p) => n + p.checkpoint, 0);
 }
