@@ -37,13 +37,20 @@ async fn the_page_shows_the_feed_live_and_the_lake_moving() {
     let symbols: BTreeSet<String> = csv_rows(&csv).into_iter().map(|r| r["Index"].clone()).collect();
     let lake = tempfile::tempdir().unwrap();
     let to = lake.path().to_str().unwrap().to_string();
-    let sink = Logged::spawn(env.ticklake().args(["sink", "--topic", &topic, "--to", &to, "--max-age", "1s"]));
+    let sink = Logged::spawn(
+        env.ticklake()
+            .args(["sink", "--topic", &topic, "--to", &to, "--max-age", "1s"])
+            .args(["--metrics-addr", "127.0.0.1:0"]),
+    );
+    let metrics = format!("http://{}/metrics", sink.metrics_addr());
     sink.wait_for("the sink's first commit", |l| l.contains("sink: ") && !l.contains(" 0 files"));
     let dash = Logged::spawn(env.ticklake().args(["dashboard", "--topic", &topic, "--to", &to]).args([
         "--listen",
         "127.0.0.1:0",
         "--lake-every",
         "1s",
+        "--metrics",
+        &metrics,
     ]));
     let addr = address(&dash);
     let (head, _) = get(&addr, "/", "");
@@ -89,6 +96,7 @@ async fn the_page_shows_the_feed_live_and_the_lake_moving() {
     assert_eq!(result["cellWithLongString"], true, "the long string is shown (as text, cut): {result}");
     assert!(result["checkpointsAfter"].as_i64() > result["checkpointsAtLoad"].as_i64(), "{result}");
     assert_eq!(result["filtered"], serde_json::json!(["ZZNEW"]));
+    assert!(result["sinkRecordsShown"].as_f64().is_some_and(|n| n >= 4000.0), "the sink's metrics: {result}");
     let bytes = std::fs::metadata(&shot).unwrap().len();
     assert!(bytes > 20_000 && result["screenshotBytes"] == bytes, "screenshot {bytes} bytes: {result}");
     // The artifact: kept where CI keeps test output, if it says where.
@@ -152,6 +160,51 @@ fn other_hosts_need_a_token_and_requests_without_it_get_401() {
         (text.clone(), ())
     };
     assert!(head.starts_with("HTTP/1.1 405"), "{head}");
+    dash.signal("-TERM");
+    let (status, log) = dash.finish();
+    assert_eq!(status.code(), Some(143), "{log}");
+}
+
+/// An Iceberg table's lake panel (`--table --catalog`, the REST catalog on MinIO): per Kafka partition the offsets
+/// the table's newest ticklake snapshot recorded, lag 0 against the topic's end, the snapshots as the last commits,
+/// and the table's totals.
+#[test]
+fn an_iceberg_tables_panel_shows_its_snapshot_offsets_and_commits() {
+    let env = env_or_skip!();
+    let topic = random_name("dash-ice");
+    replay_csv(&env, &repo_path("data/indices.csv"), &topic, 3, &[]);
+    let ice = crate::iceberg::Ice::rest();
+    ok(run(&mut ice.sink(&env, &topic, &[])));
+    let dash = Logged::spawn(env.ticklake().args(["dashboard", "--topic", &topic, "--to", &ice.to]).args([
+        "--table",
+        &ice.table,
+        "--catalog",
+        &ice.catalog,
+        "--listen",
+        "127.0.0.1:0",
+        "--lake-every",
+        "1s",
+    ]));
+    let addr = address(&dash);
+    // The panel is filled by the first lake refresh: the snapshot answers what the page would be sent on open.
+    let lake = wait_until("the Iceberg panel with the topic's partitions", || {
+        let (_, body) = get(&addr, "/api/snapshot", "");
+        let snap: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let lake = snap["lake"].clone();
+        (lake["partitions"].as_array().is_some_and(|p| p.len() == 3) && lake["partitions"][0]["end"].is_i64())
+            .then_some(lake)
+    });
+    assert!(lake["error"].is_null(), "{lake:#}");
+    assert!(lake["lake"].as_str().unwrap().contains(&ice.table), "{lake:#}");
+    let checkpoints: i64 =
+        lake["partitions"].as_array().unwrap().iter().map(|p| p["checkpoint"].as_i64().unwrap()).sum();
+    assert_eq!(checkpoints, 4000, "the table's offsets cover the 4,000 records: {lake:#}");
+    assert!(lake["partitions"].as_array().unwrap().iter().all(|p| p["lag"] == 0), "{lake:#}");
+    assert_eq!(lake["rows"], 4000, "{lake:#}");
+    let commits = lake["commits"].as_array().unwrap();
+    assert!(!commits.is_empty() && commits[0]["what"].as_str().unwrap().starts_with("snapshot "), "{lake:#}");
+    let added: i64 = commits.iter().map(|c| c["rows"].as_i64().unwrap_or(0)).sum();
+    assert!(added > 0 && added <= 4000, "{lake:#}");
     dash.signal("-TERM");
     let (status, log) = dash.finish();
     assert_eq!(status.code(), Some(143), "{log}");

@@ -56,6 +56,13 @@ try {
     result.checkpointsAtLoad, { timeout: 90000 });
   result.checkpointsAfter = Number(await page.evaluate(() => document.body.dataset.checkpoints));
 
+  // The sink's /metrics (--metrics), shown with its records counter.
+  await page.waitForFunction(() => Array.from(document.querySelectorAll("#metrics tr"))
+    .some((tr) => tr.cells[0] && tr.cells[0].textContent === "ticklake_sink_records_total" && Number(tr.cells[1].textContent) >= 4000),
+  null, { timeout: 60000 });
+  result.sinkRecordsShown = await page.evaluate(() => Number(Array.from(document.querySelectorAll("#metrics tr"))
+    .find((tr) => tr.cells[0].textContent === "ticklake_sink_records_total").cells[1].textContent));
+
   // The symbol filter shows only what matches.
   await page.fill("#filter", newSymbol.toLowerCase());
   await page.waitForFunction(() => document.querySelectorAll(".card").length === 1, null, { timeout: 10000 });

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::defs::{KafkaArgs, LakeArgs};
+use super::defs::{IcebergTableArgs, KafkaArgs, LakeArgs};
 use super::values::parse_duration;
 use crate::dashboard::DashboardConfig;
 
@@ -14,9 +14,12 @@ pub struct DashboardArgs {
     /// The topic to show.
     #[arg(long, short, env = "TICKLAKE_TOPIC")]
     pub topic: String,
-    /// Also show a hive lake the sink writes: s3://bucket/prefix or a local folder (Iceberg tables: not yet).
+    /// Also show the lake the sink writes: s3://bucket/prefix or a local folder (with --table and --catalog, the
+    /// Iceberg table's warehouse).
     #[arg(long)]
     pub to: Option<String>,
+    #[command(flatten)]
+    pub iceberg: IcebergTableArgs,
     /// S3 endpoint for MinIO or a test server; unset for AWS [default: $AWS_ENDPOINT_URL].
     #[arg(long = "s3-endpoint")]
     pub s3_endpoint: Option<String>,
@@ -35,6 +38,10 @@ pub struct DashboardArgs {
     /// How often the lake is read again (bounded reads: a listing, checkpoints, new files' footers).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub lake_every: Duration,
+    /// A running replay's or sink's metrics address (`http://HOST:PORT/metrics`, from its `--metrics-addr`), shown as
+    /// values and rates; repeat for each.
+    #[arg(long = "metrics")]
+    pub metrics: Vec<String>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }
@@ -58,7 +65,12 @@ impl TryFrom<&DashboardArgs> for DashboardConfig {
         let lake = match &a.to {
             Some(to) => {
                 let args = LakeArgs { to: to.clone(), s3_endpoint: a.s3_endpoint.clone(), region: a.region.clone() };
-                Some((args.url()?, args.s3()))
+                Some((args.url()?, args.s3(), a.iceberg.table()?))
+            }
+            None if a.iceberg.table.is_some() => {
+                return Err(crate::Error::Usage(
+                    "--table needs --to, the table's warehouse (s3://bucket/prefix)".into(),
+                ));
             }
             None => None,
         };
@@ -69,6 +81,7 @@ impl TryFrom<&DashboardArgs> for DashboardConfig {
             token,
             history: a.history.max(0),
             lake_every: a.lake_every.max(Duration::from_millis(500)),
+            metrics: a.metrics.clone(),
         };
         crate::dashboard::check(&cfg)?;
         Ok(cfg)

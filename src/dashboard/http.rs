@@ -31,6 +31,8 @@ pub struct Shared {
     pub feed: std::sync::Mutex<super::feed::Feed>,
     /// The lake panel's newest JSON (`null` without `--to`).
     pub lake: std::sync::Mutex<Value>,
+    /// The pipeline metrics panel's newest JSON (`null` without `--metrics`).
+    pub metrics: std::sync::Mutex<Value>,
     /// Events for open pages: (event name, JSON data).
     pub events: broadcast::Sender<(&'static str, Arc<String>)>,
     /// SHA-256 of the token, when one is required.
@@ -44,6 +46,7 @@ impl Shared {
         let mut snap = self.feed.lock().expect("feed lock").snapshot();
         snap["topic"] = Value::from(self.topic.clone());
         snap["lake"] = self.lake.lock().expect("lake lock").clone();
+        snap["metrics"] = self.metrics.lock().expect("metrics lock").clone();
         snap.to_string()
     }
 }

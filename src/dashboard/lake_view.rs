@@ -117,7 +117,7 @@ impl LakeView {
             .into_iter()
             .take(COMMITS)
             .map(|((p, o), (at, r, n))| {
-                json!({ "partition": p, "first_offset": o, "time": at.map(|t| t.timestamp_millis()), "rows": r, "files": n })
+                json!({ "what": format!("partition {p} from offset {o}"), "time": at.map(|t| t.timestamp_millis()), "rows": r, "files": n })
             })
             .collect();
         let mut partitions = Vec::new();

@@ -4,7 +4,10 @@
 
 pub mod feed;
 pub mod http;
+#[cfg(feature = "iceberg")]
+pub mod iceberg_view;
 pub mod lake_view;
+pub mod metrics_view;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,6 +19,8 @@ use tokio::sync::broadcast;
 
 use crate::kafka::{Kafka, KafkaConfig};
 use crate::lake::{LakeUrl, S3Options};
+use crate::lake_cmd::LakeCmdError;
+use crate::lake_cmd::iceberg::IcebergTable;
 use crate::shutdown::Shutdown;
 
 /// Bytes asked for per fetch.
@@ -24,12 +29,15 @@ const FETCH_MAX_BYTES: i32 = 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct DashboardConfig {
     pub topic: String,
-    pub lake: Option<(LakeUrl, S3Options)>,
+    /// The lake (`--to`), and with `--table --catalog` the Iceberg table in it.
+    pub lake: Option<(LakeUrl, S3Options, Option<IcebergTable>)>,
     pub listen: SocketAddr,
     pub token: Option<String>,
     /// Records per partition shown from before the page opened.
     pub history: i64,
     pub lake_every: Duration,
+    /// The running replay's and sink's `/metrics` addresses (`--metrics`), read every `lake_every`.
+    pub metrics: Vec<String>,
 }
 
 /// Refuses what is unsafe before anything starts: a non-loopback address without a token.
@@ -57,6 +65,7 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: DashboardConfig, shutdown: Shutdow
         topic: cfg.topic.clone(),
         feed: Default::default(),
         lake: std::sync::Mutex::new(Value::Null),
+        metrics: std::sync::Mutex::new(Value::Null),
         events,
         token: cfg.token.as_deref().map(http::digest),
         stop: shutdown.clone(),
@@ -71,13 +80,15 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: DashboardConfig, shutdown: Shutdow
         tasks.spawn(follow(kafka.clone(), cfg.topic.clone(), p, cfg.history, shared.clone(), shutdown.clone()));
     }
     tasks.spawn(flush(shared.clone(), shutdown.clone()));
-    if let Some((url, s3)) = cfg.lake.clone() {
-        tasks.spawn(watch_lake(
-            lake_view::LakeView::new(url, s3, cfg.topic.clone()),
-            cfg.lake_every,
-            shared.clone(),
-            shutdown.clone(),
-        ));
+    if let Some((url, s3, table)) = cfg.lake.clone() {
+        let view = match table {
+            None => LakePanel::Hive(lake_view::LakeView::new(url, s3, cfg.topic.clone())),
+            Some(t) => LakePanel::Iceberg { url, s3, table: t, topic: cfg.topic.clone() },
+        };
+        tasks.spawn(watch_lake(view, cfg.lake_every, shared.clone(), shutdown.clone()));
+    }
+    if !cfg.metrics.is_empty() {
+        tasks.spawn(watch_metrics(cfg.metrics.clone(), cfg.lake_every, shared.clone(), shutdown.clone()));
     }
     tracing::info!(topic = %cfg.topic, partitions = topic.partitions.len(), "dashboard on http://{addr}/");
     let stop = shutdown.clone();
@@ -140,8 +151,34 @@ async fn flush(shared: Arc<http::Shared>, stop: Shutdown) {
     }
 }
 
+/// Where the lake panel comes from: a hive lake's files and checkpoints, or an Iceberg table's metadata.
+enum LakePanel {
+    Hive(lake_view::LakeView),
+    #[cfg_attr(not(feature = "iceberg"), allow(dead_code))]
+    Iceberg {
+        url: LakeUrl,
+        s3: S3Options,
+        table: IcebergTable,
+        topic: String,
+    },
+}
+
+impl LakePanel {
+    async fn refresh(&mut self, ends: &BTreeMap<i32, i64>) -> Result<Value, LakeCmdError> {
+        match self {
+            LakePanel::Hive(view) => view.refresh(ends).await,
+            #[cfg(feature = "iceberg")]
+            LakePanel::Iceberg { url, s3, table, topic } => iceberg_view::refresh(url, s3, table, topic, ends).await,
+            #[cfg(not(feature = "iceberg"))]
+            LakePanel::Iceberg { table, .. } => {
+                Err(LakeCmdError::Corrupt(format!("--table {}: {}", table.table, crate::lake::iceberg::NOT_BUILT)))
+            }
+        }
+    }
+}
+
 /// The lake panel, every `every`; a failed read is shown on the page (and logged), then tried again.
-async fn watch_lake(mut view: lake_view::LakeView, every: Duration, shared: Arc<http::Shared>, stop: Shutdown) {
+async fn watch_lake(mut view: LakePanel, every: Duration, shared: Arc<http::Shared>, stop: Shutdown) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !stop.is_set() {
@@ -160,6 +197,31 @@ async fn watch_lake(mut view: lake_view::LakeView, every: Duration, shared: Arc<
     }
 }
 
+/// The pipeline's `/metrics` pages, every `every`: values and rates per source; a source that does not answer is
+/// shown with its error.
+async fn watch_metrics(urls: Vec<String>, every: Duration, shared: Arc<http::Shared>, stop: Shutdown) {
+    let mut sources: Vec<metrics_view::Source> = urls.iter().map(|_| Default::default()).collect();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !stop.is_set() {
+        tokio::select! { _ = tick.tick() => {}, _ = stop.wait() => return }
+        let mut shown = Vec::new();
+        for (url, source) in urls.iter().zip(sources.iter_mut()) {
+            shown.push(match metrics_view::fetch(url, Duration::from_secs(5)).await {
+                Ok(text) => {
+                    let rows = source.rows(std::time::Instant::now(), metrics_view::parse(&text));
+                    serde_json::json!({ "url": url, "metrics": rows })
+                }
+                Err(e) => serde_json::json!({ "url": url, "error": e }),
+            });
+        }
+        let value = serde_json::json!({ "sources": shown });
+        let text = Arc::new(value.to_string());
+        *shared.metrics.lock().expect("metrics lock") = value;
+        let _ = shared.events.send(("metrics", text));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +234,7 @@ mod tests {
             token: token.map(str::to_string),
             history: 10,
             lake_every: Duration::from_secs(5),
+            metrics: vec![],
         }
     }
 

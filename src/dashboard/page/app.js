@@ -121,10 +121,15 @@ function renderLake() {
     summary.replaceChildren(el("span", "reading the lake failed: " + l.error, "error"));
     return;
   }
-  const parts = [l.lake + ": " + l.files + " files, " + l.rows + " rows; newest event " + when(l.newest_event) + " (" + ago(l.freshness_ms) + " ago)"];
-  summary.replaceChildren(el("span", parts[0]));
-  summary.append(el("br"), el("span", l.small_files + " small files (under " + l.small_file_rows + " rows)"));
-  if (l.compaction_helps) summary.append(el("span", ": compaction would help (ticklake lake compact)", "hint"));
+  const fresh = typeof l.freshness_ms === "number"
+    ? "newest event " + when(l.newest_event) + " (" + ago(l.freshness_ms) + " ago)"
+    : "last commit " + ago(l.last_commit_ms) + " ago";
+  summary.replaceChildren(el("span", l.lake + ": " + l.files + " files, " + l.rows + " rows; " + fresh));
+  const small = l.small_files === null
+    ? Math.round(l.rows / Math.max(l.files, 1)) + " rows per file on average, " + l.snapshots + " snapshots"
+    : l.small_files + " small files (under " + l.small_file_rows + " rows)";
+  summary.append(el("br"), el("span", small));
+  if (l.compaction_helps) summary.append(el("span", ": compaction would help (" + (l.compaction_hint || "ticklake lake compact") + ")", "hint"));
   fill($("checkpoints").tBodies[0], l.partitions.map((p) => {
     const cp = el("td", p.checkpoint);
     cp.dataset.partition = p.partition;
@@ -132,9 +137,21 @@ function renderLake() {
     return [String(p.partition), cp, p.end === null ? "–" : p.end, p.lag === null ? "–" : p.lag];
   }));
   const clock = (ms) => (typeof ms === "number" ? new Date(ms).toISOString().slice(11, 19) : "–");
-  fill($("commits").tBodies[0], l.commits.map((c) => [clock(c.time), c.partition, c.first_offset, c.rows, c.files]));
+  fill($("commits").tBodies[0], l.commits.map((c) => [clock(c.time), c.what, c.rows === null ? "–" : c.rows, c.files === null ? "–" : c.files]));
   fill($("filling").tBodies[0], l.filling_today.map((f) => [f.path || "(no hive partitioning)", f.files, f.rows]));
   document.body.dataset.checkpoints = l.partitions.reduce((n, p) => n + p.checkpoint, 0);
+}
+
+function renderMetrics(m) {
+  if (!m) return;
+  const rows = [];
+  for (const src of m.sources) {
+    const head = el("td", src.error ? src.url + ": " + src.error : src.url, src.error ? "error" : "source");
+    head.colSpan = 3;
+    rows.push([head]);
+    for (const r of src.metrics || []) rows.push([r.name, num(r.value, 0), r.rate === null ? "–" : num(r.rate, 1)]);
+  }
+  fill($("metrics").tBodies[0], rows);
 }
 
 function apply(update, fresh) {
@@ -148,6 +165,7 @@ function apply(update, fresh) {
   if (update.topic) $("topic").textContent = update.topic;
   renderFeed();
   if (fresh && update.lake) { state.lake = update.lake; renderLake(); }
+  if (fresh && update.metrics) renderMetrics(update.metrics);
 }
 
 function connect() {
@@ -156,6 +174,7 @@ function connect() {
   events.addEventListener("snapshot", (e) => apply(JSON.parse(e.data), true));
   events.addEventListener("update", (e) => apply(JSON.parse(e.data), false));
   events.addEventListener("lake", (e) => { state.lake = JSON.parse(e.data); renderLake(); });
+  events.addEventListener("metrics", (e) => renderMetrics(JSON.parse(e.data)));
   events.onopen = () => { status.textContent = "live"; status.dataset.state = "live"; };
   events.onerror = () => { status.textContent = "reconnecting…"; status.dataset.state = "down"; };
 }
