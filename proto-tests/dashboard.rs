@@ -75,6 +75,8 @@ async fn the_page_shows_the_feed_live_and_the_lake_moving() {
     produce_more(&env.brokers, &topic, &[
         br#"{"symbol":"ZZNEW","trade_date":"2020-01-06","open":1.0,"high":1.0,"low":1.0,"close":123.25,"adj_close":1.0,"volume":5,"close_usd":1.0}"#.to_vec(),
         format!(r#"{{"symbol":"{hostile}","trade_date":"2020-01-06","close":2.5,"note":"{long}"}}"#).into_bytes(),
+        br#"{"ts":"2024-03-04T09:30:05.000Z","symbol":"ZZTICK","price":10.5,"size":3}"#.to_vec(),
+        br#"{"ts":"2024-03-04T09:30:45.000Z","symbol":"ZZTICK","price":11.0,"size":1}"#.to_vec(),
         b"not json at all".to_vec(),
         br#"["an","array"]"#.to_vec(),
     ])
@@ -87,6 +89,7 @@ async fn the_page_shows_the_feed_live_and_the_lake_moving() {
     let at_load: BTreeSet<String> = serde_json::from_value(result["symbolsAtLoad"].clone()).unwrap();
     assert!(symbols.is_subset(&at_load), "the sample's symbols {symbols:?} at load: {at_load:?}");
     assert_eq!(result["newSymbolText"], "ZZNEW");
+    assert_eq!(result["chartKinds"], serde_json::json!({"ZZNEW": "line", "ZZTICK": "candles"}), "{result}");
     assert_eq!(result["imgElements"], 0, "the hostile symbol is text, not an element: {result}");
     assert_eq!(result["pwned"], false);
     assert!(result["dialogs"].as_array().unwrap().is_empty(), "no script ran: {result}");

@@ -43,6 +43,12 @@ try {
     { timeout: 60000 });
   await page.waitForFunction(() => Number(document.body.dataset.malformed) >= 2, null, { timeout: 60000 });
   result.newSymbolText = await page.$eval(`.card[data-symbol="${newSymbol}"] .name`, (n) => n.textContent);
+  // The chart kind follows the records: a close makes a line, a tick's price one-minute candles.
+  await page.waitForFunction(() => document.querySelector('.card[data-symbol="ZZTICK"] svg rect'), null, { timeout: 60000 });
+  result.chartKinds = await page.evaluate(() => Object.fromEntries(["ZZNEW", "ZZTICK"].map((s) => {
+    const svg = document.querySelector(`.card[data-symbol="${s}"] svg`);
+    return [s, svg.querySelector("polyline") ? "line" : svg.querySelector("rect") ? "candles" : "none"];
+  })));
   result.imgElements = await page.evaluate(() => document.querySelectorAll("img").length);
   result.pwned = await page.evaluate(() => window.__pwned === true);
   result.malformed = Number(await page.evaluate(() => document.body.dataset.malformed));
