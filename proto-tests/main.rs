@@ -48,6 +48,8 @@ mod broker_restart;
 mod security;
 // iceberg: sink --format iceberg read back with pyiceberg (sqlite and Glue catalogs), kills, a concurrent writer, fencing.
 mod iceberg;
+// lake verify --source on an Iceberg table: from the CSV file to the table exactly once, and a second replay caught.
+mod verify_source;
 // resource bounds: peak RSS under --max-buffer plus a fixed overhead, 10,000 hive partitions and a skewed stream.
 mod resources;
 // a new user's trial: bad first records, checks on nothing, errors that end, counts that add up, honest words.

@@ -73,35 +73,36 @@ pub async fn run(cli: Cli) -> Result<Option<Kind>> {
             Ok(None)
         }
         Command::Lake(LakeCommand::Verify { topic, lake, iceberg, source, kafka }) => {
-            if let Some(t) = iceberg.table()? {
-                if source.is_some() {
-                    return Err(Error::Usage(
-                        "--source checks a hive lake's checkpoints against the topic; for an Iceberg table it is not built yet"
-                            .into(),
-                    ));
+            // The lake's own verdict, and per Kafka partition the next offset it holds (its checkpoint, or the
+            // offsets the Iceberg table's newest ticklake snapshot recorded).
+            let (lake_ok, next): (bool, std::collections::BTreeMap<i32, i64>) = match iceberg.table()? {
+                Some(t) => {
+                    let report = crate::lake_cmd::iceberg::verify(&lake.url()?, &lake.s3(), &t, &topic).await?;
+                    print(report.render(&t.table, &topic).trim_end())?;
+                    (report.exactly_once(), report.recorded.clone())
                 }
-                let report = crate::lake_cmd::iceberg::verify(&lake.url()?, &lake.s3(), &t, &topic).await?;
-                print(report.render(&t.table, &topic).trim_end())?;
-                return Ok((!report.exactly_once()).then_some(Kind::VerifyFailed));
-            }
-            let report = crate::lake_cmd::verify(&lake.url()?, &lake.s3(), &topic).await?;
-            print(report.render(&topic).trim_end())?;
-            let Some(file) = source else { return Ok((!report.ok()).then_some(Kind::VerifyFailed)) };
+                None => {
+                    let report = crate::lake_cmd::verify(&lake.url()?, &lake.s3(), &topic).await?;
+                    print(report.render(&topic).trim_end())?;
+                    (report.ok(), report.partitions.iter().map(|(p, r)| (*p, r.next)).collect())
+                }
+            };
+            let Some(file) = source else { return Ok((!lake_ok).then_some(Kind::VerifyFailed)) };
             let from_file = crate::lake_cmd::source::check(KafkaConfig::try_from(&kafka)?, &file, &topic).await?;
             print(from_file.render().trim_end())?;
-            // The lake caught up with the topic: its checkpoint is the topic's end in every partition.
+            // The lake caught up with the topic: its next offset is the topic's end in every partition.
             let behind: Vec<String> = from_file
                 .topic
                 .iter()
-                .filter(|&(p, &(_, end))| report.partitions.get(p).map_or(end > 0, |r| r.next < end))
+                .filter(|&(p, &(_, end))| next.get(p).map_or(end > 0, |n| *n < end))
                 .map(|(p, (_, end))| {
-                    format!("partition {p}: lake at {}, topic at {end}", report.partitions.get(p).map_or(0, |r| r.next))
+                    format!("partition {p}: lake at {}, topic at {end}", next.get(p).copied().unwrap_or(0))
                 })
                 .collect();
             if !behind.is_empty() {
                 print(&format!("the lake has not caught up with the topic ({}): run the sink", behind.join("; ")))?;
             }
-            let end_to_end = report.ok() && from_file.ok() && behind.is_empty();
+            let end_to_end = lake_ok && from_file.ok() && behind.is_empty();
             print(if end_to_end {
                 "from the file to the lake, exactly once: yes"
             } else {
