@@ -114,7 +114,16 @@ async fn follow(kafka: Kafka, topic: String, p: i32, history: i64, shared: Arc<h
                 }
             };
             loop {
-                let (records, hw) = kafka.fetch(&pc, at, FETCH_MAX_BYTES, 500).await?;
+                let (records, hw) = match kafka.fetch(&pc, at, FETCH_MAX_BYTES, 500).await {
+                    Ok(got) => got,
+                    Err(e) => {
+                        // Retention deleted what was next: start again from the recent past.
+                        if matches!(e, crate::kafka::Error::OffsetOutOfRange { .. }) {
+                            next = None;
+                        }
+                        return Err(e);
+                    }
+                };
                 let mut feed = shared.feed.lock().expect("feed lock");
                 feed.end(p, hw);
                 let from = at;
