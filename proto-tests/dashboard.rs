@@ -9,16 +9,20 @@ use std::collections::BTreeSet;
 use crate::env_or_skip;
 use crate::support::*;
 
-/// `GET path` with extra header lines, the connection closed after the answer: (head, body).
-fn get(addr: &str, path: &str, headers: &str) -> (String, String) {
+/// `METHOD path` with extra header lines, the connection closed after the answer: (head, body).
+fn request(addr: &str, method: &str, path: &str, headers: &str) -> (String, String) {
     use std::io::{Read, Write};
     let mut c = std::net::TcpStream::connect(addr).unwrap();
     c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
-    write!(c, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}\r\n").unwrap();
+    write!(c, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}\r\n").unwrap();
     let mut text = String::new();
     c.read_to_string(&mut text).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     (head.to_string(), body.to_string())
+}
+
+fn get(addr: &str, path: &str, headers: &str) -> (String, String) {
+    request(addr, "GET", path, headers)
 }
 
 /// The address a dashboard logged.
@@ -154,14 +158,8 @@ fn other_hosts_need_a_token_and_requests_without_it_get_401() {
     let (head, _) = get(&addr, "/app.js", &format!("Cookie: ticklake_dashboard={token}\r\n"));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     // Read-only: nothing but GET.
-    let (head, _) = {
-        use std::io::{Read, Write};
-        let mut c = std::net::TcpStream::connect(&addr).unwrap();
-        write!(c, "POST /api/snapshot HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\n\r\n").unwrap();
-        let mut text = String::new();
-        c.read_to_string(&mut text).unwrap();
-        (text.clone(), ())
-    };
+    let (head, _) =
+        request(&addr, "POST", "/api/snapshot", &format!("Authorization: Bearer {token}\r\nContent-Length: 0\r\n"));
     assert!(head.starts_with("HTTP/1.1 405"), "{head}");
     dash.signal("-TERM");
     let (status, log) = dash.finish();

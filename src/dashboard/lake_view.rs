@@ -30,6 +30,8 @@ pub struct LakeView {
     s3: S3Options,
     topic: String,
     store: Option<Store>,
+    /// The table's event-time column, once the topic was found in the lake.
+    event_time: Option<String>,
     footers: HashMap<String, FileFacts>,
 }
 
@@ -62,7 +64,7 @@ fn newest_in_path(key: &str, column: &str) -> Option<i64> {
 
 impl LakeView {
     pub fn new(url: LakeUrl, s3: S3Options, topic: String) -> LakeView {
-        LakeView { url, s3, topic, store: None, footers: HashMap::new() }
+        LakeView { url, s3, topic, store: None, event_time: None, footers: HashMap::new() }
     }
 
     /// The lake panel now; `ends` are the topic's end offsets per partition, for the lag.
@@ -72,8 +74,12 @@ impl LakeView {
         }
         let store = self.store.as_ref().expect("opened above");
         let objects = store.list("").await?;
-        let spec = check_topic(store, &self.url, &self.topic, &objects).await?;
-        let event_time = spec.as_ref().and_then(|s| s.schema.event_time.clone()).unwrap_or_default();
+        // The topic is checked (and the table spec read) once: its event-time column does not change.
+        if self.event_time.is_none() {
+            let spec = check_topic(store, &self.url, &self.topic, &objects).await?;
+            self.event_time = Some(spec.and_then(|s| s.schema.event_time).unwrap_or_default());
+        }
+        let event_time = self.event_time.clone().unwrap_or_default();
         let today = chrono::Utc::now().date_naive();
         let (mut files, mut rows, mut small, mut newest) = (0u64, 0i64, 0u64, None::<i64>);
         // Per cut (Kafka partition, first offset): newest write, rows, files.

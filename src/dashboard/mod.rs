@@ -104,46 +104,47 @@ pub async fn run(kafka_cfg: KafkaConfig, cfg: DashboardConfig, shutdown: Shutdow
 async fn follow(kafka: Kafka, topic: String, p: i32, history: i64, shared: Arc<http::Shared>, stop: Shutdown) {
     let mut next = None;
     while !stop.is_set() {
-        let step = async {
-            let pc = kafka.partition(&topic, p).await?;
-            let mut at = match next {
-                Some(n) => n,
-                None => {
-                    let o = kafka.offsets(&pc).await?;
-                    (o.high_watermark - history).max(o.earliest)
-                }
-            };
-            loop {
-                let (records, hw) = match kafka.fetch(&pc, at, FETCH_MAX_BYTES, 500).await {
-                    Ok(got) => got,
-                    Err(e) => {
-                        // Retention deleted what was next: start again from the recent past.
-                        if matches!(e, crate::kafka::Error::OffsetOutOfRange { .. }) {
-                            next = None;
-                        }
-                        return Err(e);
-                    }
-                };
-                let mut feed = shared.feed.lock().expect("feed lock");
-                feed.end(p, hw);
-                let from = at;
-                for r in records.into_iter().filter(|r| r.offset >= from) {
-                    let ms = r.record.timestamp.timestamp_millis();
-                    feed.record(p, r.offset, r.record.key.as_deref(), r.record.value.as_deref(), ms);
-                    at = r.offset + 1;
-                }
-                next = Some(at);
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), crate::kafka::Error>(())
-        };
         tokio::select! {
-            r = step => if let Err(e) = r {
+            Err(e) = read_partition(&kafka, &topic, p, history, &shared, &mut next) => {
+                // Retention deleted what was next: start again from the recent past.
+                if matches!(e, crate::kafka::Error::OffsetOutOfRange { .. }) {
+                    next = None;
+                }
                 tracing::warn!(kafka_partition = p, "reading the topic: {e}; trying again");
                 tokio::select! { _ = tokio::time::sleep(Duration::from_secs(1)) => {}, _ = stop.wait() => {} }
             },
             _ = stop.wait() => {}
         }
+    }
+}
+
+/// Fetches `p` from `next` (or its recent past) into the feed until a fetch fails; `next` follows what was read.
+async fn read_partition(
+    kafka: &Kafka,
+    topic: &str,
+    p: i32,
+    history: i64,
+    shared: &http::Shared,
+    next: &mut Option<i64>,
+) -> Result<std::convert::Infallible, crate::kafka::Error> {
+    let pc = kafka.partition(topic, p).await?;
+    let mut at = match *next {
+        Some(n) => n,
+        None => {
+            let o = kafka.offsets(&pc).await?;
+            (o.high_watermark - history).max(o.earliest)
+        }
+    };
+    loop {
+        let (records, hw) = kafka.fetch(&pc, at, FETCH_MAX_BYTES, 500).await?;
+        let mut feed = shared.feed.lock().expect("feed lock");
+        feed.end(p, hw);
+        for r in records.into_iter().filter(|r| r.offset >= at) {
+            let ms = r.record.timestamp.timestamp_millis();
+            feed.record(p, r.offset, r.record.key.as_deref(), r.record.value.as_deref(), ms);
+            *next = Some(r.offset + 1);
+        }
+        at = next.unwrap_or(at);
     }
 }
 
