@@ -170,6 +170,14 @@ async fn three_members_one_killed_one_paused(lake: Lake) {
     assert!(g2 > g1 && split.iter().all(|ps| ps.len() == 4), "generation {g2}: {split:?}");
     // SIGSTOP c beyond its session timeout (and its lease's TTL): the others take its partitions over.
     let c_partitions = split[1].clone();
+    // Only once c holds them (leases taken): a member paused while still waiting for the previous owners' leases
+    // holds nothing another can take over, so it rightly rejoins instead of being fenced (seen in CI).
+    wait_until("c holding its partitions", || {
+        let h = history(c.lines());
+        let since = h.assigned.last()?.0.clone();
+        let taken: BTreeSet<i32> = h.taken.iter().filter(|(at, _)| *at >= since).map(|(_, p)| *p).collect();
+        c_partitions.iter().all(|p| taken.contains(p)).then_some(())
+    });
     c.signal("-STOP");
     let c_end = now();
     wait_until("b and d holding every partition, c's leases taken over", || {
