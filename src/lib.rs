@@ -19,6 +19,7 @@ pub mod fuzzing;
 pub mod kafka;
 pub mod lake;
 pub mod lake_cmd;
+pub mod memcopy;
 pub mod metrics;
 pub mod output;
 pub mod replay;

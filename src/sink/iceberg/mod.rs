@@ -90,6 +90,35 @@ struct Pending {
     done: tokio::sync::oneshot::Sender<Result<(), SinkError>>,
 }
 
+/// The table property that has a commit delete the metadata files its metadata log no longer lists (the log keeps
+/// `write.metadata.previous-versions-max`), as Iceberg's Java library does; tables the sink creates set it.
+pub const PROP_DELETE_AFTER_COMMIT: &str = "write.metadata.delete-after-commit.enabled";
+
+/// After a commit from `before` to `after`: with `PROP_DELETE_AFTER_COMMIT` on, deletes the metadata files
+/// `before` listed (or was) that `after` no longer lists. Never the current one; a failed delete leaves a file no
+/// metadata lists, which `lake expire` removes later (a warning, not a stop).
+async fn delete_dropped_metadata(before: &Table, after: &Table) {
+    let on =
+        after.metadata().properties().get(PROP_DELETE_AFTER_COMMIT).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if !on {
+        return;
+    }
+    let listed = |t: &Table| -> Vec<String> {
+        let log = t.metadata().metadata_log().iter().map(|l| l.metadata_file.clone());
+        log.chain(t.metadata_location().map(str::to_string)).collect()
+    };
+    let kept = listed(after);
+    for file in listed(before).into_iter().filter(|f| !kept.contains(f)) {
+        match after.file_io().delete(&file).await {
+            Ok(()) => tracing::debug!(file, "deleted a metadata file the table no longer lists"),
+            Err(e) => tracing::warn!(
+                file,
+                "could not delete a metadata file the table no longer lists (lake expire removes it later): {e}"
+            ),
+        }
+    }
+}
+
 fn writer_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
     let start = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -363,6 +392,7 @@ impl IcebergTarget {
             let refused = guard.refused.lock().expect("not poisoned").take();
             match result {
                 Ok(committed) => {
+                    delete_dropped_metadata(&table, &committed).await;
                     *self.cached.lock().expect("not poisoned") = Some(committed);
                     if go.len() > 1 {
                         tracing::debug!(cuts = go.len(), "one snapshot for several cuts");
@@ -416,28 +446,47 @@ impl IcebergTarget {
             put_with_retry(&self.store, &rejects_key(&self.topic, p, cut.first), lines, self.retry_for).await?;
         }
         let n_files = files.len();
-        let (done, outcome) = tokio::sync::oneshot::channel();
+        let (done, mut outcome) = tokio::sync::oneshot::channel();
         self.pending.lock().expect("not poisoned").push(Pending { partition: p, next, files, done });
-        self.queued.notify_one();
-        let mut outcome = outcome;
-        let answer = {
-            let _one = self.commit_lock.lock().await;
-            // Committed by the round of whoever held the lock before: done. Else this round commits it.
+        self.queued.notify_waiters();
+        // The other partitions cut at the same --max-age tick: give their files a moment to join, without the
+        // commit lock (a partition still updating the schema or about to write its files needs it first).
+        let until = tokio::time::Instant::now() + self.linger;
+        let mut answer = None;
+        loop {
+            let joined = self.queued.notified();
+            tokio::pin!(joined);
+            joined.as_mut().enable();
             match outcome.try_recv() {
-                Ok(answer) => Ok(answer),
-                Err(_) => {
-                    // The other partitions cut at the same --max-age tick: give their files a moment to join.
-                    let until = tokio::time::Instant::now() + self.linger;
-                    while self.pending.lock().expect("not poisoned").len()
-                        < self.partitions.load(std::sync::atomic::Ordering::Relaxed)
-                    {
-                        if tokio::time::timeout_at(until, self.queued.notified()).await.is_err() {
-                            break;
-                        }
+                Ok(a) => {
+                    answer = Some(a);
+                    break;
+                }
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => break,
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+            }
+            let waiting = self.pending.lock().expect("not poisoned").len();
+            if waiting >= self.partitions.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            if tokio::time::timeout_at(until, joined).await.is_err() {
+                break;
+            }
+        }
+        let answer = match answer {
+            Some(a) => Ok(a),
+            None => {
+                let _one = self.commit_lock.lock().await;
+                // Committed by the round of whoever held the lock before: done. Else this round commits it.
+                match outcome.try_recv() {
+                    Ok(a) => Ok(a),
+                    Err(_) => {
+                        let round = std::mem::take(&mut *self.pending.lock().expect("not poisoned"));
+                        self.commit_round(round).await;
+                        // The cuts this round committed have their answers: their writers stop waiting.
+                        self.queued.notify_waiters();
+                        outcome.try_recv()
                     }
-                    let round = std::mem::take(&mut *self.pending.lock().expect("not poisoned"));
-                    self.commit_round(round).await;
-                    outcome.try_recv()
                 }
             }
         };

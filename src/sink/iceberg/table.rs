@@ -50,6 +50,9 @@ pub(super) fn layout_of(table: &Table) -> (String, Vec<String>) {
     (spec::describe_spec(&parts), sort)
 }
 
+/// `write.metadata.previous-versions-max` on tables the sink creates (`lake expire --keep-metadata`'s default too).
+pub const PREVIOUS_VERSIONS: usize = 10;
+
 pub(super) async fn create(
     catalog: &dyn Catalog,
     ident: &TableIdent,
@@ -65,6 +68,10 @@ pub(super) async fn create(
         ("write.format.default".to_string(), "parquet".to_string()),
         ("write.parquet.compression-codec".to_string(), "zstd".to_string()),
         (PROP_SCHEMA_NAME.to_string(), schema.name.clone()),
+        // A live feed commits every --max-age: each commit's metadata file lists every snapshot, so the files it
+        // replaces are deleted after the commit, keeping the newest ten (Iceberg's defaults: not deleted, 100 kept).
+        (super::PROP_DELETE_AFTER_COMMIT.to_string(), "true".to_string()),
+        ("write.metadata.previous-versions-max".to_string(), PREVIOUS_VERSIONS.to_string()),
     ];
     props.extend(schema.key.clone().map(|k| (PROP_KEY.to_string(), k)));
     props.extend(schema.event_time.clone().map(|k| (PROP_EVENT_TIME.to_string(), k)));
