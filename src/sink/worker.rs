@@ -183,7 +183,21 @@ async fn consume(
                 }
                 ctx.kafka.fetch(pc, next, FETCH_MAX_BYTES, FETCH_WAIT_MS)
             });
+        // Iceberg: a buffer due at the next --max-age tick is cut at the tick, not at the first fetch that returns
+        // after it (a fetch waits for a record up to FETCH_WAIT_MS), so that every partition's cut joins the same
+        // commit round. The fetch given up is made again from the same offset.
+        let tick_due = if redo.is_none() { iceberg_tick(ctx, st) } else { None };
+        let at_tick = async {
+            match tick_due {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         let (records, hw) = tokio::select! {
+            _ = at_tick => {
+                flush_if_due(ctx, st, true).await?;
+                continue;
+            }
             r = fetch => match r {
                 // Retention deleted the offsets the lake still needs while the sink ran (a topic of old record
                 // timestamps under time retention loses them at the broker's next check): the same data-loss
@@ -322,6 +336,15 @@ fn aged(ctx: &Ctx, started: std::time::Instant) -> bool {
     let tick =
         |t: std::time::Instant| t.saturating_duration_since(ctx.epoch).as_nanos() / ctx.cfg.max_age.as_nanos().max(1);
     tick(std::time::Instant::now()) > tick(started)
+}
+
+/// The `--max-age` tick at which an Iceberg sink's non-empty buffer is due (see `aged`); `None` for hive.
+fn iceberg_tick(ctx: &Ctx, st: &State) -> Option<std::time::Instant> {
+    ctx.iceberg.as_ref()?;
+    let started = st.buf.started.filter(|_| !st.buf.is_empty())?;
+    let age = ctx.cfg.max_age.as_nanos().max(1);
+    let ticks = started.saturating_duration_since(ctx.epoch).as_nanos() / age + 1;
+    Some(ctx.epoch + std::time::Duration::from_nanos(u64::try_from(ticks * age).ok()?))
 }
 
 /// Cuts when a limit is reached. With a commit under way it first waits for it: that frees its share of the
