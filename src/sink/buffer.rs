@@ -58,6 +58,9 @@ pub struct Cut {
     pub rejects: Vec<Reject>,
     pub rows: usize,
     pub newest_event_ms: i64,
+    /// Cut at a `--max-age` tick (Iceberg): the other partitions cut at the same moment, and its commit round waits
+    /// a little for them. Set by the sink's worker.
+    pub at_tick: bool,
 }
 
 impl PartitionBuffer {
@@ -167,6 +170,7 @@ impl PartitionBuffer {
             rejects: std::mem::take(&mut self.rejects),
             rows: self.rows,
             newest_event_ms: self.newest_event_ms,
+            at_tick: false,
         };
         *self = PartitionBuffer::new(self.partition, next_first, self.layout.clone());
         cut

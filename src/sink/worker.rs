@@ -378,7 +378,9 @@ async fn start_commit(ctx: &Arc<Ctx>, st: &mut State) -> Result<(), SinkError> {
     // The commit task takes the cut's bytes off the shared budget: they must be on it first.
     st.publish(ctx);
     let bytes = st.buf.bytes;
-    let cut = st.buf.cut(&ctx.cfg.topic, &ctx.sort, ctx.cfg.max_rows);
+    let at_tick = ctx.iceberg.is_some() && st.buf.started.is_some_and(|s| aged(ctx, s));
+    let mut cut = st.buf.cut(&ctx.cfg.topic, &ctx.sort, ctx.cfg.max_rows);
+    cut.at_tick = at_tick;
     st.published_bytes = 0; // a fresh buffer: none of it is on the budget yet
     let newest = cut.newest_event_ms;
     let (ctx, mut cp) = (ctx.clone(), st.cp.clone());

@@ -446,12 +446,14 @@ impl IcebergTarget {
             put_with_retry(&self.store, &rejects_key(&self.topic, p, cut.first), lines, self.retry_for).await?;
         }
         let n_files = files.len();
+        let at_tick = cut.at_tick;
         let (done, mut outcome) = tokio::sync::oneshot::channel();
         self.pending.lock().expect("not poisoned").push(Pending { partition: p, next, files, done });
         self.queued.notify_waiters();
-        // The other partitions cut at the same --max-age tick: give their files a moment to join, without the
-        // commit lock (a partition still updating the schema or about to write its files needs it first).
-        let until = tokio::time::Instant::now() + self.linger;
+        // A cut at a --max-age tick: the other partitions cut at the same moment, give their files a moment to join,
+        // without the commit lock (a partition still updating the schema or about to write its files needs it
+        // first). A cut for size or at the end commits at once, with whatever else is queued.
+        let until = tokio::time::Instant::now() + if at_tick { self.linger } else { Duration::ZERO };
         let mut answer = None;
         loop {
             let joined = self.queued.notified();
