@@ -159,7 +159,7 @@ pub(super) async fn write_files(
     };
     let mut writers = HashMap::new();
     let mut order = Vec::new();
-    let mut files = Vec::new();
+    let mut closing = Closing::default();
     for f in &cut.files {
         for rows in f.rows.chunks(WRITE_SLICE_ROWS) {
             let batch = RecordBatch::try_new(cut.layout.arrow.clone(), f.cols.arrays(rows))
@@ -183,17 +183,54 @@ pub(super) async fn write_files(
             // partition the slice did not touch is done, and its writer (open column buffers and dictionaries)
             // is closed now rather than held open with every other partition's until the end of the cut.
             for k in order.iter().filter(|k| !seen.contains(k)) {
-                let mut w = writers.remove(k).expect("one writer per key");
-                files.extend(w.close().await.map_err(err)?);
+                closing.push(writers.remove(k).expect("one writer per key")).await?;
             }
             order.retain(|k| seen.contains(k));
         }
     }
     for k in order {
-        let mut w = writers.remove(&k).expect("one writer per key");
-        files.extend(w.close().await.map_err(err)?);
+        closing.push(writers.remove(&k).expect("one writer per key")).await?;
     }
-    Ok(files)
+    closing.finish().await
+}
+
+/// How many data files of a cut are closed (last row group encoded, uploaded) at once.
+const CLOSING_AT_ONCE: usize = 4;
+
+/// Data files being closed in tasks of their own while the cut's next rows are encoded: a cut of 40 hive-style
+/// partitions was 40 uploads one after another. The files come back in the order they were closed.
+#[derive(Default)]
+struct Closing {
+    tasks: std::collections::VecDeque<tokio::task::JoinHandle<iceberg::Result<Vec<DataFile>>>>,
+    files: Vec<DataFile>,
+}
+
+impl Closing {
+    async fn push<W>(&mut self, mut writer: W) -> Result<(), SinkError>
+    where
+        W: IcebergWriter + Send + 'static,
+    {
+        if self.tasks.len() >= CLOSING_AT_ONCE {
+            self.take_oldest().await?;
+        }
+        self.tasks.push_back(tokio::spawn(async move { writer.close().await }));
+        Ok(())
+    }
+
+    async fn take_oldest(&mut self) -> Result<(), SinkError> {
+        if let Some(task) = self.tasks.pop_front() {
+            let closed = task.await.map_err(|e| SinkError::Internal(format!("closing a data file: {e}")))?;
+            self.files.extend(closed.map_err(|e| iceberg_error("writing data files", e))?);
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<Vec<DataFile>, SinkError> {
+        while !self.tasks.is_empty() {
+            self.take_oldest().await?;
+        }
+        Ok(self.files)
+    }
 }
 
 #[cfg(test)]
