@@ -333,18 +333,20 @@ fn aged(ctx: &Ctx, started: std::time::Instant) -> bool {
     if ctx.iceberg.is_none() {
         return started.elapsed() >= ctx.cfg.max_age;
     }
-    let tick =
-        |t: std::time::Instant| t.saturating_duration_since(ctx.epoch).as_nanos() / ctx.cfg.max_age.as_nanos().max(1);
-    tick(std::time::Instant::now()) > tick(started)
+    next_tick(ctx, started).is_none_or(|t| std::time::Instant::now() >= t)
+}
+
+/// The first multiple of `--max-age` since the sink started that comes after `started`.
+fn next_tick(ctx: &Ctx, started: std::time::Instant) -> Option<std::time::Instant> {
+    let age = ctx.cfg.max_age.as_nanos().max(1);
+    let ticks = started.saturating_duration_since(ctx.epoch).as_nanos() / age + 1;
+    Some(ctx.epoch + std::time::Duration::from_nanos(u64::try_from(ticks * age).ok()?))
 }
 
 /// The `--max-age` tick at which an Iceberg sink's non-empty buffer is due (see `aged`); `None` for hive.
 fn iceberg_tick(ctx: &Ctx, st: &State) -> Option<std::time::Instant> {
     ctx.iceberg.as_ref()?;
-    let started = st.buf.started.filter(|_| !st.buf.is_empty())?;
-    let age = ctx.cfg.max_age.as_nanos().max(1);
-    let ticks = started.saturating_duration_since(ctx.epoch).as_nanos() / age + 1;
-    Some(ctx.epoch + std::time::Duration::from_nanos(u64::try_from(ticks * age).ok()?))
+    next_tick(ctx, st.buf.started.filter(|_| !st.buf.is_empty())?)
 }
 
 /// Cuts when a limit is reached. With a commit under way it first waits for it: that frees its share of the
