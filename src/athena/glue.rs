@@ -1,5 +1,5 @@
 //! `ticklake athena --apply`: the table Athena reads, written into the AWS Glue Data Catalog through the Glue API
-//! (the AWS SDK the Glue Iceberg catalog already brings), instead of a DDL for someone to paste.
+//! (the Glue client the Glue Iceberg catalog uses), instead of a DDL for someone to paste.
 //!
 //! A hive lake: the same `TableDef` the printed DDL comes from (columns, partition keys, projection properties,
 //! location) becomes a `TableInput`; a missing database or table is created, an existing one updated, so a rerun
@@ -8,10 +8,8 @@
 //! metadata, created or moved forward. The Glue endpoint is `AWS_ENDPOINT_URL_GLUE`, else `AWS_ENDPOINT_URL`
 //! (unset for AWS); the region is the S3 one.
 
-use aws_sdk_glue::Client;
-use aws_sdk_glue::types::{Column, DatabaseInput, SerDeInfo, StorageDescriptor, TableInput};
-
 use super::ddl::TableDef;
+use crate::aws::glue::{Column, Database, Glue, SerDeInfo, StorageDescriptor, Table};
 use crate::lake::S3Options;
 use crate::lake::iceberg::CatalogUrl;
 use crate::lake::iceberg::glue::{client, iceberg_table_input};
@@ -21,80 +19,53 @@ const PARQUET_SERDE: &str = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetH
 const PARQUET_INPUT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat";
 const PARQUET_OUTPUT: &str = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat";
 
-fn column(name: &str, ty: &str) -> Result<Column, String> {
-    Column::builder().name(name).r#type(ty).build().map_err(|e| format!("glue column {name}: {e}"))
-}
-
 /// What Glue must hold for a hive lake: the `TableInput` of `def`.
-pub fn hive_table_input(def: &TableDef) -> Result<TableInput, String> {
+pub fn hive_table_input(def: &TableDef) -> Result<Table, String> {
     let (_, name) =
         def.table.split_once('.').ok_or_else(|| format!("--table '{}' must be database.table", def.table))?;
-    let mut sd = StorageDescriptor::builder()
-        .location(&def.location)
-        .input_format(PARQUET_INPUT)
-        .output_format(PARQUET_OUTPUT)
-        .serde_info(
-            SerDeInfo::builder().serialization_library(PARQUET_SERDE).parameters("serialization.format", "1").build(),
-        );
-    for (n, t) in &def.columns {
-        sd = sd.columns(column(n, t)?);
-    }
-    let mut input = TableInput::builder()
-        .name(name)
-        .table_type("EXTERNAL_TABLE")
-        .storage_descriptor(sd.build())
-        .parameters("EXTERNAL", "TRUE")
-        .parameters("classification", "parquet");
-    for k in &def.partition_keys {
-        input = input.partition_keys(column(k, "string")?);
-    }
-    for (k, v) in &def.properties {
-        input = input.parameters(k, v);
-    }
-    input.build().map_err(|e| format!("glue table input: {e}"))
-}
-
-/// An SDK error with its causes.
-fn sdk_error<E: std::error::Error>(e: E) -> String {
-    aws_sdk_glue::error::DisplayErrorContext(e).to_string()
+    let mut serde = SerDeInfo { serialization_library: Some(PARQUET_SERDE.into()), ..SerDeInfo::default() };
+    serde.parameters.insert("serialization.format".into(), "1".into());
+    let sd = StorageDescriptor {
+        columns: def.columns.iter().map(|(n, t)| Column::new(n, t)).collect(),
+        location: Some(def.location.clone()),
+        input_format: Some(PARQUET_INPUT.into()),
+        output_format: Some(PARQUET_OUTPUT.into()),
+        serde_info: Some(serde),
+    };
+    let mut input = Table {
+        name: name.to_string(),
+        table_type: Some("EXTERNAL_TABLE".into()),
+        storage_descriptor: Some(sd),
+        partition_keys: def.partition_keys.iter().map(|k| Column::new(k, "string")).collect(),
+        ..Table::default()
+    };
+    input.parameters.insert("EXTERNAL".into(), "TRUE".into());
+    input.parameters.insert("classification".into(), "parquet".into());
+    input.parameters.extend(def.properties.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok(input)
 }
 
 /// Creates the database if it is missing.
-async fn ensure_database(glue: &Client, db: &str) -> Result<(), String> {
-    match glue.get_database().name(db).send().await {
-        Ok(_) => Ok(()),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_not_found_exception()) => {
-            let input = DatabaseInput::builder().name(db).build().map_err(|e| e.to_string())?;
-            glue.create_database()
-                .database_input(input)
-                .send()
-                .await
-                .map_err(|e| format!("glue create-database {db}: {e}"))?;
-            tracing::info!(database = db, "created the Glue database");
-            Ok(())
-        }
-        Err(e) => Err(format!("glue get-database {db}: {}", aws_sdk_glue::error::DisplayErrorContext(e))),
+async fn ensure_database(glue: &Glue, db: &str) -> Result<(), String> {
+    if glue.get_database(db).await.map_err(|e| e.to_string())?.is_some() {
+        return Ok(());
     }
-}
-
-/// The table as Glue holds it now, `None` if missing.
-async fn current(glue: &Client, db: &str, name: &str) -> Result<Option<aws_sdk_glue::types::Table>, String> {
-    match glue.get_table().database_name(db).name(name).send().await {
-        Ok(t) => Ok(t.table),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_not_found_exception()) => Ok(None),
-        Err(e) => Err(format!("glue get-table {db}.{name}: {}", aws_sdk_glue::error::DisplayErrorContext(e))),
+    match glue.create_database(&Database { name: db.to_string(), ..Database::default() }).await {
+        Ok(()) => tracing::info!(database = db, "created the Glue database"),
+        // Created by someone else since: as good.
+        Err(e) if e.already_exists() => {}
+        Err(e) => return Err(e.to_string()),
     }
+    Ok(())
 }
 
 /// Creates or replaces `input` in database `db`.
-async fn put(glue: &Client, db: &str, input: TableInput, exists: bool) -> Result<(), String> {
-    let name = input.name().to_string();
-    let what = if exists { "update-table" } else { "create-table" };
+async fn put(glue: &Glue, db: &str, input: Table, exists: bool) -> Result<(), String> {
     let sent = match exists {
-        true => glue.update_table().database_name(db).table_input(input).send().await.map(|_| ()).map_err(sdk_error),
-        false => glue.create_table().database_name(db).table_input(input).send().await.map(|_| ()).map_err(sdk_error),
+        true => glue.update_table(db, &input, None, false).await,
+        false => glue.create_table(db, &input).await,
     };
-    sent.map_err(|e| format!("glue {what} {db}.{name}: {e}"))
+    sent.map_err(|e| format!("{e} (table {db}.{})", input.name))
 }
 
 /// `--apply` for a hive lake: creates or updates the Glue table; says what changed.
@@ -102,11 +73,11 @@ pub async fn apply_hive(def: &TableDef, s3: &S3Options) -> Result<String, String
     let (db, name) =
         def.table.split_once('.').ok_or_else(|| format!("--table '{}' must be database.table", def.table))?;
     let input = hive_table_input(def)?;
-    let glue = client(s3).await;
+    let glue = client(s3).await.map_err(|e| e.to_string())?;
     ensure_database(&glue, db).await?;
-    let before = current(&glue, db, name).await?;
+    let before = glue.get_table(db, name).await.map_err(|e| e.to_string())?;
     if let Some(t) = &before
-        && t.parameters().and_then(|p| p.get("table_type")).is_some_and(|v| v.eq_ignore_ascii_case("ICEBERG"))
+        && t.parameters.get("table_type").is_some_and(|v| v.eq_ignore_ascii_case("ICEBERG"))
     {
         return Err(format!(
             "Glue table {} is an Iceberg table: --apply for a hive lake would replace it. Use another --table",
@@ -125,27 +96,26 @@ pub async fn apply_hive(def: &TableDef, s3: &S3Options) -> Result<String, String
 }
 
 /// What `input` changes against the table Glue held (for the report: columns added, enum values, ranges).
-fn describe_changes(before: Option<&aws_sdk_glue::types::Table>, input: &TableInput) -> String {
+fn describe_changes(before: Option<&Table>, input: &Table) -> String {
     let cols = |sd: Option<&StorageDescriptor>| -> Vec<String> {
-        sd.map(|sd| sd.columns().iter().map(|c| c.name().to_string()).collect()).unwrap_or_default()
+        sd.map(|sd| sd.columns.iter().map(|c| c.name.clone()).collect()).unwrap_or_default()
     };
-    let new_cols = cols(input.storage_descriptor());
+    let new_cols = cols(input.storage_descriptor.as_ref());
     let Some(before) = before else {
         return format!(
             "{} column(s), partition keys {}",
             new_cols.len(),
-            input.partition_keys().iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+            input.partition_keys.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
         );
     };
-    let old_cols = cols(before.storage_descriptor());
+    let old_cols = cols(before.storage_descriptor.as_ref());
     let added: Vec<&String> = new_cols.iter().filter(|c| !old_cols.contains(c)).collect();
     let mut out = vec![if added.is_empty() {
         "no new column".to_string()
     } else {
         format!("added column(s) {}", added.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "))
     }];
-    let empty = std::collections::HashMap::new();
-    let (old, new) = (before.parameters().unwrap_or(&empty), input.parameters().unwrap_or(&empty));
+    let (old, new) = (&before.parameters, &input.parameters);
     let mut keys: Vec<&String> = new.keys().filter(|k| k.ends_with(".values") || k.ends_with(".range")).collect();
     keys.sort();
     for k in keys {
@@ -171,14 +141,14 @@ pub async fn apply_iceberg(
     }
     let (db, tbl) = name.split_once('.').ok_or_else(|| format!("--table '{name}' must be database.table"))?;
     let metadata = table.metadata_location().ok_or("the table has no metadata location")?.to_string();
-    let glue = client(s3).await;
+    let glue = client(s3).await.map_err(|e| e.to_string())?;
     ensure_database(&glue, db).await?;
-    let before = current(&glue, db, tbl).await?;
-    let previous = before.as_ref().and_then(|t| t.parameters()).and_then(|p| p.get("metadata_location")).cloned();
+    let before = glue.get_table(db, tbl).await.map_err(|e| e.to_string())?;
+    let previous = before.as_ref().and_then(|t| t.parameters.get("metadata_location")).cloned();
     if before.is_some() && previous.is_none() {
         return Err(format!("Glue table {name} exists and is not an Iceberg table: use another --table"));
     }
-    let input = iceberg_table_input(tbl, &metadata, table.metadata(), previous.as_deref())?;
+    let input = iceberg_table_input(tbl, &metadata, table.metadata(), previous.as_deref());
     put(&glue, db, input, before.is_some()).await?;
     tracing::warn!(
         "Glue and the {} catalog now both point at table {name}'s files: run Athena's VACUUM (or `ticklake lake remove-orphans`) from one of them only, and rerun --apply after the sink's commits for Athena to see them",
@@ -209,14 +179,15 @@ mod tests {
         };
         let def = super::super::ddl::table_def(&s, &spec, &opts).unwrap();
         let input = hive_table_input(&def).unwrap();
-        assert_eq!(input.name(), "ticks");
-        let sd = input.storage_descriptor().unwrap();
-        assert_eq!(sd.location(), Some("s3://b/ticks/"));
-        let cols: Vec<(&str, &str)> = sd.columns().iter().map(|c| (c.name(), c.r#type().unwrap())).collect();
+        assert_eq!(input.name, "ticks");
+        let sd = input.storage_descriptor.as_ref().unwrap();
+        assert_eq!(sd.location.as_deref(), Some("s3://b/ticks/"));
+        let cols: Vec<(&str, &str)> =
+            sd.columns.iter().map(|c| (c.name.as_str(), c.r#type.as_deref().unwrap())).collect();
         assert_eq!(cols, def.columns.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect::<Vec<_>>());
-        let keys: Vec<&str> = input.partition_keys().iter().map(|c| c.name()).collect();
+        let keys: Vec<&str> = input.partition_keys.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(keys, ["dt", "symbol"]);
-        let p = input.parameters().unwrap();
+        let p = &input.parameters;
         assert_eq!(p["projection.symbol.values"], "A,B");
         assert_eq!(p["projection.dt.range"], "2024-03-04,NOW");
         assert_eq!(

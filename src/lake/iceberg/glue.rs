@@ -1,4 +1,4 @@
-//! The AWS Glue Data Catalog as an Iceberg catalog, over the AWS SDK's Glue client: a table is a Glue table of
+//! The AWS Glue Data Catalog as an Iceberg catalog, over ticklake's Glue client (`crate::aws::glue`): a table is a Glue table of
 //! type ICEBERG whose `metadata_location` parameter names its current metadata file, and a commit writes the next
 //! metadata file, then moves that parameter with Glue's `VersionId` as the optimistic lock (a concurrent commit gets
 //! `ConcurrentModificationException`, which the Iceberg crates retry from a fresh load). This is how Iceberg's Java
@@ -13,9 +13,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_glue::Client;
-use aws_sdk_glue::error::{DisplayErrorContext, SdkError};
-use aws_sdk_glue::types::{Column, DatabaseInput, StorageDescriptor, TableInput};
 use iceberg::io::{FileIO, FileIOBuilder};
 use iceberg::spec::{TableMetadata, TableMetadataBuilder};
 use iceberg::table::Table;
@@ -24,6 +21,7 @@ use iceberg::{
     TableCreation, TableIdent,
 };
 
+use crate::aws::glue::{Column, Database, Glue, GlueError, StorageDescriptor, Table as GlueTable};
 use crate::lake::S3Options;
 
 /// The Glue table parameters Iceberg's catalogs agree on.
@@ -34,17 +32,10 @@ pub const PREVIOUS_METADATA_LOCATION: &str = "previous_metadata_location";
 /// A Glue database's location, as a namespace property (the default parent of its tables).
 const LOCATION_URI: &str = "location_uri";
 
-/// A Glue client on the AWS SDK's default chain; the endpoint is `AWS_ENDPOINT_URL_GLUE`, else `AWS_ENDPOINT_URL`
-/// (unset for AWS), the region ticklake's S3 one (`--region`, else the SDK's own lookup).
-pub async fn client(s3: &S3Options) -> Client {
-    let mut config = crate::aws::sdk_config();
-    if let Some(e) = &s3.glue_endpoint {
-        config = config.endpoint_url(e);
-    }
-    if let Some(r) = &s3.region {
-        config = config.region(aws_config::Region::new(r.clone()));
-    }
-    Client::new(&config.load().await)
+/// A Glue client on the process's credential chain; the endpoint is `AWS_ENDPOINT_URL_GLUE`, else
+/// `AWS_ENDPOINT_URL` (unset for AWS), the region ticklake's S3 one (`--region`, else the SDK's own lookup).
+pub async fn client(s3: &S3Options) -> std::result::Result<Glue, GlueError> {
+    Glue::new(s3.region.as_deref(), s3.glue_endpoint.as_deref()).await
 }
 
 /// An Iceberg type as Hive (Glue, Athena) names it.
@@ -76,39 +67,39 @@ pub fn iceberg_table_input(
     metadata_location: &str,
     meta: &TableMetadata,
     previous: Option<&str>,
-) -> std::result::Result<TableInput, String> {
-    let mut sd = StorageDescriptor::builder().location(meta.location());
-    for f in meta.current_schema().as_struct().fields() {
-        let column = Column::builder()
-            .name(&f.name)
-            .r#type(hive_type(&f.field_type))
-            .parameters("iceberg.field.id", f.id.to_string())
-            .parameters("iceberg.field.optional", (!f.required).to_string())
-            .parameters("iceberg.field.current", "true")
-            .build()
-            .map_err(|e| format!("glue column {}: {e}", f.name))?;
-        sd = sd.columns(column);
-    }
-    let mut input = TableInput::builder()
-        .name(name)
-        .table_type("EXTERNAL_TABLE")
-        .storage_descriptor(sd.build())
-        .parameters(TABLE_TYPE, ICEBERG)
-        .parameters(METADATA_LOCATION, metadata_location);
+) -> GlueTable {
+    let columns = meta
+        .current_schema()
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut c = Column::new(&f.name, &hive_type(&f.field_type));
+            c.parameters.insert("iceberg.field.id".into(), f.id.to_string());
+            c.parameters.insert("iceberg.field.optional".into(), (!f.required).to_string());
+            c.parameters.insert("iceberg.field.current".into(), "true".into());
+            c
+        })
+        .collect();
+    let sd = StorageDescriptor { columns, location: Some(meta.location().to_string()), ..StorageDescriptor::default() };
+    let mut input = GlueTable {
+        name: name.to_string(),
+        table_type: Some("EXTERNAL_TABLE".into()),
+        storage_descriptor: Some(sd),
+        ..GlueTable::default()
+    };
+    input.parameters.insert(TABLE_TYPE.into(), ICEBERG.into());
+    input.parameters.insert(METADATA_LOCATION.into(), metadata_location.into());
     if let Some(p) = previous {
-        input = input.parameters(PREVIOUS_METADATA_LOCATION, p);
+        input.parameters.insert(PREVIOUS_METADATA_LOCATION.into(), p.into());
     }
-    input.build().map_err(|e| format!("glue table input {name}: {e}"))
+    input
 }
 
-/// An SDK error as an Iceberg one, with its causes (`DisplayErrorContext`: the service's code and message).
-fn sdk_error<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug + Send + Sync + 'static>(
-    what: &str,
-    e: SdkError<E, R>,
-) -> Error {
-    // A throttled or failed-in-transit call may be retried by the caller; the SDK has retried it already.
-    let retryable = matches!(e, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_));
-    Error::new(ErrorKind::Unexpected, format!("glue {what}: {}", DisplayErrorContext(&e))).with_retryable(retryable)
+/// A Glue error as an Iceberg one (retried already if transient: the caller may try again later).
+fn glue_error(what: &str, e: GlueError) -> Error {
+    let retryable = e.transient;
+    Error::new(ErrorKind::Unexpected, format!("glue {what}: {e}")).with_retryable(retryable)
 }
 
 fn database(ns: &NamespaceIdent) -> Result<&str> {
@@ -118,13 +109,9 @@ fn database(ns: &NamespaceIdent) -> Result<&str> {
     }
 }
 
-fn not_found<E: aws_sdk_glue::error::ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
-    e.as_service_error().and_then(|s| s.code()) == Some("EntityNotFoundException")
-}
-
 /// The Glue Data Catalog as an Iceberg catalog; files through `file_io` (ticklake's store).
 pub struct GlueCatalog {
-    glue: Client,
+    glue: Glue,
     warehouse: String,
     file_io: FileIO,
     runtime: Runtime,
@@ -139,7 +126,7 @@ impl std::fmt::Debug for GlueCatalog {
 impl GlueCatalog {
     pub async fn new(s3: &S3Options, warehouse: String, storage: Arc<dyn iceberg::io::StorageFactory>) -> Result<Self> {
         Ok(GlueCatalog {
-            glue: client(s3).await,
+            glue: client(s3).await.map_err(|e| glue_error("connecting", e))?,
             warehouse,
             file_io: FileIOBuilder::new(storage).build(),
             runtime: Runtime::try_current()?,
@@ -157,13 +144,9 @@ impl GlueCatalog {
     }
 
     /// The Glue table, `None` if missing.
-    async fn glue_table(&self, ident: &TableIdent) -> Result<Option<aws_sdk_glue::types::Table>> {
+    async fn glue_table(&self, ident: &TableIdent) -> Result<Option<GlueTable>> {
         let db = database(ident.namespace())?;
-        match self.glue.get_table().database_name(db).name(ident.name()).send().await {
-            Ok(out) => Ok(out.table),
-            Err(e) if not_found(&e) => Ok(None),
-            Err(e) => Err(sdk_error(&format!("get-table {ident}"), e)),
-        }
+        self.glue.get_table(db, ident.name()).await.map_err(|e| glue_error(&format!("get-table {ident}"), e))
     }
 
     /// The table and the Glue `VersionId` it was read at (the lock of the next commit).
@@ -171,29 +154,25 @@ impl GlueCatalog {
         let Some(t) = self.glue_table(ident).await? else {
             return Err(Error::new(ErrorKind::TableNotFound, format!("no Glue table {ident}")));
         };
-        let location = t.parameters().and_then(|p| p.get(METADATA_LOCATION)).ok_or_else(|| {
+        let location = t.parameters.get(METADATA_LOCATION).ok_or_else(|| {
             Error::new(
                 ErrorKind::DataInvalid,
                 format!("Glue table {ident} is not an Iceberg table (no {METADATA_LOCATION})"),
             )
         })?;
         let metadata = TableMetadata::read_from(&self.file_io, location).await?;
-        Ok((self.table(ident.clone(), location.clone(), metadata)?, t.version_id))
+        Ok((self.table(ident.clone(), location.clone(), metadata)?, t.version_id.clone()))
     }
 
-    async fn create_glue_table(&self, db: &str, input: TableInput, ident: &TableIdent) -> Result<()> {
-        match self.glue.create_table().database_name(db).table_input(input).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_already_exists_exception()) => {
+    async fn create_glue_table(&self, db: &str, input: GlueTable, ident: &TableIdent) -> Result<()> {
+        match self.glue.create_table(db, &input).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.already_exists() => {
                 Err(Error::new(ErrorKind::TableAlreadyExists, format!("Glue table {ident} exists")))
             }
-            Err(e) => Err(sdk_error(&format!("create-table {ident}"), e)),
+            Err(e) => Err(glue_error(&format!("create-table {ident}"), e)),
         }
     }
-}
-
-fn input_error(e: String) -> Error {
-    Error::new(ErrorKind::DataInvalid, e)
 }
 
 #[async_trait]
@@ -203,50 +182,38 @@ impl Catalog for GlueCatalog {
         if parent.is_some() {
             return Ok(Vec::new());
         }
-        let mut out = Vec::new();
-        let mut pages = self.glue.get_databases().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error("get-databases", e))?;
-            out.extend(page.database_list().iter().map(|d| NamespaceIdent::new(d.name().to_string())));
-        }
-        Ok(out)
+        let dbs = self.glue.get_databases().await.map_err(|e| glue_error("get-databases", e))?;
+        Ok(dbs.into_iter().map(|d| NamespaceIdent::new(d.name)).collect())
     }
 
     async fn create_namespace(&self, ns: &NamespaceIdent, properties: HashMap<String, String>) -> Result<Namespace> {
         let db = database(ns)?;
-        let mut input = DatabaseInput::builder().name(db);
+        let mut input = Database { name: db.to_string(), ..Database::default() };
         for (k, v) in &properties {
-            input = match k.as_str() {
-                LOCATION_URI => input.location_uri(v),
-                "description" => input.description(v),
-                _ => input.parameters(k, v),
-            };
+            match k.as_str() {
+                LOCATION_URI => input.location_uri = Some(v.clone()),
+                "description" => input.description = Some(v.clone()),
+                _ => drop(input.parameters.insert(k.clone(), v.clone())),
+            }
         }
-        let input = input.build().map_err(|e| input_error(e.to_string()))?;
-        match self.glue.create_database().database_input(input).send().await {
-            Ok(_) => Ok(Namespace::with_properties(ns.clone(), properties)),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_already_exists_exception()) => {
+        match self.glue.create_database(&input).await {
+            Ok(()) => Ok(Namespace::with_properties(ns.clone(), properties)),
+            Err(e) if e.already_exists() => {
                 Err(Error::new(ErrorKind::NamespaceAlreadyExists, format!("Glue database {db} exists")))
             }
-            Err(e) => Err(sdk_error(&format!("create-database {db}"), e)),
+            Err(e) => Err(glue_error(&format!("create-database {db}"), e)),
         }
     }
 
     async fn get_namespace(&self, ns: &NamespaceIdent) -> Result<Namespace> {
         let db = database(ns)?;
-        let out = match self.glue.get_database().name(db).send().await {
-            Ok(out) => out,
-            Err(e) if not_found(&e) => {
-                return Err(Error::new(ErrorKind::NamespaceNotFound, format!("no Glue database {db}")));
-            }
-            Err(e) => return Err(sdk_error(&format!("get-database {db}"), e)),
+        let found = self.glue.get_database(db).await.map_err(|e| glue_error(&format!("get-database {db}"), e))?;
+        let Some(d) = found else {
+            return Err(Error::new(ErrorKind::NamespaceNotFound, format!("no Glue database {db}")));
         };
-        let mut props = HashMap::new();
-        if let Some(d) = out.database() {
-            props.extend(d.parameters().cloned().unwrap_or_default());
-            if let Some(l) = d.location_uri() {
-                props.insert(LOCATION_URI.to_string(), l.to_string());
-            }
+        let mut props: HashMap<String, String> = d.parameters.into_iter().collect();
+        if let Some(l) = d.location_uri {
+            props.insert(LOCATION_URI.to_string(), l);
         }
         Ok(Namespace::with_properties(ns.clone(), props))
     }
@@ -265,31 +232,18 @@ impl Catalog for GlueCatalog {
 
     async fn drop_namespace(&self, ns: &NamespaceIdent) -> Result<()> {
         let db = database(ns)?;
-        self.glue
-            .delete_database()
-            .name(db)
-            .send()
-            .await
-            .map_err(|e| sdk_error(&format!("delete-database {db}"), e))?;
-        Ok(())
+        self.glue.delete_database(db).await.map_err(|e| glue_error(&format!("delete-database {db}"), e))
     }
 
     /// The Iceberg tables of a database (Glue also holds hive ones: skipped).
     async fn list_tables(&self, ns: &NamespaceIdent) -> Result<Vec<TableIdent>> {
         let db = database(ns)?;
-        let mut out = Vec::new();
-        let mut pages = self.glue.get_tables().database_name(db).into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_error(&format!("get-tables {db}"), e))?;
-            for t in page.table_list() {
-                let iceberg =
-                    t.parameters().and_then(|p| p.get(TABLE_TYPE)).is_some_and(|v| v.eq_ignore_ascii_case(ICEBERG));
-                if iceberg {
-                    out.push(TableIdent::new(ns.clone(), t.name().to_string()));
-                }
-            }
-        }
-        Ok(out)
+        let tables = self.glue.get_tables(db).await.map_err(|e| glue_error(&format!("get-tables {db}"), e))?;
+        Ok(tables
+            .into_iter()
+            .filter(|t| t.parameters.get(TABLE_TYPE).is_some_and(|v| v.eq_ignore_ascii_case(ICEBERG)))
+            .map(|t| TableIdent::new(ns.clone(), t.name))
+            .collect())
     }
 
     /// Writes the first metadata file under the table's location (given, else the database's location or
@@ -310,7 +264,7 @@ impl Catalog for GlueCatalog {
         metadata.write_to(&self.file_io, &metadata_location).await?;
         let at = metadata_location.to_string();
         let ident = TableIdent::new(ns.clone(), name.clone());
-        let input = iceberg_table_input(&name, &at, &metadata, None).map_err(input_error)?;
+        let input = iceberg_table_input(&name, &at, &metadata, None);
         self.create_glue_table(db, input, &ident).await?;
         self.table(ident, at, metadata)
     }
@@ -321,10 +275,10 @@ impl Catalog for GlueCatalog {
 
     async fn drop_table(&self, ident: &TableIdent) -> Result<()> {
         let db = database(ident.namespace())?;
-        match self.glue.delete_table().database_name(db).name(ident.name()).send().await {
-            Ok(_) => Ok(()),
-            Err(e) if not_found(&e) => Err(Error::new(ErrorKind::TableNotFound, format!("no Glue table {ident}"))),
-            Err(e) => Err(sdk_error(&format!("delete-table {ident}"), e)),
+        match self.glue.delete_table(db, ident.name()).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.not_found() => Err(Error::new(ErrorKind::TableNotFound, format!("no Glue table {ident}"))),
+            Err(e) => Err(glue_error(&format!("delete-table {ident}"), e)),
         }
     }
 
@@ -351,7 +305,7 @@ impl Catalog for GlueCatalog {
     async fn register_table(&self, ident: &TableIdent, metadata_location: String) -> Result<Table> {
         let db = database(ident.namespace())?;
         let metadata = TableMetadata::read_from(&self.file_io, &metadata_location).await?;
-        let input = iceberg_table_input(ident.name(), &metadata_location, &metadata, None).map_err(input_error)?;
+        let input = iceberg_table_input(ident.name(), &metadata_location, &metadata, None);
         self.create_glue_table(db, input, ident).await?;
         self.table(ident.clone(), metadata_location, metadata)
     }
@@ -366,24 +320,20 @@ impl Catalog for GlueCatalog {
         let staged = commit.apply(current)?;
         let at = staged.metadata_location_result()?.to_string();
         staged.metadata().write_to(staged.file_io(), &MetadataLocation::from_str(&at)?).await?;
-        let input = iceberg_table_input(ident.name(), &at, staged.metadata(), Some(&previous)).map_err(input_error)?;
-        // No archived table version per commit: a live feed commits thousands of times a day, and Glue keeps at
-        // most 100,000 versions of a table (the snapshots are Iceberg's history).
-        let mut update = self.glue.update_table().database_name(&db).table_input(input).skip_archive(true);
-        if let Some(v) = version {
-            update = update.version_id(v);
-        }
-        match update.send().await {
-            Ok(_) => Ok(staged),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_concurrent_modification_exception()) => {
+        let input = iceberg_table_input(ident.name(), &at, staged.metadata(), Some(&previous));
+        // No archived table version per commit (SkipArchive): a live feed commits thousands of times a day, and
+        // Glue keeps at most 100,000 versions of a table (the snapshots are Iceberg's history).
+        match self.glue.update_table(&db, &input, version.as_deref(), true).await {
+            Ok(()) => Ok(staged),
+            Err(e) if e.conflict() => {
                 Err(Error::new(
                     ErrorKind::CatalogCommitConflicts,
                     format!("Glue table {ident} moved during the commit (another writer)"),
                 )
                 .with_retryable(true))
             }
-            Err(e) if not_found(&e) => Err(Error::new(ErrorKind::TableNotFound, format!("no Glue table {ident}"))),
-            Err(e) => Err(sdk_error(&format!("update-table {ident}"), e)),
+            Err(e) if e.not_found() => Err(Error::new(ErrorKind::TableNotFound, format!("no Glue table {ident}"))),
+            Err(e) => Err(glue_error(&format!("update-table {ident}"), e)),
         }
     }
 }
@@ -407,17 +357,17 @@ mod tests {
         let creation =
             TableCreation::builder().name("t".into()).location("s3://b/w/m.db/t".into()).schema(schema).build();
         let meta = TableMetadataBuilder::from_table_creation(creation).unwrap().build().unwrap().metadata;
-        let input = iceberg_table_input("t", "s3://b/w/m.db/t/metadata/1.json", &meta, Some("s3://b/0.json")).unwrap();
-        let params = input.parameters().unwrap();
+        let input = iceberg_table_input("t", "s3://b/w/m.db/t/metadata/1.json", &meta, Some("s3://b/0.json"));
+        let params = &input.parameters;
         assert_eq!(params[TABLE_TYPE], "ICEBERG");
         assert_eq!(params[METADATA_LOCATION], "s3://b/w/m.db/t/metadata/1.json");
         assert_eq!(params[PREVIOUS_METADATA_LOCATION], "s3://b/0.json");
-        let sd = input.storage_descriptor().unwrap();
-        assert_eq!(sd.location(), Some("s3://b/w/m.db/t"));
+        let sd = input.storage_descriptor.as_ref().unwrap();
+        assert_eq!(sd.location.as_deref(), Some("s3://b/w/m.db/t"));
         let cols: Vec<(&str, &str, &str)> = sd
-            .columns()
+            .columns
             .iter()
-            .map(|c| (c.name(), c.r#type().unwrap(), c.parameters().unwrap()["iceberg.field.optional"].as_str()))
+            .map(|c| (c.name.as_str(), c.r#type.as_deref().unwrap(), c.parameters["iceberg.field.optional"].as_str()))
             .collect();
         assert_eq!(
             cols,
@@ -428,7 +378,7 @@ mod tests {
                 ("volume", "bigint", "true")
             ]
         );
-        assert_eq!(sd.columns()[2].parameters().unwrap()["iceberg.field.id"], "3");
+        assert_eq!(sd.columns[2].parameters["iceberg.field.id"], "3");
     }
 
     #[test]

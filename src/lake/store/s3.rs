@@ -28,12 +28,7 @@ pub struct S3Store {
 
 /// The process's credential chain, resolved on first use.
 async fn shared_credentials() -> Result<Arc<AwsCredentials>, StoreError> {
-    static CHAIN: tokio::sync::OnceCell<Arc<AwsCredentials>> = tokio::sync::OnceCell::const_new();
-    CHAIN
-        .get_or_try_init(|| async { AwsCredentials::default_chain().await.map(Arc::new) })
-        .await
-        .cloned()
-        .map_err(credentials_error)
+    aws::shared_chain().await.map_err(credentials_error)
 }
 
 fn credentials_error(e: aws::CredentialsError) -> StoreError {

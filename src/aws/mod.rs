@@ -10,6 +10,10 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
+/// The Glue Data Catalog calls (the Glue Iceberg catalog, `athena --apply`).
+#[cfg(feature = "iceberg")]
+pub mod glue;
+
 /// How long before their expiry credentials are fetched again: 5 minutes (EC2's metadata service hands out the
 /// next set well before the old one expires), or half the lifetime of shorter-lived ones.
 pub const REFRESH_AHEAD: Duration = Duration::from_secs(300);
@@ -41,6 +45,12 @@ pub fn sdk_config() -> aws_config::ConfigLoader {
     use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
     let https = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
     aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https)
+}
+
+/// The process's credential chain (S3, Glue), resolved on first use: one cache, one refresh, for every client.
+pub async fn shared_chain() -> Result<std::sync::Arc<AwsCredentials>, CredentialsError> {
+    static CHAIN: tokio::sync::OnceCell<std::sync::Arc<AwsCredentials>> = tokio::sync::OnceCell::const_new();
+    CHAIN.get_or_try_init(|| async { AwsCredentials::default_chain().await.map(std::sync::Arc::new) }).await.cloned()
 }
 
 /// The credentials of the default chain, cached until `refresh_at`.
