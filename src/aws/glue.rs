@@ -182,7 +182,8 @@ impl Glue {
     /// A client for `region` (else the AWS SDK's region lookup: `AWS_REGION`, the profile, the instance's) at
     /// `endpoint` (else Glue's public one for the region).
     pub async fn new(region: Option<&str>, endpoint: Option<&str>) -> Result<Glue, GlueError> {
-        let fail = |code: &str, message: String| GlueError { op: "setup", code: code.into(), message, transient: false };
+        let fail =
+            |code: &str, message: String| GlueError { op: "setup", code: code.into(), message, transient: false };
         let region = match region {
             Some(r) => r.to_string(),
             None => super::sdk_config().load().await.region().map(|r| r.to_string()).ok_or_else(|| {
@@ -210,18 +211,24 @@ impl Glue {
         // The access key of the last refusal for stale credentials: the next try fetches credentials anew.
         let stale: Mutex<Option<String>> = Mutex::new(None);
         let what = format!("glue {op}");
-        crate::backoff::retry(&what, RETRY_FOR, MAX_BACKOFF, |e: &GlueError| e.transient, |_| async {
-            let key = stale.lock().expect("not poisoned").take();
-            let (code, message, transient, used) = match self.send(op, &body, key.as_deref()).await? {
-                Ok(out) => return Ok(out),
-                Err(failed) => failed,
-            };
-            if STALE_CREDENTIALS.contains(&code.as_str()) {
-                *stale.lock().expect("not poisoned") = Some(used);
-                return Err(GlueError { op, code, message, transient: true });
-            }
-            Err(GlueError { op, code, message, transient })
-        })
+        crate::backoff::retry(
+            &what,
+            RETRY_FOR,
+            MAX_BACKOFF,
+            |e: &GlueError| e.transient,
+            |_| async {
+                let key = stale.lock().expect("not poisoned").take();
+                let (code, message, transient, used) = match self.send(op, &body, key.as_deref()).await? {
+                    Ok(out) => return Ok(out),
+                    Err(failed) => failed,
+                };
+                if STALE_CREDENTIALS.contains(&code.as_str()) {
+                    *stale.lock().expect("not poisoned") = Some(used);
+                    return Err(GlueError { op, code, message, transient: true });
+                }
+                Err(GlueError { op, code, message, transient })
+            },
+        )
         .await
     }
 
@@ -262,7 +269,8 @@ impl Glue {
         for (k, v) in headers.iter().copied().chain(instructions.headers()) {
             req = req.header(k, v);
         }
-        let transport = |e: reqwest::Error| GlueError { op, code: "Transport".into(), message: e.to_string(), transient: true };
+        let transport =
+            |e: reqwest::Error| GlueError { op, code: "Transport".into(), message: e.to_string(), transient: true };
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
         let header = resp.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -273,7 +281,10 @@ impl Glue {
             return serde_json::from_slice(json).map(Ok).map_err(|e| GlueError {
                 op,
                 code: "Response".into(),
-                message: format!("unreadable answer ({e}): {}", String::from_utf8_lossy(&bytes[..bytes.len().min(300)])),
+                message: format!(
+                    "unreadable answer ({e}): {}",
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+                ),
                 transient: false,
             });
         }

@@ -325,13 +325,11 @@ impl Catalog for GlueCatalog {
         // Glue keeps at most 100,000 versions of a table (the snapshots are Iceberg's history).
         match self.glue.update_table(&db, &input, version.as_deref(), true).await {
             Ok(()) => Ok(staged),
-            Err(e) if e.conflict() => {
-                Err(Error::new(
-                    ErrorKind::CatalogCommitConflicts,
-                    format!("Glue table {ident} moved during the commit (another writer)"),
-                )
-                .with_retryable(true))
-            }
+            Err(e) if e.conflict() => Err(Error::new(
+                ErrorKind::CatalogCommitConflicts,
+                format!("Glue table {ident} moved during the commit (another writer)"),
+            )
+            .with_retryable(true)),
             Err(e) if e.not_found() => Err(Error::new(ErrorKind::TableNotFound, format!("no Glue table {ident}"))),
             Err(e) => Err(glue_error(&format!("update-table {ident}"), e)),
         }
