@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use arrow::datatypes::SchemaRef as ArrowSchemaRef;
-use iceberg::arrow::{RecordBatchPartitionSplitter, schema_to_arrow_schema};
-use iceberg::spec::{DataFile, DataFileFormat, Type};
+use iceberg::arrow::{PartitionValueCalculator, arrow_struct_to_literal, schema_to_arrow_schema};
+use iceberg::spec::{DataFile, DataFileFormat, Literal, PartitionKey, PartitionSpec, SchemaRef, Type};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
@@ -79,6 +79,45 @@ impl iceberg::writer::file_writer::location_generator::LocationGenerator for Hum
             })
             .collect();
         format!("{}/{}/{file_name}", self.data, path.join("/"))
+    }
+}
+
+/// A slice of rows split by the table's partition spec: the partition values computed column by column (the
+/// Iceberg crates' calculator), then each run of rows with equal values as a zero-copy slice keyed by its first
+/// row's values. The cut's rows are sorted (by the sort order, which usually leads with the partition's time
+/// column), so a slice is one run or a few; a partition found in several runs gets each of them. iceberg-rust's
+/// `RecordBatchPartitionSplitter` builds, hashes and clones a struct of literals for every row and copies the slice
+/// once per partition it holds.
+struct Splitter {
+    values: PartitionValueCalculator,
+    spec: PartitionSpec,
+    schema: SchemaRef,
+}
+
+impl Splitter {
+    fn new(schema: SchemaRef, spec: PartitionSpec) -> iceberg::Result<Self> {
+        Ok(Splitter { values: PartitionValueCalculator::try_new(&spec, &schema)?, spec, schema })
+    }
+
+    fn split(&self, batch: &RecordBatch) -> iceberg::Result<Vec<(PartitionKey, RecordBatch)>> {
+        use arrow::array::AsArray;
+        let invalid = |what: String| iceberg::Error::new(iceberg::ErrorKind::DataInvalid, what);
+        let values = self.values.calculate(batch)?;
+        let runs = arrow::compute::partition(values.as_struct().columns())
+            .map_err(|e| invalid(format!("partition values: {e}")))?;
+        runs.ranges()
+            .into_iter()
+            .map(|run| {
+                let first = values.slice(run.start, 1);
+                match arrow_struct_to_literal(&first, self.values.partition_type())?.pop().flatten() {
+                    Some(Literal::Struct(data)) => Ok((
+                        PartitionKey::new(self.spec.clone(), self.schema.clone(), data),
+                        batch.slice(run.start, run.end - run.start),
+                    )),
+                    other => Err(invalid(format!("partition values {other:?} are not a struct"))),
+                }
+            })
+            .collect()
     }
 }
 
@@ -155,7 +194,7 @@ pub(super) async fn write_files(
     // partition splits) would hold several times the cut's buffered bytes at once.
     let splitter = match spec.is_unpartitioned() {
         true => None,
-        false => Some(RecordBatchPartitionSplitter::try_new_with_computed_values(ischema, spec).map_err(err)?),
+        false => Some(Splitter::new(ischema, spec.as_ref().clone()).map_err(err)?),
     };
     let mut writers = HashMap::new();
     let mut order = Vec::new();
@@ -235,9 +274,50 @@ impl Closing {
 
 #[cfg(test)]
 mod tests {
-    use iceberg::spec::{Literal, Transform};
+    use std::sync::Arc;
 
-    use super::human_value;
+    use arrow::array::{Date32Array, Int64Array, RecordBatch};
+    use iceberg::arrow::schema_to_arrow_schema;
+    use iceberg::spec::{Literal, NestedField, PartitionSpec, PrimitiveType, Schema, Struct, Transform, Type};
+
+    use super::{Splitter, human_value};
+
+    #[test]
+    fn a_slice_splits_into_runs_of_one_partition_each_keyed_by_its_values() {
+        let schema = Schema::builder()
+            .with_fields(vec![
+                NestedField::required(1, "trade_date", Type::Primitive(PrimitiveType::Date)).into(),
+                NestedField::optional(2, "volume", Type::Primitive(PrimitiveType::Long)).into(),
+            ])
+            .build()
+            .unwrap();
+        let spec = PartitionSpec::builder(schema.clone())
+            .add_partition_field("trade_date", "trade_date_year", Transform::Year)
+            .unwrap()
+            .build()
+            .unwrap();
+        let arrow_schema = Arc::new(schema_to_arrow_schema(&schema).unwrap());
+        // 2020-12-31, 2021-01-01, 2021-06-01, 2020-01-01 (out of order: its own run), 2021-02-01.
+        let days = [18627, 18628, 18779, 18262, 18659];
+        let batch = RecordBatch::try_new(
+            arrow_schema,
+            vec![Arc::new(Date32Array::from(days.to_vec())), Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5]))],
+        )
+        .unwrap();
+        let split = Splitter::new(Arc::new(schema), spec).unwrap().split(&batch).unwrap();
+        let got: Vec<(Struct, Vec<i64>)> = split
+            .iter()
+            .map(|(k, b)| {
+                let volume = b.column(1).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec();
+                (k.data().clone(), volume)
+            })
+            .collect();
+        let year = |y: i32| Struct::from_iter([Some(Literal::int(y - 1970))]);
+        assert_eq!(
+            got,
+            [(year(2020), vec![1]), (year(2021), vec![2, 3]), (year(2020), vec![4]), (year(2021), vec![5])]
+        );
+    }
 
     #[test]
     fn partition_paths_read_like_the_java_library_writes_them() {
