@@ -146,6 +146,12 @@ dist:
     cd {{target_dir}}/{{musl}}/release && if readelf -S ticklake | grep -q '\.debug_info'; then \
       objcopy --only-keep-debug ticklake ticklake.debug && \
       objcopy --strip-debug --strip-unneeded --add-gnu-debuglink=ticklake.debug ticklake; fi
+    # Both checked: a binary shipped with its debug info, or a debug file of another build (dist-check reads its
+    # symbols), would pass unnoticed otherwise (seen once: a build whose strip step did not run).
+    cd {{target_dir}}/{{musl}}/release && if readelf -S ticklake | grep -q '\.debug_info'; then \
+      echo "dist: ticklake still has its debug info"; exit 1; fi
+    cd {{target_dir}}/{{musl}}/release && test "$(readelf -n ticklake | grep 'Build ID')" = "$(readelf -n ticklake.debug | grep 'Build ID')" \
+      || { echo "dist: ticklake.debug is another build's (build ids differ)"; exit 1; }
     @ls -l {{target_dir}}/{{musl}}/release/ticklake {{target_dir}}/{{musl}}/release/ticklake.debug
 
 # Check that the dist binary is static and runs with no libc at all (inside an empty chroot).
