@@ -166,6 +166,10 @@ dist-check: dist
     cp "$bin" "$root/ticklake"
     chroot "$root" /ticklake --version
     echo "dist-check: static binary runs in an empty chroot"
+    # It aborts on a panic (panic = "abort") with ticklake's message and exit code for a bug (12), not SIGABRT.
+    code=0; TICKLAKE_PANIC_FOR_TEST=1 chroot "$root" /ticklake --version 2> "$root/panic.err" || code=$?
+    grep -q 'internal error (a bug in ticklake' "$root/panic.err" && [ "$code" = 12 ] \
+      || { echo "dist-check: a panic exited $code: $(cat "$root/panic.err")"; exit 1; }
     # Its memcpy/memmove are ticklake's (src/memcopy.rs): musl's object defining them (and `__memcpy_fwd`) is not linked.
     syms="$(nm "$bin.debug")"
     grep -q ' T memcpy$' <<<"$syms" || { echo "no memcpy in $bin.debug's symbols"; exit 1; }

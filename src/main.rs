@@ -34,7 +34,29 @@ mod musl_mem {
     }
 }
 
+/// The dist build aborts on a panic (`panic = "abort"` in Cargo.toml: no unwinding tables and landing pads in the
+/// binary). A panic is a bug either way; this hook keeps what an unwinding build does after a task's panic: Rust's
+/// panic message, then ticklake's line for an internal error and its exit code (12), which the systemd units
+/// restart on. The lake and the topic are as consistent after it as after a kill: every stage is built (and tested)
+/// to be killed at any moment. `TICKLAKE_PANIC_FOR_TEST` makes a panic at start, for `just dist-check`.
+fn exit_on_panic() {
+    let rust_message = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        rust_message(info);
+        let internal = ticklake::exit::Kind::Internal;
+        let text = ticklake::exit::TABLE.iter().find(|t| t.0 == internal).map_or("internal error", |t| t.2);
+        ticklake::output::report_error(text);
+        std::process::exit(ticklake::exit::code(internal).into());
+    }));
+    if std::env::var_os("TICKLAKE_PANIC_FOR_TEST").is_some() {
+        panic!("TICKLAKE_PANIC_FOR_TEST is set");
+    }
+}
+
 fn main() -> ExitCode {
+    if cfg!(panic = "abort") {
+        exit_on_panic();
+    }
     let cli = ticklake::cli::config_file::parse_cli(std::env::args_os().collect());
     ticklake::output::init_logging(cli.global.log_format, cli.global.quiet, cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -150,14 +150,6 @@ pub fn error_of(header: Option<&str>, body: &[u8]) -> (String, String) {
     (code, message)
 }
 
-/// A list request's input for the page after `token`.
-fn paged(mut input: Value, token: &Option<String>) -> Value {
-    if let Some(t) = token {
-        input["NextToken"] = json!(t);
-    }
-    input
-}
-
 /// A Glue client for one region and endpoint.
 #[derive(Clone)]
 pub struct Glue {
@@ -269,8 +261,11 @@ impl Glue {
         for (k, v) in headers.iter().copied().chain(instructions.headers()) {
             req = req.header(k, v);
         }
-        let transport =
-            |e: reqwest::Error| GlueError { op, code: "Transport".into(), message: e.to_string(), transient: true };
+        let transport = |e: reqwest::Error| {
+            let causes = std::iter::successors(std::error::Error::source(&e), |c| c.source());
+            let message = causes.fold(e.to_string(), |m, c| format!("{m}: {c}"));
+            GlueError { op, code: "Transport".into(), message, transient: true }
+        };
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
         let header = resp.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -307,24 +302,34 @@ impl Glue {
         }
     }
 
-    pub async fn get_databases(&self) -> Result<Vec<Database>, GlueError> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "PascalCase")]
-        struct Out {
-            #[serde(default, deserialize_with = "nullable")]
-            database_list: Vec<Database>,
-            next_token: Option<String>,
-        }
+    /// Every page of a list call: `input` again with each answer's `NextToken` until an answer has none.
+    async fn pages<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        mut input: Value,
+        list: &str,
+    ) -> Result<Vec<T>, GlueError> {
         let mut all = Vec::new();
-        let mut token: Option<String> = None;
         loop {
-            let out: Out = self.call("GetDatabases", paged(json!({}), &token)).await?;
-            all.extend(out.database_list);
-            match out.next_token.filter(|t| !t.is_empty()) {
-                Some(t) => token = Some(t),
+            let mut out: Value = self.call(op, input.clone()).await?;
+            if let Some(items) = out.get_mut(list).map(Value::take).filter(|v| !v.is_null()) {
+                let items: Vec<T> = serde_json::from_value(items).map_err(|e| GlueError {
+                    op,
+                    code: "Response".into(),
+                    message: format!("unreadable {list}: {e}"),
+                    transient: false,
+                })?;
+                all.extend(items);
+            }
+            match out.get("NextToken").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                Some(token) => input["NextToken"] = json!(token),
                 None => return Ok(all),
             }
         }
+    }
+
+    pub async fn get_databases(&self) -> Result<Vec<Database>, GlueError> {
+        self.pages("GetDatabases", json!({}), "DatabaseList").await
     }
 
     pub async fn create_database(&self, input: &Database) -> Result<(), GlueError> {
@@ -349,23 +354,7 @@ impl Glue {
     }
 
     pub async fn get_tables(&self, db: &str) -> Result<Vec<Table>, GlueError> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "PascalCase")]
-        struct Out {
-            #[serde(default, deserialize_with = "nullable")]
-            table_list: Vec<Table>,
-            next_token: Option<String>,
-        }
-        let mut all = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let out: Out = self.call("GetTables", paged(json!({ "DatabaseName": db }), &token)).await?;
-            all.extend(out.table_list);
-            match out.next_token.filter(|t| !t.is_empty()) {
-                Some(t) => token = Some(t),
-                None => return Ok(all),
-            }
-        }
+        self.pages("GetTables", json!({ "DatabaseName": db }), "TableList").await
     }
 
     pub async fn create_table(&self, db: &str, input: &Table) -> Result<(), GlueError> {
