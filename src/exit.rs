@@ -64,9 +64,19 @@ pub const TABLE: [(Kind, u8, &str); 15] = [
     (Kind::Terminated, 143, "stopped by SIGTERM, after flushing"),
 ];
 
+/// The row of `kind` in the table.
+fn row(kind: Kind) -> &'static (Kind, u8, &'static str) {
+    TABLE.iter().find(|(k, _, _)| *k == kind).expect("every kind is in the table")
+}
+
 /// The exit code of `kind`.
 pub fn code(kind: Kind) -> u8 {
-    TABLE.iter().find(|(k, _, _)| *k == kind).map(|(_, c, _)| *c).expect("every kind is in the table")
+    row(kind).1
+}
+
+/// What the exit code of `kind` means (the README's wording).
+pub fn meaning(kind: Kind) -> &'static str {
+    row(kind).2
 }
 
 #[cfg(test)]

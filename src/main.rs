@@ -44,8 +44,7 @@ fn exit_on_panic() {
     std::panic::set_hook(Box::new(move |info| {
         rust_message(info);
         let internal = ticklake::exit::Kind::Internal;
-        let text = ticklake::exit::TABLE.iter().find(|t| t.0 == internal).map_or("internal error", |t| t.2);
-        ticklake::output::report_error(text);
+        ticklake::output::report_error(ticklake::exit::meaning(internal));
         std::process::exit(ticklake::exit::code(internal).into());
     }));
     if std::env::var_os("TICKLAKE_PANIC_FOR_TEST").is_some() {
